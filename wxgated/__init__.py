@@ -1,0 +1,3 @@
+"""wxgated: an API gateway daemon for WeChat mini-program backends."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from wxgated.cli import main
+
+raise SystemExit(main())

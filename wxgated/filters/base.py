@@ -1,0 +1,47 @@
+"""The filter interface and registry.
+
+A filter is one module: a subclass of `Filter` with a `name` (its key in routes.yaml)
+and a `schema` (the JSON Schema fragment for its options), decorated with `@register`.
+The schema fragments are assembled into schema/wxgated.schema.json, so adding a filter
+never means editing a central schema by hand.
+
+Chains are onions built once at compile time: `wrap(next)` returns the handler that
+runs this filter around `next`. Filters that only touch the request may override
+`wrap` to return a cheaper closure.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from wxgated.http.message import Handler, Request, Response
+
+FILTERS: dict[str, type[Filter]] = {}
+
+
+class Filter:
+    name: ClassVar[str]
+    schema: ClassVar[dict[str, Any]]
+
+    def __init__(self, config: Any, ctx: Any) -> None:
+        """`ctx` is the CompileContext (wxgated.config.context): route name, upstreams,
+        the shared-state backend, the long-lived registry, the whole config."""
+        self.config = config
+
+    def wrap(self, next: Handler) -> Handler:
+        handle = self.handle
+
+        async def run(req: Request) -> Response:
+            return await handle(req, next)
+
+        return run
+
+    async def handle(self, req: Request, next: Handler) -> Response:
+        return await next(req)
+
+
+def register(cls: type[Filter]) -> type[Filter]:
+    if cls.name in FILTERS:
+        raise RuntimeError(f"filter {cls.name!r} registered twice")
+    FILTERS[cls.name] = cls
+    return cls

@@ -1,0 +1,31 @@
+"""The terminal registry: the one key of a route that answers it.
+
+A terminal is `upstream`, `aggregate`, `respond` or `wechat` (DESIGN.md). Each module
+registers a `Terminal` with its route key, the JSON Schema fragment for that key's value,
+and a `build(value, route, ctx) -> Handler` called once per route at compile time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from wxgated.http.message import Handler
+
+
+@dataclass(frozen=True)
+class Terminal:
+    key: str
+    schema: dict[str, Any]
+    build: Callable[[Any, dict[str, Any], Any], Handler]
+
+
+TERMINALS: dict[str, Terminal] = {}
+
+
+def register_terminal(terminal: Terminal) -> Terminal:
+    if terminal.key in TERMINALS:
+        raise RuntimeError(f"terminal {terminal.key!r} registered twice")
+    TERMINALS[terminal.key] = terminal
+    return terminal

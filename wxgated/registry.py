@@ -1,0 +1,57 @@
+"""Long-lived objects that must survive a config reload when their config did not change.
+
+Connection pools, breaker and health state, local rate-limit buckets: they are keyed by a
+stable identity (e.g. ("pool", upstream, target_url)) plus a `spec` (the config that
+shaped them). A reload compiles a new Snapshot against the same Registry; objects whose
+key and spec match are reused, the rest are created. After the swap, `commit()` closes
+what the new Snapshot no longer uses; after a failed compile, `abort()` drops what it made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _close(obj: Any) -> None:
+    close = getattr(obj, "close", None)
+    if close is not None:
+        close()
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._live: dict[Any, tuple[Any, Any]] = {}  # key -> (spec, obj)
+        self._next: dict[Any, tuple[Any, Any]] = {}
+
+    def keep(self, key: Any, spec: Any, factory: Callable[[], T]) -> T:
+        """The object for `key`: the live one when `spec` is unchanged, else a new one."""
+        hit = self._next.get(key)
+        if hit is not None and hit[0] == spec:
+            return hit[1]  # type: ignore[no-any-return]
+        hit = self._live.get(key)
+        if hit is not None and hit[0] == spec:
+            self._next[key] = hit
+            return hit[1]  # type: ignore[no-any-return]
+        obj = factory()
+        self._next[key] = (spec, obj)
+        return obj
+
+    def commit(self) -> None:
+        kept = {id(obj) for _, obj in self._next.values()}
+        for _, obj in self._live.values():
+            if id(obj) not in kept:
+                _close(obj)
+        self._live, self._next = self._next, {}
+
+    def abort(self) -> None:
+        live = {id(obj) for _, obj in self._live.values()}
+        for _, obj in self._next.values():
+            if id(obj) not in live:
+                _close(obj)
+        self._next = {}
+
+    def items(self) -> list[tuple[Any, Any]]:
+        return [(k, obj) for k, (_, obj) in self._live.items()]

@@ -1,0 +1,215 @@
+"""A local stand-in for api.weixin.qq.com that speaks its wire format (WECHAT.md).
+
+JSON is served as text/plain, errors as errcode/errmsg with a ", rid: ..." suffix, each
+js_code and phone code works once. Tests steer it through the `Control` object:
+
+    app, wx = make_wechat_app("wxappid", "secret")
+    base = await serve(app)
+    wx.add_code("c1", "openid-1")
+    wx.fail_next(2); wx.latency = 0.2; wx.quota_per_minute = 3; wx.expire_tokens()
+    assert wx.calls["stable_token"] == 1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+TEXT = "text/plain"
+
+
+@dataclass
+class Control:
+    appid: str
+    secret: str
+    latency: float = 0.0
+    quota_per_minute: int | None = None  # jscode2session calls per minute before 45011
+    token_ttl: int = 7200
+    codes: dict[str, dict[str, str]] = field(default_factory=dict)
+    used_codes: set[str] = field(default_factory=set)
+    phone_codes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    blocked_codes: set[str] = field(default_factory=set)  # answer 40226 (high-risk user)
+    session_keys: dict[str, str] = field(default_factory=dict)  # openid -> session_key
+    tokens: dict[str, float] = field(default_factory=dict)  # access_token -> expires at
+    stable: str | None = None
+    calls: collections.Counter[str] = field(default_factory=collections.Counter)
+    last_query: dict[str, dict[str, str]] = field(default_factory=dict)
+    _fail: int = 0
+    _minute: list[float] = field(default_factory=list)
+    _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _country_flip: bool = False
+
+    def add_code(self, code: str, openid: str, session_key: str | None = None,
+                 unionid: str | None = None) -> str:
+        """Register a wx.login code; returns the session_key WeChat will hand out."""
+        key = session_key or base64.b64encode(os.urandom(16)).decode()
+        entry = {"openid": openid, "session_key": key}
+        if unionid:
+            entry["unionid"] = unionid
+        self.codes[code] = entry
+        return key
+
+    def add_phone_code(self, code: str, phone: str = "13800138000", country: str = "86") -> None:
+        self.phone_codes[code] = {"purePhoneNumber": phone, "countryCode": country}
+
+    def fail_next(self, n: int) -> None:
+        """The next `n` calls (any endpoint) answer errcode -1, system busy."""
+        self._fail = n
+
+    def expire_tokens(self) -> None:
+        """Every access_token issued so far stops working (40001)."""
+        self.tokens.clear()
+        self.stable = None
+
+    def new_token(self) -> str:
+        token = f"ACCESS_TOKEN_{next(self._seq)}_{os.urandom(6).hex()}"
+        self.tokens[token] = time.time() + self.token_ttl
+        return token
+
+    def token_ok(self, token: str | None) -> bool:
+        return token is not None and self.tokens.get(token, 0) > time.time()
+
+
+def _rid() -> str:
+    return f", rid: {os.urandom(4).hex()}-{os.urandom(2).hex()}"
+
+
+def _answer(doc: dict[str, Any]) -> web.Response:
+    return web.Response(text=json.dumps(doc), content_type=TEXT)
+
+
+def _error(code: int, msg: str) -> web.Response:
+    return _answer({"errcode": code, "errmsg": msg + _rid()})
+
+
+def make_wechat_app(appid: str, secret: str) -> tuple[web.Application, Control]:
+    ctl = Control(appid, secret)
+
+    async def gate(api: str, request: web.Request) -> web.Response | None:
+        ctl.calls[api] += 1
+        ctl.last_query[api] = dict(request.query)
+        if ctl.latency:
+            await asyncio.sleep(ctl.latency)
+        if ctl._fail > 0:
+            ctl._fail -= 1
+            return _error(-1, "system error")
+        return None
+
+    async def jscode2session(request: web.Request) -> web.Response:
+        if (busy := await gate("jscode2session", request)) is not None:
+            return busy
+        q = request.query
+        if q.get("appid") != ctl.appid:
+            return _error(40013, "invalid appid")
+        if q.get("secret") != ctl.secret:
+            return _error(40125, "invalid appsecret")
+        if ctl.quota_per_minute is not None:
+            now = time.monotonic()
+            ctl._minute = [t for t in ctl._minute if now - t < 60.0]
+            if len(ctl._minute) >= ctl.quota_per_minute:
+                return _error(45011, "api minute-quota reach limit  mustslower  retry next minute")
+            ctl._minute.append(now)
+        code = q.get("js_code", "")
+        if code in ctl.blocked_codes:
+            return _error(40226, "high risk user")
+        if code in ctl.used_codes:
+            return _error(40163, "code been used")
+        entry = ctl.codes.get(code)
+        if entry is None:
+            return _error(40029, "invalid code")
+        ctl.used_codes.add(code)
+        ctl.session_keys[entry["openid"]] = entry["session_key"]
+        return _answer(dict(entry))  # success: no errcode at all, like the real thing
+
+    async def token(request: web.Request) -> web.Response:
+        if (busy := await gate("token", request)) is not None:
+            return busy
+        q = request.query
+        if q.get("appid") != ctl.appid:
+            return _error(40013, "invalid appid")
+        if q.get("secret") != ctl.secret:
+            return _error(40001, "invalid credential, access_token is invalid or not latest")
+        return _answer({"access_token": ctl.new_token(), "expires_in": ctl.token_ttl})
+
+    async def stable_token(request: web.Request) -> web.Response:
+        if (busy := await gate("stable_token", request)) is not None:
+            return busy
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return _error(47001, "data format error")
+        if body.get("appid") != ctl.appid:
+            return _error(40013, "invalid appid")
+        if body.get("secret") != ctl.secret:
+            return _error(40001, "invalid credential, access_token is invalid or not latest")
+        if body.get("force_refresh") or not ctl.token_ok(ctl.stable):
+            ctl.stable = ctl.new_token()
+        left = int(ctl.tokens[ctl.stable] - time.time())
+        return _answer({"access_token": ctl.stable, "expires_in": left})
+
+    async def checksession(request: web.Request) -> web.Response:
+        if (busy := await gate("checksession", request)) is not None:
+            return busy
+        q = request.query
+        if not ctl.token_ok(q.get("access_token")):
+            return _error(40001, "invalid credential, access_token is invalid or not latest")
+        key = ctl.session_keys.get(q.get("openid", ""))
+        if key is None:
+            return _error(40003, "invalid openid")
+        expected = hmac.new(key.encode(), b"", hashlib.sha256).hexdigest()
+        if q.get("sig_method") != "hmac_sha256" or q.get("signature") != expected:
+            return _error(87009, "invalid signature")
+        return _answer({"errcode": 0, "errmsg": "ok"})
+
+    async def phone(request: web.Request) -> web.Response:
+        if (busy := await gate("getuserphonenumber", request)) is not None:
+            return busy
+        if not ctl.token_ok(request.query.get("access_token")):
+            return _error(40001, "invalid credential, access_token is invalid or not latest")
+        try:
+            code = json.loads(await request.read()).get("code")
+        except (ValueError, AttributeError):
+            return _error(47001, "data format error")
+        entry = ctl.phone_codes.pop(code, None)
+        if entry is None:
+            return _error(40029, "invalid code")
+        # Real answers carry countryCode as a string in some replies, a number in others.
+        ctl._country_flip = not ctl._country_flip
+        country = entry["countryCode"] if ctl._country_flip else int(entry["countryCode"])
+        info = {
+            "phoneNumber": f"+{entry['countryCode']} {entry['purePhoneNumber']}",
+            "purePhoneNumber": entry["purePhoneNumber"], "countryCode": country,
+            "watermark": {"timestamp": int(time.time()), "appid": ctl.appid},
+        }
+        return _answer({"errcode": 0, "errmsg": "ok", "phone_info": info})
+
+    async def msg_sec_check(request: web.Request) -> web.Response:
+        """Any token-protected API, for the `wechat: api` terminal: echoes what it got."""
+        if (busy := await gate("msg_sec_check", request)) is not None:
+            return busy
+        if not ctl.token_ok(request.query.get("access_token")):
+            return _error(40001, "invalid credential, access_token is invalid or not latest")
+        body = (await request.read()).decode()
+        return _answer({"errcode": 0, "errmsg": "ok", "result": {"suggest": "pass"},
+                        "echo": body, "query": {k: v for k, v in request.query.items()
+                                                if k != "access_token"}})
+
+    app = web.Application()
+    app.router.add_get("/sns/jscode2session", jscode2session)
+    app.router.add_get("/cgi-bin/token", token)
+    app.router.add_post("/cgi-bin/stable_token", stable_token)
+    app.router.add_get("/wxa/checksession", checksession)
+    app.router.add_post("/wxa/business/getuserphonenumber", phone)
+    app.router.add_post("/wxa/msg_sec_check", msg_sec_check)
+    return app, ctl

@@ -1,0 +1,160 @@
+"""WeChat's cryptography (WECHAT.md) and the gateway's own at-rest encryption.
+
+Everything that compares a client-supplied signature uses `hmac.compare_digest`, so the
+time a check takes says nothing about how much of a forged signature was right.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+class DecryptError(ValueError):
+    """Encrypted user data that cannot be trusted; `reason` is safe to show a client."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _b64(value: str, what: str) -> bytes:
+    # Mini programs that put these values in a query string get "+" turned into " ".
+    try:
+        return base64.b64decode(value.replace(" ", "+"), validate=True)
+    except (binascii.Error, ValueError, AttributeError):
+        raise DecryptError(f"bad base64 in {what}") from None
+
+
+def decrypt_user_data(
+    session_key_b64: str, encrypted_b64: str, iv_b64: str, appid: str
+) -> dict[str, Any]:
+    """Decrypt wx.getUserInfo / open-data payloads: AES-128-CBC, PKCS#7 padding.
+
+    The watermark check matters: without it, data encrypted for another mini program
+    (with a session_key the attacker controls there) would be accepted here.
+    """
+    key = _b64(session_key_b64, "session_key")
+    if len(key) != 16:
+        raise DecryptError("session_key is not 16 bytes")
+    iv = _b64(iv_b64, "iv")
+    if len(iv) != 16:
+        raise DecryptError("iv is not 16 bytes")
+    data = _b64(encrypted_b64, "encryptedData")
+    if not data or len(data) % 16:
+        raise DecryptError("encryptedData length is not a multiple of 16 bytes")
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+    padded = decryptor.update(data) + decryptor.finalize()
+    unpadder = padding.PKCS7(128).unpadder()
+    try:
+        plain = unpadder.update(padded) + unpadder.finalize()
+    except ValueError:
+        raise DecryptError("bad padding (wrong session_key or iv)") from None
+    try:
+        doc = json.loads(plain)
+    except (UnicodeDecodeError, ValueError):
+        raise DecryptError("decrypted data is not JSON (wrong session_key or iv)") from None
+    if not isinstance(doc, dict):
+        raise DecryptError("decrypted data is not a JSON object")
+    watermark = doc.get("watermark")
+    if not isinstance(watermark, dict) or watermark.get("appid") != appid:
+        raise DecryptError("watermark appid mismatch")
+    return doc
+
+
+def encrypt_user_data(session_key_b64: str, doc: dict[str, Any], iv: bytes) -> str:
+    """The inverse of `decrypt_user_data`; what WeChat does. Used by tests and the stand-in."""
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(json.dumps(doc).encode()) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(base64.b64decode(session_key_b64)), modes.CBC(iv)).encryptor()
+    return base64.b64encode(encryptor.update(padded) + encryptor.finalize()).decode()
+
+
+def _same(expected: str, given: str) -> bool:
+    return hmac.compare_digest(expected.encode(), given.strip().lower().encode("utf-8", "replace"))
+
+
+def raw_data_signature_ok(raw_data: str, signature: str, session_key: str) -> bool:
+    """wx.getUserInfo's `signature == sha1(rawData + session_key)`, session_key as base64 text."""
+    expected = hashlib.sha1((raw_data + session_key).encode()).hexdigest()
+    return _same(expected, signature)
+
+
+def check_session_signature(session_key: str) -> str:
+    """checksession's signature: HMAC-SHA256 keyed with the base64 TEXT, over nothing."""
+    return hmac.new(session_key.encode(), b"", hashlib.sha256).hexdigest()
+
+
+def push_signature(token: str, timestamp: str, nonce: str) -> str:
+    return hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()
+
+
+def push_signature_ok(token: str, timestamp: str, nonce: str, signature: str) -> bool:
+    """Message-push URL verification: sha1 over the sorted token/timestamp/nonce."""
+    if not token:
+        return False  # an unset push_token must never verify anything
+    return _same(push_signature(token, timestamp, nonce), signature)
+
+
+def parse_encryption_key(text: str) -> bytes:
+    """`state.encryption_key`: 32 bytes written as 64 hex digits or as base64 (std or url).
+
+    Generate one with `python -c "import secrets; print(secrets.token_hex(32))"`.
+    """
+    text = text.strip()
+    if len(text) == 64:
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            pass
+    try:
+        key = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 32:
+        raise ValueError("state.encryption_key must be 32 bytes as 64 hex digits or base64")
+    return key
+
+
+class SecretBox:
+    """AES-256-GCM for secrets kept in the state backend (session_key at rest).
+
+    Output is text ("g1:" + base64(nonce | ciphertext | tag)) so it sits in JSON values.
+    `aad` binds a ciphertext to where it lives (the session id), so a value copied into
+    another session's record does not decrypt.
+    """
+
+    __slots__ = ("_aead",)
+    PREFIX = "g1:"
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise ValueError("SecretBox needs a 32-byte key")
+        self._aead = AESGCM(key)
+
+    def __repr__(self) -> str:
+        return "SecretBox(<key hidden>)"
+
+    def encrypt(self, plain: bytes, aad: bytes = b"") -> str:
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, plain, aad or None)
+        return self.PREFIX + base64.b64encode(nonce + sealed).decode()
+
+    def decrypt(self, sealed: str, aad: bytes = b"") -> bytes:
+        if not sealed.startswith(self.PREFIX):
+            raise ValueError("not a SecretBox value")
+        try:
+            raw = base64.b64decode(sealed[len(self.PREFIX):], validate=True)
+            return self._aead.decrypt(raw[:12], raw[12:], aad or None)
+        except (binascii.Error, ValueError, InvalidTag):
+            raise ValueError("SecretBox value does not decrypt (wrong key?)") from None

@@ -1,0 +1,105 @@
+"""Server-side WeChat sessions: sid → {openid, unionid, session_key, created}.
+
+The session_key is what lets the gateway decrypt a user's data and answer checksession;
+it never leaves the gateway. With a `SecretBox` it is stored AES-256-GCM encrypted, bound
+to its sid, so a Redis dump or a copied record reveals nothing usable.
+
+Only the StateBackend interface is used, so memory and Redis (Cluster) behave the same.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from wxgated.state.base import StateBackend, StateError
+from wxgated.wechat.crypto import SecretBox
+
+PREFIX = "wx:sess:"
+
+
+@dataclass(frozen=True)
+class Session:
+    sid: str
+    openid: str
+    unionid: str | None
+    created: float
+
+
+@dataclass(frozen=True)
+class SessionRecord(Session):
+    """A session with its secret: only for code inside the gateway (decrypt, checksession)."""
+
+    session_key: str = field(default="", repr=False)
+
+
+class SessionStore:
+    def __init__(self, state: StateBackend, ttl: float, box: SecretBox | None = None) -> None:
+        self.state = state
+        self.ttl = ttl
+        self._box = box
+
+    def __repr__(self) -> str:
+        return f"SessionStore(state={self.state.name!r}, ttl={self.ttl}, encrypted={self._box is not None})"
+
+    async def create(self, openid: str, unionid: str | None, session_key: str) -> Session:
+        sid = secrets.token_urlsafe(24)
+        created = time.time()
+        doc: dict[str, object] = {"openid": openid, "unionid": unionid, "created": created}
+        if self._box is not None:
+            doc["session_key_enc"] = self._box.encrypt(session_key.encode(), sid.encode())
+        else:
+            doc["session_key"] = session_key
+        await self.state.set(PREFIX + sid, json.dumps(doc).encode(), self.ttl)
+        return Session(sid, openid, unionid, created)
+
+    async def _load(self, sid: str) -> dict[str, object] | None:
+        if not sid:
+            return None
+        raw = await self.state.get(PREFIX + sid)
+        if raw is None:
+            return None
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            raise StateError(f"session {sid[:6]}… is not JSON") from None
+        return doc if isinstance(doc, dict) else None
+
+    async def lookup(self, sid: str) -> Session | None:
+        """The session without its secret: what a per-request revocation check needs."""
+        doc = await self._load(sid)
+        if doc is None:
+            return None
+        return Session(sid, str(doc["openid"]), _opt(doc.get("unionid")), float(doc["created"]))  # type: ignore[arg-type]
+
+    async def get(self, sid: str) -> SessionRecord | None:
+        doc = await self._load(sid)
+        if doc is None:
+            return None
+        if "session_key_enc" in doc:
+            if self._box is None:
+                raise StateError("session_key is encrypted but no state.encryption_key is set")
+            try:
+                key = self._box.decrypt(str(doc["session_key_enc"]), sid.encode()).decode()
+            except ValueError:
+                raise StateError("session_key does not decrypt (encryption_key changed?)") from None
+        else:
+            key = str(doc.get("session_key", ""))
+        return SessionRecord(sid, str(doc["openid"]), _opt(doc.get("unionid")),
+                             float(doc["created"]), session_key=key)  # type: ignore[arg-type]
+
+    async def touch(self, sid: str) -> bool:
+        """Give a live session a fresh TTL (token refresh). False when it is gone."""
+        raw = await self.state.get(PREFIX + sid) if sid else None
+        if raw is None:
+            return False
+        return await self.state.set(PREFIX + sid, raw, self.ttl)
+
+    async def revoke(self, sid: str) -> bool:
+        return await self.state.delete(PREFIX + sid) if sid else False
+
+
+def _opt(value: object) -> str | None:
+    return str(value) if value else None

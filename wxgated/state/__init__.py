@@ -6,9 +6,9 @@ embedded default, `redis` serves several workers or machines.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from wxgated.config.units import parse_duration
 from wxgated.state.base import StateBackend, StateError
 from wxgated.state.memory import MemoryState
 
@@ -17,23 +17,6 @@ __all__ = ["StateBackend", "StateError", "MemoryState", "open_backend"]
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_REDIS_TIMEOUT = 0.2
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def _seconds(value: Any) -> float:
-    """A duration ("200ms", "1s", or a number of seconds) in seconds.
-
-    Kept private until wxgated.config.units.parse_duration lands; the schema has
-    already validated the syntax by the time a config reaches here.
-    """
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    m = _DURATION.match(str(value))
-    if m is None:
-        raise ValueError(f"not a duration: {value!r}")
-    return float(m.group(1)) * _UNIT[m.group(2)]
-
 
 def redis_options(state_cfg: dict[str, Any]) -> dict[str, Any]:
     """The RedisState keyword arguments for a `state:` section (its `redis:` part)."""
@@ -41,7 +24,7 @@ def redis_options(state_cfg: dict[str, Any]) -> dict[str, Any]:
     opts: dict[str, Any] = {
         "url": r.get("url", DEFAULT_REDIS_URL),
         "cluster": bool(r.get("cluster", False)),
-        "timeout": _seconds(r.get("timeout", DEFAULT_REDIS_TIMEOUT)),
+        "timeout": parse_duration(r.get("timeout", DEFAULT_REDIS_TIMEOUT)),
     }
     for optional in ("prefix", "max_connections"):
         if optional in r:

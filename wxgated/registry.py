@@ -9,16 +9,25 @@ what the new Snapshot no longer uses; after a failed compile, `abort()` drops wh
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-def _close(obj: Any) -> None:
+def close_quietly(obj: Any) -> None:
+    """Call obj.close() if it has one; an async close is scheduled on the running loop."""
     close = getattr(obj, "close", None)
-    if close is not None:
-        close()
+    if close is None:
+        return
+    try:
+        res = close()
+        if inspect.isawaitable(res):
+            asyncio.ensure_future(res)
+    except Exception:  # noqa: BLE001 - closing is best effort
+        pass
 
 
 class Registry:
@@ -43,14 +52,14 @@ class Registry:
         kept = {id(obj) for _, obj in self._next.values()}
         for _, obj in self._live.values():
             if id(obj) not in kept:
-                _close(obj)
+                close_quietly(obj)
         self._live, self._next = self._next, {}
 
     def abort(self) -> None:
         live = {id(obj) for _, obj in self._live.values()}
         for _, obj in self._next.values():
             if id(obj) not in live:
-                _close(obj)
+                close_quietly(obj)
         self._next = {}
 
     def items(self) -> list[tuple[Any, Any]]:

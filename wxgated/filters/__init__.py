@@ -4,7 +4,7 @@ from importlib import import_module
 
 from wxgated.filters.base import FILTERS, Filter, register
 
-_MODULES: list[str] = []
+_MODULES: list[str] = ["strip_prefix", "rewrite", "headers"]
 
 for _m in _MODULES:
     import_module(f"wxgated.filters.{_m}")

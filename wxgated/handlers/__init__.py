@@ -4,7 +4,7 @@ from importlib import import_module
 
 from wxgated.handlers.base import TERMINALS, Terminal, register_terminal
 
-_MODULES: list[str] = []
+_MODULES: list[str] = ["proxy", "respond"]
 
 for _m in _MODULES:
     import_module(f"wxgated.handlers.{_m}")

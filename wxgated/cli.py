@@ -1,0 +1,90 @@
+"""The command line: run, check, routes, schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+from wxgated import __version__
+from wxgated.config.errors import ConfigError
+
+
+def default_config() -> str:
+    return os.environ.get("WXGATED_CONFIG", "routes.yaml")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wxgated", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"wxgated {__version__}")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for name, help_text in (("run", "run the gateway in the foreground"),
+                            ("check", "validate a config file and exit"),
+                            ("routes", "print the compiled route table")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("-c", "--config", default=None,
+                       help="config file (default: $WXGATED_CONFIG or ./routes.yaml)")
+    sub.add_parser("schema", help="print the config's JSON Schema")
+    args = parser.parse_args(argv)
+    if args.cmd == "schema":
+        from wxgated.config.schema import build_schema
+
+        print(json.dumps(build_schema(), indent=2, ensure_ascii=False))
+        return 0
+    path = args.config or default_config()
+    if args.cmd == "check":
+        return cmd_check(path)
+    if args.cmd == "routes":
+        return cmd_routes(path)
+    from wxgated.run import run
+
+    return run(path)
+
+
+def report(exc: ConfigError) -> None:
+    for issue in exc.issues:
+        print(issue, file=sys.stderr)
+
+
+def cmd_check(path: str) -> int:
+    from wxgated.config.validate import load_and_validate
+
+    try:
+        load_and_validate(path)
+    except ConfigError as exc:
+        report(exc)
+        return 1
+    print(f"{path}: ok")
+    return 0
+
+
+def cmd_routes(path: str) -> int:
+    from wxgated.admin import route_info
+    from wxgated.config.compile import load_snapshot
+    from wxgated.registry import Registry
+
+    async def compiled() -> Any:
+        return load_snapshot(path, Registry())
+
+    try:
+        snap = asyncio.run(compiled())
+    except ConfigError as exc:
+        report(exc)
+        return 1
+    rows = [route_info(r) for r in snap.routes]
+    widths = [max([len(k)] + [len(_cell(r[k])) for r in rows]) for k in
+              ("name", "methods", "host", "path", "filters", "terminal")]
+    cols = ("name", "methods", "host", "path", "filters", "terminal")
+    print("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for r in rows:
+        print("  ".join(_cell(r[c]).ljust(w) for c, w in zip(cols, widths, strict=True)))
+    return 0
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, list):
+        return ",".join(v) or "-"
+    return "*" if v is None else str(v)

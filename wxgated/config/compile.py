@@ -1,0 +1,151 @@
+"""Compile a validated config into an immutable Snapshot the hot path can run on.
+
+Everything that can be decided once is decided here: routes go into the radix tree,
+filter chains are nested into one callable per route, upstreams get their targets and
+policies. Long-lived pieces come from the Registry so a reload keeps them when their
+config did not change. A failed compile leaves no trace (`Registry.abort`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from wxgated.config.context import CompileContext
+from wxgated.config.errors import ConfigError, Issue, SemanticError
+from wxgated.config.spec import frozen
+from wxgated.config.validate import load_and_validate
+from wxgated.filters import FILTERS
+from wxgated.handlers import TERMINALS
+from wxgated.http.message import Handler
+from wxgated.observe.metrics import RouteMetrics
+from wxgated.registry import Registry, close_quietly
+from wxgated.router import RouteConflict, Router
+from wxgated.upstream.build import build_upstreams
+
+
+@dataclass(frozen=True, eq=False)
+class Route:
+    name: str
+    path: str
+    methods: tuple[str, ...]
+    host: str | None
+    terminal: str
+    filters: tuple[str, ...]
+    chain: Handler
+    metrics: RouteMetrics
+    websocket: bool = True
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    source: str
+    sha256: str
+    version: int
+    loaded_at: float
+    config: dict[str, Any]
+    router: Router
+    routes: tuple[Route, ...]
+    upstreams: dict[str, Any]
+    services: dict[str, Any] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": self.source, "sha256": self.sha256, "version": self.version,
+                "loaded_at": self.loaded_at, "routes": len(self.routes),
+                "upstreams": sorted(self.upstreams)}
+
+
+def load_snapshot(path: str, registry: Registry) -> Snapshot:
+    """Read, validate and compile `path`; raises ConfigError with every issue found."""
+    doc = load_and_validate(path)
+    try:
+        snap = compile_document(doc, registry)
+    except BaseException:
+        registry.abort()
+        raise
+    return snap
+
+
+def compile_document(doc: Any, registry: Registry) -> Snapshot:
+    cfg = doc.data
+    ctx = CompileContext(config=cfg, registry=registry, source=doc.source)
+    ctx.services = _services(cfg, registry)
+    issues: list[Issue] = []
+    try:
+        ctx.upstreams = build_upstreams(cfg.get("upstreams", {}), registry, ctx.services)
+    except SemanticError as exc:
+        raise ConfigError([doc.issue_at(exc.path, exc.message)]) from None
+    router = Router()
+    routes = []
+    for i, rcfg in enumerate(cfg.get("routes", [])):
+        try:
+            route = _compile_route(rcfg, i, ctx)
+        except SemanticError as exc:
+            issues.append(doc.issue_at(("routes", i, *exc.path), exc.message))
+            continue
+        match = rcfg["match"]
+        try:
+            router.add(match["path"], match.get("methods"), match.get("host"), route)
+        except RouteConflict as exc:
+            issues.append(doc.issue_at(("routes", i, "match"), str(exc)))
+            continue
+        routes.append(route)
+    if issues:
+        raise ConfigError(issues)
+    return Snapshot(source=doc.source, sha256=doc.sha256, version=int(cfg.get("version", 1)),
+                    loaded_at=time.time(), config=cfg, router=router, routes=tuple(routes),
+                    upstreams=ctx.upstreams, services=ctx.services,
+                    files=tuple(doc.referenced_files()))
+
+
+def _compile_route(rcfg: dict[str, Any], index: int, ctx: CompileContext) -> Route:
+    name = rcfg["name"]
+    ctx.route_name = name
+    ctx.route = rcfg
+    terminal_key = next(k for k in TERMINALS if k in rcfg)
+    try:
+        handler = TERMINALS[terminal_key].build(rcfg[terminal_key], rcfg, ctx)
+    except SemanticError as exc:
+        raise SemanticError(exc.message, (terminal_key, *exc.path)) from None
+    filter_names = []
+    filters = []
+    for j, item in enumerate(rcfg.get("filters", [])):
+        (fname, fcfg), = item.items()
+        try:
+            filters.append(FILTERS[fname](fcfg, ctx))
+        except SemanticError as exc:
+            raise SemanticError(exc.message, ("filters", j, fname, *exc.path)) from None
+        filter_names.append(fname)
+    for f in reversed(filters):
+        handler = f.wrap(handler)
+    match = rcfg["match"]
+    return Route(name=name, path=match["path"], methods=tuple(match.get("methods") or ()),
+                 host=match.get("host"), terminal=terminal_key, filters=tuple(filter_names),
+                 chain=handler, metrics=RouteMetrics(name),
+                 websocket=bool(rcfg.get("websocket", True)))
+
+
+def _services(cfg: dict[str, Any], registry: Registry) -> dict[str, Any]:
+    """Process-wide services, rebuilt only when their part of the config changes."""
+    from wxgated.state import open_backend
+
+    state_cfg = cfg.get("state", {"backend": "memory"})
+    state = registry.keep(("state",), frozen(state_cfg), lambda: open_backend(state_cfg))
+    services: dict[str, Any] = {"state": state}
+    try:
+        from wxgated.wechat import build_services
+    except ImportError:
+        return services
+    spec = frozen({k: cfg.get(k) for k in ("wechat", "jwt", "state")})
+    services.update(registry.keep(("wechat",), spec, lambda: _Bundle(build_services(cfg, state))))
+    return services
+
+
+class _Bundle(dict):  # type: ignore[type-arg]
+    """A dict of services that the registry can close as one."""
+
+    def close(self) -> None:
+        for svc in self.values():
+            close_quietly(svc)

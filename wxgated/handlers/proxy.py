@@ -1,0 +1,49 @@
+"""The `upstream` terminal: stream the request to an upstream pool and the answer back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wxgated.handlers.base import Terminal, register_terminal
+from wxgated.http.headers import request_block, response_headers
+from wxgated.http.message import Handler, HTTPError, Request, Response
+from wxgated.upstream.errors import UpstreamError, UpstreamUnavailable
+from wxgated.upstream.forward import forward
+
+SCHEMA = {"type": "string", "description": "name of an upstream under `upstreams:`"}
+
+
+def build(value: str, route: dict[str, Any], ctx: Any) -> Handler:
+    upstream = ctx.upstreams[value]
+    preserve_host = bool(route.get("preserve_host", False))
+    websocket = route.get("websocket", True)
+
+    async def proxy(req: Request) -> Response:
+        if websocket and req.ctx.get("upgrade_buffer") is not None:
+            from wxgated.handlers.websocket import proxy_upgrade
+
+            return await proxy_upgrade(upstream, req)
+        lines, host = request_block(req.headers, req.client_ip, req.scheme,
+                                    req.header(b"host"), req.trace_id, preserve_host)
+        try:
+            ex = await forward(upstream, req, req.method, req.target_uri.encode("latin-1"),
+                               lines, host, req.body)
+        except UpstreamError as exc:
+            raise _to_http(exc) from None
+        conn = ex.conn
+        headers = response_headers(ex.headers)
+        if conn.complete:
+            return Response(ex.status, headers, conn.take_body())
+        return Response(ex.status, headers, stream=conn.stream_body())
+
+    return proxy
+
+
+def _to_http(exc: UpstreamError) -> HTTPError:
+    headers = []
+    if isinstance(exc, UpstreamUnavailable):
+        headers.append((b"retry-after", str(max(1, round(exc.retry_after))).encode()))
+    return HTTPError(exc.status, str(exc), headers=headers)
+
+
+register_terminal(Terminal("upstream", SCHEMA, build))

@@ -1,0 +1,332 @@
+"""The upstream HTTP/1.1 client: keep-alive connections on asyncio Protocols + httptools.
+
+Hand-written for the same reason as the server (PERFORMANCE.md): aiohttp's
+ClientSession spends most of a proxied request's CPU on machinery a gateway does not
+need. One `UpstreamConnection` carries one exchange at a time (no upstream pipelining).
+Small answers that arrive whole with their head are handed over as bytes, so the
+common case is one read and one write; larger ones stream with backpressure.
+
+Timeouts use one loop timer per connection rather than asyncio.wait_for, which would
+cost a Task per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httptools
+
+from wxgated.upstream.errors import (
+    UpstreamBroken,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamTimeout,
+)
+
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+
+
+class UpstreamConnection(asyncio.Protocol):
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+        self.loop = pool.loop
+        self.transport: Any = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.uses = 0
+        self.idle_since = 0.0
+        self._reset()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timeout_value = 0.0
+        self.write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_done = False
+        self.complete = False
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.error: UpstreamError | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.got_bytes = False
+        self.head_request = False
+        self.close_delimited = False
+        self.keep_alive = True
+        self.reading_paused = False
+        self.upgraded = b""
+
+    # -- asyncio.Protocol -------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._disarm()
+        self.pool.forget(self)
+        if self.head_done and self.close_delimited and not self.complete:
+            self.complete = True  # the close is the end of this body
+            self.keep_alive = False
+        elif not self.complete and self.error is None:
+            err = UpstreamConnectError if not self.got_bytes else UpstreamBroken
+            self.error = err("upstream closed the connection" + (f": {exc}" if exc else ""))
+        self._wake()
+        self._wake_drain()
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        if self.complete:  # bytes after a complete answer: unusable connection
+            self.keep_alive = False
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upg:
+            self.upgraded = data[upg.args[0]:]
+            self.complete = True
+            self.keep_alive = False
+            self._wake()
+        except httptools.HttpParserError as exc:
+            self.error = UpstreamBroken(f"invalid response from upstream: {exc}")
+            self.transport.abort()
+            self._wake()
+            return
+        if self.head_done and self.head_request and not self.complete:
+            # llhttp can't know a HEAD answer has no body; end it at the head
+            self.complete = True
+            self.parser = httptools.HttpResponseParser(self)
+            self._wake()
+        if self._timer is not None:
+            self._arm(self._timeout_value)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_drain()
+
+    # -- httptools callbacks ----------------------------------------------------------
+    def on_status(self, status: bytes) -> None:
+        pass
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self.headers = []  # an interim answer (100 Continue): wait for the real one
+            return
+        self.status = status
+        self.head_done = True
+        self.keep_alive = self.parser.should_keep_alive()
+        if status not in (204, 304) and not self.head_request:
+            has_len = any(k == b"content-length" or k == b"transfer-encoding"
+                          for k, _ in self.headers)
+            self.close_delimited = not has_len
+        self._wake()
+
+    def on_body(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+        self.buffered += len(chunk)
+        if self.buffered > HIGH_WATER and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if not self.head_done:
+            return  # end of an interim 1xx answer
+        self.complete = True
+        self._wake()
+
+    # -- helpers ----------------------------------------------------------------------
+    def _wake(self) -> None:
+        w = self.waiter
+        if w is not None:
+            self.waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def _wake_drain(self) -> None:
+        w = self._drain
+        if w is not None:
+            self._drain = None
+            if not w.done():
+                w.set_result(None)
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._timeout_value = seconds
+        if seconds > 0:
+            self._timer = self.loop.call_later(seconds, self._on_timeout)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        if self.error is None and not self.complete:
+            self.error = UpstreamTimeout("upstream read timed out")
+            self.transport.abort()
+            self._wake()
+
+    async def _wait(self) -> None:
+        self.waiter = self.loop.create_future()
+        await self.waiter
+
+    # -- one exchange -------------------------------------------------------------------
+    def begin(self, head_request: bool, read_timeout: float) -> None:
+        self._reset()
+        self.head_request = head_request
+        self.uses += 1
+        self._arm(read_timeout)
+
+    async def send_body(self, head: bytes, body: AsyncIterator[bytes], chunked: bool) -> None:
+        """Stream a request body; a client-side failure propagates unchanged."""
+        transport = self.transport
+        transport.write(head)
+        async for chunk in body:
+            if self.closed or self.error is not None:
+                break
+            if chunked:
+                transport.writelines([b"%x\r\n" % len(chunk), chunk, b"\r\n"])
+            else:
+                transport.write(chunk)
+            if self._timer is not None:
+                self._arm(self._timeout_value)  # the read timeout counts from the last byte
+            while self.write_paused and not self.closed:
+                self._drain = self.loop.create_future()
+                await self._drain
+        if chunked and not self.closed:
+            transport.write(b"0\r\n\r\n")
+
+    async def read_head(self) -> tuple[int, list[tuple[bytes, bytes]]]:
+        while not self.head_done:
+            if self.error is not None:
+                raise self.error
+            if self.closed:
+                raise UpstreamConnectError("upstream closed the connection")
+            await self._wait()
+        return self.status, self.headers
+
+    def take_body(self) -> bytes:
+        """The whole body, when it arrived with the head (the common small answer)."""
+        body = b"".join(self.chunks) if len(self.chunks) != 1 else self.chunks[0]
+        self.chunks.clear()
+        self.finish()
+        return body
+
+    async def stream_body(self) -> AsyncIterator[bytes]:
+        """Yield body chunks as they arrive. Closing the generator early (client gone)
+        discards the connection; a clean end returns it to the pool."""
+        try:
+            while True:
+                if self.chunks:
+                    chunk = self.chunks.popleft()
+                    self.buffered -= len(chunk)
+                    if self.reading_paused and self.buffered < LOW_WATER:
+                        self.reading_paused = False
+                        self.transport.resume_reading()
+                    yield chunk
+                elif self.complete:
+                    break
+                elif self.error is not None:
+                    raise self.error
+                elif self.closed:
+                    raise UpstreamBroken("upstream closed the connection mid-body")
+                else:
+                    await self._wait()
+        finally:
+            if self.complete and not self.chunks:
+                self.finish()
+            else:
+                self.abort()
+
+    def finish(self) -> None:
+        self._disarm()
+        if self.keep_alive and not self.closed and self.error is None:
+            self.pool.release(self)
+        else:
+            self.abort()
+
+    def abort(self) -> None:
+        self._disarm()
+        if not self.closed:
+            self.closed = True
+            self.transport.abort()
+        self.pool.forget(self)
+
+
+class ConnectionPool:
+    """Idle keep-alive connections to one target (host, port), most recent first."""
+
+    def __init__(self, host: str, port: int, ssl_ctx: ssl.SSLContext | None = None,
+                 server_hostname: str | None = None, max_idle: int = 64,
+                 idle_timeout: float = 60.0) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.host = host
+        self.port = port
+        self.ssl = ssl_ctx
+        self.server_hostname = server_hostname
+        self.max_idle = max_idle
+        self.idle_timeout = idle_timeout
+        self.idle: list[UpstreamConnection] = []
+        self.busy: set[UpstreamConnection] = set()
+        self.closing = False
+
+    async def acquire(self, connect_timeout: float) -> tuple[UpstreamConnection, bool]:
+        """A connection and whether it was reused (a reused one may be stale)."""
+        idle = self.idle
+        now = self.loop.time()
+        while idle:
+            conn = idle.pop()
+            if conn.closed or now - conn.idle_since > self.idle_timeout:
+                conn.abort()
+                continue
+            self.busy.add(conn)
+            return conn, True
+        conn = await self._connect(connect_timeout)
+        self.busy.add(conn)
+        return conn, False
+
+    async def _connect(self, timeout: float) -> UpstreamConnection:
+        loop = self.loop
+        try:
+            async with asyncio.timeout(timeout):
+                _, proto = await loop.create_connection(
+                    lambda: UpstreamConnection(self), self.host, self.port, ssl=self.ssl,
+                    server_hostname=self.server_hostname if self.ssl else None)
+        except TimeoutError:
+            raise UpstreamTimeout(f"connect to {self.host}:{self.port} timed out") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise UpstreamConnectError(f"connect to {self.host}:{self.port}: {exc}") from None
+        return proto
+
+    def release(self, conn: UpstreamConnection) -> None:
+        self.busy.discard(conn)
+        if self.closing or len(self.idle) >= self.max_idle:
+            conn.abort()
+            return
+        conn.idle_since = self.loop.time()
+        self.idle.append(conn)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        self.busy.discard(conn)
+        if conn in self.idle:
+            self.idle.remove(conn)
+
+    def close(self) -> None:
+        """Close idle connections now; busy ones close when their exchange ends."""
+        self.closing = True
+        for conn in list(self.idle):
+            conn.abort()
+        self.idle.clear()

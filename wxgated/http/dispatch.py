@@ -1,0 +1,94 @@
+"""From a parsed request to a response: route it, run its chain, count and log it.
+
+The dispatcher holds the current Snapshot; a reload swaps it in one assignment. A
+request keeps the route (and so the chain and Snapshot) it matched, so in-flight
+requests finish on the config they started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from wxgated.http.clientip import ClientIPResolver
+from wxgated.http.envelope import envelope, error_response
+from wxgated.http.message import Body, HTTPError, Request, Response
+from wxgated.http.server import Dispatcher, GatewayProtocol, ServerConfig
+from wxgated.observe.accesslog import AccessLog
+from wxgated.observe.metrics import IN_FLIGHT, RouteMetrics
+from wxgated.observe.trace import trace_id_for
+
+log = logging.getLogger("wxgated")
+_EMPTY = Body.of(b"")
+
+
+class GatewayDispatcher(Dispatcher):
+    def __init__(self, snapshot: Any, cfg: ServerConfig, access_log: AccessLog,
+                 client_ip: ClientIPResolver) -> None:
+        self.snapshot = snapshot
+        self.cfg = cfg
+        self.access_log = access_log
+        self.client_ip = client_ip
+        self.connections: set[GatewayProtocol] = set()
+        self.shutting_down = False
+        self.in_flight = 0
+        self._unmatched = RouteMetrics("")
+        self._inc = IN_FLIGHT.inc
+        self._dec = IN_FLIGHT.dec
+        self._time = asyncio.get_running_loop().time
+
+    def protocol(self) -> GatewayProtocol:
+        return GatewayProtocol(self)
+
+    def begin(self, peer_ip: str, headers: list[tuple[bytes, bytes]], method: str, path: str,
+              query: str, start: float) -> Request:
+        xtid = tp = xff = host = None
+        for k, v in headers:
+            if k == b"x-trace-id":
+                xtid = v
+            elif k == b"traceparent":
+                tp = v
+            elif k == b"x-forwarded-for":
+                xff = v
+            elif k == b"host":
+                host = v
+        client = self.client_ip.resolve(peer_ip, xff) if xff is not None else peer_ip
+        req = Request(method, path, query, headers, _EMPTY, scheme=self.cfg.scheme,
+                      client_ip=client, peer_ip=peer_ip, trace_id=trace_id_for(xtid, tp),
+                      start=start)
+        if host is not None:
+            req.host = host.decode("latin-1")
+        self.in_flight += 1
+        self._inc()
+        return req
+
+    async def handle(self, req: Request) -> Response:
+        route, params, allow = self.snapshot.router.match(req.method, req.host, req.path)
+        if route is None:
+            if allow:
+                return envelope(405, None, trace_id=req.trace_id, code=405,
+                                msg="method not allowed",
+                                headers=[(b"allow", ", ".join(allow).encode())])
+            return envelope(404, None, trace_id=req.trace_id, code=404, msg="not found")
+        req.route = route
+        req.params = params
+        try:
+            return await route.chain(req)
+        except HTTPError as err:
+            return error_response(err, req.trace_id)
+        except Exception:
+            log.exception("route %s failed (trace %s)", route.name, req.trace_id)
+            return envelope(500, None, trace_id=req.trace_id, code=500, msg="internal error")
+
+    def reject(self, req: Request, status: int, msg: str) -> Response:
+        return envelope(status, None, trace_id=req.trace_id, code=status, msg=msg)
+
+    def done(self, req: Request, status: int, bytes_in: int, bytes_out: int) -> None:
+        self.in_flight -= 1
+        self._dec()
+        duration = self._time() - req.start
+        route = req.route
+        metrics = route.metrics if route is not None else self._unmatched
+        metrics.observe(req.method, status, duration)
+        self.access_log.log(req, status, bytes_in, bytes_out, duration)

@@ -1,0 +1,96 @@
+"""RFC 9110 §7.6 intermediary rules: what a proxy forwards, drops and adds.
+
+Hop-by-hop headers, and any header a `Connection` header names, belong to one
+connection and never cross the proxy. The gateway adds X-Forwarded-For/Proto/Host,
+X-Real-IP, Via, and the trace headers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
+    b"proxy-authorization", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+    b"host", b"content-length", b"expect",
+})
+# request headers the gateway rewrites itself
+_REPLACED = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"x-real-ip", b"traceparent",
+                       b"x-trace-id"})
+_RESPONSE_DROP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
+    b"transfer-encoding", b"upgrade",
+})
+VIA = b"1.1 wxgated"
+
+
+def connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """Header names listed in Connection (they are hop-by-hop too)."""
+    names: set[bytes] = set()
+    for k, v in headers:
+        if k == b"connection":
+            names.update(t.strip().lower() for t in v.split(b","))
+    return frozenset(names)
+
+
+def request_block(headers: list[tuple[bytes, bytes]], client_ip: str, scheme: str,
+                  host: bytes | None, trace_id: str, keep_host: bool) -> tuple[bytes, bytes]:
+    """The forwarded header lines (without Host/framing) and the client's Host.
+
+    Returns (block, host) where block is ready to follow the request line.
+    """
+    conn = connection_tokens(headers)
+    xff = b""
+    client_host = host
+    lines = []
+    via = VIA
+    for k, v in headers:
+        if k in HOP_BY_HOP or k in _REPLACED or (conn and k in conn):
+            continue
+        if k == b"x-forwarded-for":
+            xff = v if not xff else xff + b", " + v
+            continue
+        if k == b"via":
+            via = v + b", " + VIA
+            continue
+        lines.append(k + b": " + v + b"\r\n")
+    ip = client_ip.encode()
+    lines.append(b"x-forwarded-for: " + (xff + b", " + ip if xff else ip) + b"\r\n")
+    lines.append(b"x-forwarded-proto: " + scheme.encode() + b"\r\n")
+    if client_host:
+        lines.append(b"x-forwarded-host: " + client_host + b"\r\n")
+    lines.append(b"x-real-ip: " + ip + b"\r\n")
+    lines.append(b"via: " + via + b"\r\n")
+    tid = trace_id.encode()
+    lines.append(b"x-trace-id: " + tid + b"\r\n")
+    lines.append(b"traceparent: 00-" + trace_hex(trace_id) + b"-" + os.urandom(8).hex().encode()
+                 + b"-01\r\n")
+    return b"".join(lines), (client_host or b"") if keep_host else b""
+
+
+def trace_hex(trace_id: str) -> bytes:
+    """The 32-hex W3C trace-id for our trace id (hashed when it is not one already)."""
+    if len(trace_id) == 32:
+        try:
+            int(trace_id, 16)
+            return trace_id.lower().encode()
+        except ValueError:
+            pass
+    return hashlib.md5(trace_id.encode(), usedforsecurity=False).hexdigest().encode()
+
+
+def response_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """An upstream's response headers as the client gets them."""
+    conn = connection_tokens(headers)
+    out = []
+    via = VIA
+    for k, v in headers:
+        if k in _RESPONSE_DROP or (conn and k in conn):
+            continue
+        if k == b"via":
+            via = v + b", " + VIA
+            continue
+        out.append((k, v))
+    out.append((b"via", via))
+    return out

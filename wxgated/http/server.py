@@ -1,0 +1,349 @@
+"""The public HTTP/1.1 server: an asyncio Protocol around httptools (llhttp).
+
+Hand-written instead of aiohttp's server because this is the hot path: PERFORMANCE.md
+measured ~50 µs of CPU per proxied request on raw protocols against 355–440 µs with
+aiohttp on both legs. Owning the protocol means owning its correctness: requests are
+answered in order (pipelining), keep-alive follows the request and the response,
+llhttp rejects smuggling shapes (CL+TE, duplicate CL, obs-fold, bad header names),
+header and body sizes are limited on the wire, and reading pauses when a body or a
+pipeline backs up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+import httptools
+
+from wxgated.http.body import RequestBody
+from wxgated.http.message import Body, Request, Response
+from wxgated.http.writer import ResponseWriter, simple_response
+
+MAX_PIPELINE = 16  # queued requests before we stop reading from the client
+_EMPTY_BODY = Body.of(b"")
+
+
+class ServerConfig:
+    """Per-listener settings, read on every request: plain attributes, no lookups."""
+
+    __slots__ = ("max_header", "max_body", "header_timeout", "idle_timeout", "scheme",
+                 "max_connections")
+
+    def __init__(self, max_header: int = 16384, max_body: int = 1 << 20,
+                 header_timeout: float = 10.0, idle_timeout: float = 75.0,
+                 scheme: str = "http", max_connections: int = 0) -> None:
+        self.max_header = max_header
+        self.max_body = max_body
+        self.header_timeout = header_timeout
+        self.idle_timeout = idle_timeout
+        self.scheme = scheme
+        self.max_connections = max_connections
+
+
+class Dispatcher:
+    """What the protocol calls: `handle` answers a request, `done` logs and counts it.
+
+    wxgated.http.dispatch implements it; tests may pass a simpler one.
+    """
+
+    cfg: ServerConfig
+    connections: set[GatewayProtocol]
+    shutting_down: bool
+
+    async def handle(self, req: Request) -> Response:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def begin(self, peer_ip: str, headers: list[tuple[bytes, bytes]], method: str,
+              path: str, query: str, start: float) -> Request:  # pragma: no cover
+        raise NotImplementedError
+
+    def reject(self, req: Request, status: int, msg: str) -> Response:  # pragma: no cover
+        raise NotImplementedError
+
+    def done(self, req: Request, status: int, bytes_in: int, bytes_out: int) -> None:
+        pass  # pragma: no cover
+
+
+class GatewayProtocol(asyncio.Protocol):
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.d = dispatcher
+        self.cfg = dispatcher.cfg
+        self.loop = asyncio.get_running_loop()
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: Any = None
+        self.peer_ip = ""
+        self.writer: ResponseWriter | None = None
+        self.pipeline: deque[tuple[Request, RequestBody | None]] = deque()
+        self.active = False
+        self.closed = False
+        self.reading_paused = False
+        self.tunnel: Any = None  # set after a protocol upgrade (WebSocket)
+        # per message being parsed
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_size = 0
+        self._body: RequestBody | None = None
+        self._bytes_in = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._parsing = False
+
+    # -- connection ---------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = peer[0] if peer else ""
+        self.writer = ResponseWriter(transport, self)
+        conns = self.d.connections
+        if self.cfg.max_connections and len(conns) >= self.cfg.max_connections:
+            transport.write(simple_response(503, b"too many connections", close=True))
+            transport.close()
+            self.closed = True
+            return
+        conns.add(self)
+        self._arm(self.cfg.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.d.connections.discard(self)
+        self._disarm()
+        if self.writer is not None:
+            self.writer.connection_lost()
+        if self._body is not None:
+            self._body.fail(ConnectionResetError("client disconnected"))
+        for _, body in self.pipeline:
+            if body is not None:
+                body.fail(ConnectionResetError("client disconnected"))
+        if self.tunnel is not None:
+            self.tunnel.client_lost()
+
+    def pause_writing(self) -> None:
+        if self.writer is not None:
+            self.writer.pause()
+
+    def resume_writing(self) -> None:
+        if self.writer is not None:
+            self.writer.resume()
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.from_client(data)
+            return
+        self._bytes_in += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upg:
+            self._on_upgrade(data[upg.args[0]:])
+        except httptools.HttpParserError as exc:
+            status = 431 if "header too large" in str(exc) else 400
+            msg = getattr(exc, "wx_msg", None) or f"bad request: {exc.__cause__ or exc}"
+            self._reject(status, msg)
+
+    def eof_received(self) -> bool | None:
+        if self._body is not None:  # body cut short by the client
+            self._body.fail(ConnectionResetError("client closed before the body ended"))
+        return None
+
+    # -- timers -------------------------------------------------------------
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        if seconds > 0:
+            self._timer = self.loop.call_later(seconds, self._timeout)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _timeout(self) -> None:
+        self._timer = None
+        if self.active or self.closed:
+            return
+        if self._parsing:  # slow client: header or body not complete in time
+            self._reject(408, "request timeout")
+        else:  # idle keep-alive connection
+            self.transport.close()
+
+    def _reject(self, status: int, msg: str) -> None:
+        """Answer a request the parser refused, then close: the stream is unusable."""
+        self._disarm()
+        if self.closed:
+            return
+        if self.active or self.pipeline:
+            self.transport.close()  # can't answer out of order; drop the connection
+            return
+        self.transport.write(simple_response(status, msg.encode(), close=True))
+        self.transport.close()
+        self.closed = True
+
+    # -- httptools callbacks ------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._header_size = 0
+        self._parsing = True
+        if not self.active:
+            self._arm(self.cfg.header_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._header_size += len(url)
+        if self._header_size > self.cfg.max_header:
+            raise _too_large()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_size += len(name) + len(value) + 4
+        if self._header_size > self.cfg.max_header:
+            raise _too_large()
+        name = name.lower()
+        if name.startswith(b"x-wx-"):
+            return  # identity headers are the gateway's alone (DESIGN.md)
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        url = self._url
+        if url[:1] != b"/":
+            url = _origin_form(url)
+        path_b, _, query_b = url.partition(b"?")
+        path = path_b.decode("latin-1")
+        query = query_b.decode("latin-1")
+        headers = self._headers
+        method = parser.get_method().decode("ascii")
+        req = self.d.begin(self.peer_ip, headers, method, path, query, self.loop.time())
+        req.version = parser.get_http_version()
+        req.keep_alive = parser.should_keep_alive()
+        req.transport = self.transport
+        length, chunked = _body_framing(headers)
+        body = None
+        if chunked or length:
+            expect = _header(headers, b"expect")
+            body = RequestBody(self, self.cfg.max_body, length,
+                               expect is not None and expect.lower() == b"100-continue")
+            if length is not None and length > self.cfg.max_body:
+                body.too_large = True
+            req.body = Body(body, length)
+        else:
+            req.body = _EMPTY_BODY
+        self._body = body
+        self.pipeline.append((req, body))
+        if not self.active:
+            self._disarm()
+            self.active = True
+            self.loop.create_task(self._cycle())
+        elif len(self.pipeline) > MAX_PIPELINE:
+            self.pause_reading()
+
+    def on_body(self, chunk: bytes) -> None:
+        if self._body is not None:
+            self._body.feed(chunk)
+
+    def on_message_complete(self) -> None:
+        self._parsing = False
+        if self._body is not None:
+            self._body.finish()
+            self._body = None
+
+    # -- request cycles -----------------------------------------------------
+    async def _cycle(self) -> None:
+        """Answer queued requests one at a time, in arrival order."""
+        writer = self.writer
+        assert writer is not None
+        while self.pipeline and not self.closed:
+            req, body = self.pipeline.popleft()
+            if body is not None and body.too_large:
+                resp = self.d.reject(req, 413, "request body too large")
+                req.keep_alive = False
+            else:
+                resp = await self.d.handle(req)
+            keep = req.keep_alive and not self.d.shutting_down
+            if body is not None and not body.done:
+                keep = False  # unread body still on the wire: can't find the next request
+            if self.reading_paused and len(self.pipeline) <= MAX_PIPELINE // 2:
+                self.resume_reading()
+            keep = await writer.write(req, resp, keep)
+            self.d.done(req, resp.status, self._bytes_in, writer.bytes_out)
+            self._bytes_in = 0
+            if resp.upgrade is not None and resp.status == 101:
+                self.active = False
+                resp.upgrade(self.transport, self)
+                return
+            if not keep:
+                self.transport.close()
+                self.closed = True
+                break
+        self.active = False
+        if not self.closed:
+            if self.d.shutting_down:
+                self.transport.close()
+            else:
+                self._arm(self.cfg.header_timeout if self._parsing else self.cfg.idle_timeout)
+
+    def _on_upgrade(self, rest: bytes) -> None:
+        """llhttp stopped at an Upgrade request; bytes after its head belong to the new
+        protocol and wait in the request's ctx until the handler takes over."""
+        if self.pipeline:
+            self.pipeline[-1][0].ctx["upgrade_buffer"] = rest
+        self.pause_reading()
+
+    def pause_reading(self) -> None:
+        if not self.reading_paused and not self.closed:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused and not self.closed:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def send_continue(self) -> None:
+        if not self.closed:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def close_idle(self) -> bool:
+        """For graceful shutdown: close now when nothing is in flight."""
+        if not self.active and not self.pipeline and self.tunnel is None:
+            if not self.closed:
+                self.transport.close()
+            return True
+        return False
+
+
+def _too_large() -> httptools.HttpParserError:
+    exc = httptools.HttpParserError("header too large")
+    exc.wx_msg = "request header too large"  # type: ignore[attr-defined]
+    return exc
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for k, v in headers:
+        if k == name:
+            return v
+    return None
+
+
+def _body_framing(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool]:
+    """(content-length, chunked). llhttp has already refused ambiguous framing."""
+    length = None
+    chunked = False
+    for k, v in headers:
+        if k == b"content-length":
+            length = int(v)
+        elif k == b"transfer-encoding":
+            chunked = True
+    return length, chunked
+
+
+def _origin_form(url: bytes) -> bytes:
+    """Absolute-form request targets (`GET http://host/path`) become origin-form."""
+    if url == b"*":
+        return b"*"
+    try:
+        parsed = httptools.parse_url(url)
+    except httptools.HttpParserInvalidURLError:
+        return b"/"
+    out = parsed.path or b"/"
+    if parsed.query:
+        out += b"?" + parsed.query
+    return out

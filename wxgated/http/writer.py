@@ -1,0 +1,178 @@
+"""Writing a Response to the client: one write for head + small body, framing for
+streams, and flow control when the client reads slower than the upstream sends.
+
+The head is built with one bytes join and sent together with the body in one
+`transport.write` (PERFORMANCE.md: half the per-request cost is system calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from http import HTTPStatus
+from typing import Any
+
+from wxgated.http.message import Request, Response
+
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_STATUS_LINES = {
+    code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in _REASONS.items()
+}
+_NO_BODY = frozenset({204, 304})
+# set by the writer itself; a handler's values for these are replaced
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
+
+
+def status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = b"HTTP/1.1 %d Unknown\r\n" % status
+    return line
+
+
+def simple_response(status: int, text: bytes, close: bool = False) -> bytes:
+    """A minimal plain-text answer for errors found before a Request exists."""
+    import json
+
+    body = json.dumps({"code": status, "msg": text.decode("latin-1"), "data": None,
+                       "trace_id": ""}).encode()
+    conn = b"connection: close\r\n" if close else b""
+    return (status_line(status) + b"content-type: application/json; charset=utf-8\r\n"
+            + b"content-length: %d\r\n" % len(body) + conn + b"\r\n" + body)
+
+
+class ResponseWriter:
+    __slots__ = ("transport", "proto", "paused", "waiter", "lost", "bytes_out")
+
+    def __init__(self, transport: Any, proto: Any) -> None:
+        self.transport = transport
+        self.proto = proto
+        self.paused = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.lost = False
+        self.bytes_out = 0
+
+    # flow control, driven by the protocol's pause_writing/resume_writing
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        self._wake()
+
+    def connection_lost(self) -> None:
+        self.lost = True
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self.waiter
+        if w is not None:
+            self.waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    async def drain(self) -> None:
+        while self.paused and not self.lost:
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+
+    async def write(self, req: Request, resp: Response, keep_alive: bool) -> bool:
+        """Send `resp`; returns whether the connection may carry another request."""
+        status = resp.status
+        head_only = req.method == "HEAD" or status in _NO_BODY or status < 200
+        parts = [status_line(status)]
+        length = None
+        for k, v in resp.headers:
+            if k in _FRAMING:
+                if k == b"content-length":
+                    length = v
+                continue
+            parts.append(k + b": " + v + b"\r\n")
+        parts.append(b"x-trace-id: " + req.trace_id.encode() + b"\r\n")
+        stream = resp.stream
+        chunked = False
+        if status == 101:
+            parts.append(b"connection: upgrade\r\n")
+            keep_alive = True
+        elif stream is None:
+            if status >= 200 and status not in _NO_BODY:
+                # a HEAD answer keeps the length the GET would have had
+                n = length if (head_only and length is not None) else b"%d" % len(resp.body)
+                parts.append(b"content-length: " + n + b"\r\n")
+        elif length is not None:
+            parts.append(b"content-length: " + length + b"\r\n")
+        elif not head_only:
+            if req.version == "1.1":
+                chunked = True
+                parts.append(b"transfer-encoding: chunked\r\n")
+            else:
+                keep_alive = False  # HTTP/1.0 without a length: the close ends the body
+        if not keep_alive:
+            parts.append(b"connection: close\r\n")
+        elif req.version == "1.0":
+            parts.append(b"connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        if stream is None:
+            if not head_only:
+                parts.append(resp.body)
+            data = b"".join(parts)
+            self.bytes_out = len(data)
+            if not self.lost:
+                self.transport.write(data)
+            return keep_alive
+        head = b"".join(parts)
+        self.bytes_out = len(head)
+        if head_only:
+            await _close_stream(stream)
+            if not self.lost:
+                self.transport.write(head)
+            return keep_alive
+        return await self._write_stream(head, stream, chunked, keep_alive)
+
+    async def _write_stream(self, head: bytes, stream: Any, chunked: bool,
+                            keep_alive: bool) -> bool:
+        transport = self.transport
+        first = True
+        try:
+            async for chunk in stream:
+                if self.lost:
+                    break
+                if not chunk:
+                    continue
+                self.bytes_out += len(chunk)
+                if chunked:
+                    frame = [b"%x\r\n" % len(chunk), chunk, b"\r\n"]
+                else:
+                    frame = [chunk]
+                if first:
+                    frame.insert(0, head)
+                    first = False
+                transport.writelines(frame)
+                if self.paused:
+                    await self.drain()
+        except Exception:
+            # the source died mid-body: the client must see a broken response, never a
+            # short one that looks complete
+            await _close_stream(stream)
+            if first and not self.lost:
+                transport.write(head)
+            transport.abort()
+            self.lost = True
+            return False
+        if self.lost:
+            await _close_stream(stream)
+            return False
+        tail = b"0\r\n\r\n" if chunked else b""
+        if first:
+            transport.write(head + tail)
+        elif tail:
+            transport.write(tail)
+        return keep_alive
+
+
+async def _close_stream(stream: Any) -> None:
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:  # noqa: BLE001 - a failing source must not break the writer
+            pass

@@ -1,0 +1,202 @@
+"""One gateway process: listeners, the live Snapshot, reload, graceful shutdown.
+
+Reload is validate-then-swap: the new file is compiled completely against the shared
+Registry before one assignment makes it live; a bad file leaves the old Snapshot
+serving and its errors in the log. Shutdown stops accepting, lets in-flight requests
+finish within `shutdown_grace`, and closes idle keep-alive connections at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from typing import Any
+
+from wxgated.config.errors import ConfigError
+from wxgated.config.spec import duration
+from wxgated.config.units import parse_size
+from wxgated.http.clientip import ClientIPResolver
+from wxgated.http.dispatch import GatewayDispatcher
+from wxgated.http.server import ServerConfig
+from wxgated.observe.accesslog import AccessLog
+from wxgated.observe.metrics import CONFIG_RELOADS
+from wxgated.registry import Registry
+from wxgated.reloader import watch_files
+
+log = logging.getLogger("wxgated")
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def server_config(cfg: dict[str, Any], into: ServerConfig | None = None) -> ServerConfig:
+    """ServerConfig from `server:`; updates `into` in place so live connections follow."""
+    server = cfg.get("server", {})
+    limits = server.get("limits", {})
+    timeouts = server.get("timeouts", {})
+    sc = into or ServerConfig()
+    sc.max_header = parse_size(limits.get("max_header", "16KiB"))
+    sc.max_body = parse_size(limits.get("max_body", "1MiB"))
+    sc.max_connections = int(limits.get("max_connections", 0))
+    sc.header_timeout = duration(timeouts.get("header"), 10.0)
+    sc.idle_timeout = duration(timeouts.get("idle"), 75.0)
+    sc.scheme = "https" if server.get("tls") else "http"
+    return sc
+
+
+def bind_socket(listen: str, reuse_port: bool = False) -> socket.socket:
+    host, port = split_listen(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port and hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock
+
+
+class Gateway:
+    """The serving half of a process. `admin` and `notifier` are optional: with several
+    workers the supervisor owns them."""
+
+    def __init__(self, config_path: str, access_log: AccessLog | None = None) -> None:
+        self.config_path = config_path
+        self.registry = Registry()
+        self.access_log = access_log or AccessLog()
+        self.snapshot: Any = None
+        self.dispatcher: GatewayDispatcher | None = None
+        self.servers: list[asyncio.base_events.Server] = []
+        self.ready = False
+        self._reload_lock = asyncio.Lock()
+        self._watch: asyncio.Task[None] | None = None
+        self.on_reload: list[Any] = []  # callbacks(ok: bool) (sd_notify, admin)
+        self.tls: Any = None
+
+    def load(self) -> None:
+        """The first load; raises ConfigError so `run` exits before binding anything."""
+        from wxgated.config.compile import load_snapshot
+
+        self.snapshot = load_snapshot(self.config_path, self.registry)
+        self.registry.commit()
+
+    async def start(self, sock: socket.socket | None = None) -> None:
+        cfg = self.snapshot.config
+        server = cfg.get("server", {})
+        self.access_log.enabled = cfg.get("access_log", {}).get("enabled", True)
+        self.dispatcher = GatewayDispatcher(self.snapshot, server_config(cfg), self.access_log,
+                                            ClientIPResolver(server.get("trusted_proxies", [])))
+        ssl_ctx = None
+        if server.get("tls"):
+            from wxgated.tlsctx import CertReloader
+
+            self.tls = CertReloader(server["tls"]["cert"], server["tls"]["key"])
+            ssl_ctx = self.tls.context
+        if sock is None:
+            sock = bind_socket(server.get("listen", "0.0.0.0:8080"))
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(self.dispatcher.protocol, sock=sock, ssl=ssl_ctx,
+                                       backlog=4096)
+        self.servers.append(srv)
+        self.ready = True
+
+    def watch(self) -> None:
+        """Reload on file changes (the config and the files it references)."""
+        self._watch = asyncio.ensure_future(watch_files(self._watched, self._on_files))
+
+    def _watched(self) -> list[str]:
+        return [self.config_path, *self.snapshot.files]
+
+    async def _on_files(self) -> None:
+        if self.tls is not None:
+            self.tls.maybe_reload()
+        await self.reload("file change")
+
+    async def reload(self, reason: str) -> bool:
+        from wxgated.config.compile import load_snapshot
+
+        async with self._reload_lock:
+            try:
+                snap = load_snapshot(self.config_path, self.registry)
+            except ConfigError as exc:
+                CONFIG_RELOADS.labels("failure").inc()
+                for issue in exc.issues:
+                    self.access_log.event("error", "config reload failed", issue=str(issue))
+                self._notify(False)
+                return False
+            except Exception as exc:  # noqa: BLE001 - a reload must never kill the server
+                CONFIG_RELOADS.labels("failure").inc()
+                self.access_log.event("error", "config reload failed", error=repr(exc))
+                self._notify(False)
+                return False
+            old = self.snapshot
+            self.snapshot = snap
+            assert self.dispatcher is not None
+            server_config(snap.config, self.dispatcher.cfg)
+            self.dispatcher.snapshot = snap
+            self.registry.commit()
+            CONFIG_RELOADS.labels("success").inc()
+            self.access_log.event("info", "config reloaded", reason=reason, sha256=snap.sha256,
+                                  routes=len(snap.routes))
+            if old.config.get("server", {}).get("listen") != snap.config.get("server", {}).get(
+                    "listen"):
+                self.access_log.event("warning", "server.listen changed: restart to apply")
+            self._notify(True)
+            return True
+
+    def _notify(self, ok: bool) -> None:
+        for cb in self.on_reload:
+            cb(ok)
+
+    async def shutdown(self, grace: float | None = None) -> None:
+        if grace is None:
+            timeouts = self.snapshot.config.get("server", {}).get("timeouts", {})
+            grace = duration(timeouts.get("shutdown_grace"), 15.0)
+        if self._watch is not None:
+            self._watch.cancel()
+        for srv in self.servers:
+            srv.close()
+        d = self.dispatcher
+        if d is not None:
+            d.shutting_down = True
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + grace
+            while True:
+                busy = [c for c in list(d.connections) if not c.close_idle()]
+                if not busy or loop.time() >= deadline:
+                    break
+                await asyncio.sleep(0.05)
+            for conn in list(d.connections):
+                if conn.tunnel is not None:
+                    conn.tunnel.shutdown()
+                elif not conn.closed:
+                    conn.transport.close()
+        self.access_log.flush()
+        for _, obj in self.registry.items():
+            close = getattr(obj, "aclose", None)
+            if close is not None:
+                try:
+                    await close()
+                except Exception:  # noqa: BLE001 - closing is best effort
+                    pass
+
+
+def install_signals(loop: asyncio.AbstractEventLoop, on_reload: Any, on_stop: Any) -> None:
+    """SIGHUP reloads; SIGTERM/SIGINT stop gracefully; a second one exits at once."""
+    stopping = {"n": 0}
+
+    def stop(signame: str) -> None:
+        stopping["n"] += 1
+        if stopping["n"] > 1:
+            os._exit(1)
+        on_stop(signame)
+
+    loop.add_signal_handler(signal.SIGHUP, on_reload)
+    loop.add_signal_handler(signal.SIGTERM, stop, "SIGTERM")
+    loop.add_signal_handler(signal.SIGINT, stop, "SIGINT")

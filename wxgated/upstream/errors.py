@@ -1,0 +1,37 @@
+"""Why an upstream exchange failed; the proxy maps these to 502/504 and retry reasons."""
+
+from __future__ import annotations
+
+
+class UpstreamError(Exception):
+    reason = "error"  # the retry `on:` word this failure counts as
+    status = 502
+
+
+class UpstreamConnectError(UpstreamError):
+    """Refused, unreachable, or reset before a single response byte: nothing was
+    processed upstream as far as we can tell."""
+
+    reason = "connect_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    reason = "timeout"
+    status = 504
+
+
+class UpstreamBroken(UpstreamError):
+    """A malformed answer, or the connection died mid-response."""
+
+    reason = "broken"
+
+
+class UpstreamUnavailable(UpstreamError):
+    """No target can take the request (all ejected or their breakers open)."""
+
+    reason = "unavailable"
+    status = 503
+
+    def __init__(self, msg: str, retry_after: float = 1.0) -> None:
+        super().__init__(msg)
+        self.retry_after = retry_after

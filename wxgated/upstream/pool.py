@@ -1,0 +1,171 @@
+"""An upstream: its targets, how one is picked, and one exchange with it.
+
+`Target`s (and their connection pools) are long-lived: the registry keeps them across
+reloads keyed by (upstream name, target URL), so a reload that leaves a target alone
+keeps its warm connections. The `Upstream` object itself is rebuilt per Snapshot.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from wxgated.http.client import ConnectionPool, UpstreamConnection
+from wxgated.http.message import Body, Request
+from wxgated.observe.metrics import UPSTREAM_DURATION, UPSTREAM_REQUESTS
+from wxgated.upstream.errors import UpstreamConnectError, UpstreamError, UpstreamUnavailable
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    url: str
+    weight: int = 1
+    max_idle: int = 64
+    idle_timeout: float = 60.0
+    tls_verify: bool = True
+    ca_file: str | None = None
+
+
+class Target:
+    """One backend address, with its pool and its counters."""
+
+    def __init__(self, upstream: str, spec: TargetSpec) -> None:
+        parts = urlsplit(spec.url)
+        self.upstream = upstream
+        self.key = spec.url
+        self.weight = spec.weight
+        self.tls = parts.scheme == "https"
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (443 if self.tls else 80)
+        default_port = self.port == (443 if self.tls else 80)
+        self.host_header = (self.host if default_port else f"{self.host}:{self.port}").encode()
+        ssl_ctx = None
+        if self.tls:
+            from wxgated.tlsctx import client_context
+
+            ssl_ctx = client_context(spec.tls_verify, spec.ca_file)
+        self.pool = ConnectionPool(self.host, self.port, ssl_ctx, self.host, spec.max_idle,
+                                   spec.idle_timeout)
+        self.active = 0
+        self.health: Any = None  # upstream.health.TargetHealth, when health checks are on
+        self.breaker: Any = None  # upstream.breaker.CircuitBreaker, when configured
+        self.failure_statuses: frozenset[int] = frozenset(range(500, 600))
+        self._status_children: dict[int, Any] = {}
+
+    @property
+    def available(self) -> bool:
+        now = time.monotonic()
+        if self.health is not None and not self.health.healthy(now):
+            return False
+        return self.breaker is None or not self.breaker.blocked(now)
+
+    def count(self, status: int | str) -> None:
+        child = self._status_children.get(status)  # type: ignore[call-overload]
+        if child is None:
+            child = UPSTREAM_REQUESTS.labels(self.upstream, self.key, str(status))
+            self._status_children[status] = child  # type: ignore[index]
+        child.inc()
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class Exchange:
+    """The answer head of one exchange, with the connection still holding the body."""
+
+    __slots__ = ("status", "headers", "conn", "target")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]],
+                 conn: UpstreamConnection, target: Target) -> None:
+        self.status = status
+        self.headers = headers
+        self.conn = conn
+        self.target = target
+
+
+async def exchange_once(target: Target, head: bytes, body: Body, head_request: bool,
+                        connect_timeout: float, read_timeout: float) -> Exchange:
+    """Send one request to one target and read the answer head.
+
+    A reused keep-alive connection can turn out stale (the upstream closed it while it
+    sat idle); when that happens before any answer byte and the body can be sent again,
+    the request goes once more on a fresh connection, as nginx and browsers do.
+    """
+    for fresh_only in (False, True):
+        conn, reused = await target.pool.acquire(connect_timeout)
+        if fresh_only and reused:
+            conn.abort()
+            conn, reused = await target.pool.acquire(connect_timeout)
+        conn.begin(head_request, read_timeout)
+        try:
+            await _send(conn, head, body)
+            status, headers = await conn.read_head()
+            return Exchange(status, headers, conn, target)
+        except UpstreamConnectError:
+            conn.abort()
+            replayable = body.empty or body.buffered is not None
+            if not (reused and not conn.got_bytes and replayable) or fresh_only:
+                raise
+        except BaseException:
+            conn.abort()
+            raise
+    raise AssertionError("unreachable")
+
+
+async def _send(conn: UpstreamConnection, head: bytes, body: Body) -> None:
+    if body.empty:
+        conn.transport.write(head + b"\r\n")
+        return
+    data = body.buffered
+    if data is not None:
+        conn.transport.write(head + b"content-length: %d\r\n\r\n" % len(data) + data)
+        return
+    if body.length is not None:
+        await conn.send_body(head + b"content-length: %d\r\n\r\n" % body.length, body.__aiter__(),
+                             False)
+    else:
+        await conn.send_body(head + b"transfer-encoding: chunked\r\n\r\n", body.__aiter__(),
+                             True)
+
+
+class Upstream:
+    """One named upstream of a Snapshot."""
+
+    def __init__(self, name: str, targets: list[Target], balancer: Any,
+                 connect_timeout: float, read_timeout: float, retry: Any = None,
+                 budget: Any = None) -> None:
+        self.name = name
+        self.targets = targets
+        self.balancer = balancer
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.retry = retry  # upstream.retry.RetryPolicy or None
+        self.budget = budget  # upstream.retry.RetryBudget or None
+        self.duration = UPSTREAM_DURATION.labels(name)
+
+    def pick(self, req: Request | None, exclude: Any = frozenset()) -> Target:
+        target = self.balancer.pick(req, exclude)
+        if target is None:
+            raise UpstreamUnavailable(f"no available target in upstream {self.name}")
+        return target
+
+    async def fetch(self, method: str, path_and_query: str, headers: list[tuple[bytes, bytes]],
+                    body: bytes, timeout: float) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """A whole buffered exchange, for aggregation and internal calls."""
+        from wxgated.upstream.forward import forward
+
+        lines = b"".join(k + b": " + v + b"\r\n" for k, v in headers)
+        ex = await forward(self, None, method, path_and_query.encode("latin-1"), lines, b"",
+                           Body.of(body), read_timeout=timeout)
+        data = ex.conn.take_body() if ex.conn.complete else await _read_all(ex.conn)
+        return ex.status, ex.headers, data
+
+
+async def _read_all(conn: UpstreamConnection) -> bytes:
+    parts = [chunk async for chunk in conn.stream_body()]
+    return b"".join(parts)
+
+
+__all__ = ["Exchange", "Target", "TargetSpec", "Upstream", "UpstreamError", "exchange_once"]

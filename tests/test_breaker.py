@@ -17,6 +17,7 @@ from wxgated.upstream.breaker import (
     SlidingCounter,
     all_open,
     classify,
+    failure_rules,
     min_retry_after,
 )
 
@@ -239,3 +240,19 @@ def test_invalid_settings_are_refused() -> None:
         CircuitBreaker(failure_ratio=0)
     with pytest.raises(ValueError):
         CircuitBreaker(min_requests=0)
+
+
+def test_from_config_and_failure_rules() -> None:
+    b = CircuitBreaker.from_config({"window": "5s", "min_requests": 4, "failure_ratio": 1,
+                                    "open_for": "2s", "half_open_requests": 1})
+    feed(b, ok=0, bad=4)
+    assert b.state == OPEN and b.retry_after(T0) == 2.0
+    assert b.max_open_for == 10.0
+    assert CircuitBreaker.from_config({"max_open_for": "1m"}).max_open_for == 60.0
+    statuses, errors = failure_rules({"failure_statuses": [502, "504"],
+                                      "failure_errors": ["timeout"]})
+    assert classify(502, None, statuses, errors) and not classify(503, None, statuses, errors)
+    assert classify(None, "timeout", statuses, errors)
+    assert not classify(None, "connect_error", statuses, errors)
+    statuses, errors = failure_rules(None)
+    assert classify(599, None, statuses, errors) and classify(None, "broken", statuses, errors)

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
-from conftest import free_port
 
+from tests.conftest import free_port
 from wxgated.observe.metrics import REGISTRY
 from wxgated.upstream.health import (
     ActiveChecker,
@@ -119,8 +119,8 @@ async def test_expected_statuses(serve) -> None:
     await default.aclose()
     now = time.monotonic()
     assert r.health.healthy(now) and n.health.healthy(now)  # 200-399 by default, no redirects
-    strict = ActiveChecker("svc-exp", [r, n], interval=0.05, timeout=1.0,
-                           expect_status=parse_statuses([200, 204]))
+    strict = ActiveChecker.from_config(
+        "svc-exp", [r, n], {"interval": "50ms", "timeout": "1s", "expect_status": ["2xx"]})
     strict.start()
     await until(lambda: strict.rounds >= 1)
     await strict.aclose()
@@ -225,3 +225,20 @@ def test_parse_statuses() -> None:
     for bad in ("299-200", "abc", [700], []):
         with pytest.raises(ValueError):
             parse_statuses(bad)
+
+
+def test_from_config_reads_health_check_and_passive_health() -> None:
+    h = TargetHealth.from_config({"unhealthy_after": 1, "healthy_after": 1},
+                                 {"consecutive_failures": 2, "base_ejection": "10s",
+                                  "max_ejection": "15s"})
+    h.record_active(False)
+    assert not h.healthy(0.0)
+    h.record_active(True)
+    assert h.healthy(0.0)
+    assert not h.record_passive(False, 0.0) and h.record_passive(False, 0.0)
+    assert h.healthy(10.0)
+    assert h.eject(10.0) == 15.0  # 2 × 10 s, capped at 15 s
+    off = TargetHealth.from_config(None, {"enabled": False})
+    for _ in range(1000):
+        off.record_passive(False, 0.0)
+    assert off.healthy(0.0)

@@ -6,7 +6,7 @@ import pytest
 
 from wxgated.upstream.retry import IDEMPOTENT_METHODS, RetryBudget, RetryPolicy
 
-POLICY = RetryPolicy.from_config(attempts=3, on=["connect_error", "timeout", 502, 503])
+POLICY = RetryPolicy.from_config({"attempts": 3, "on": ["connect_error", "timeout", 502, 503]})
 
 
 @pytest.mark.parametrize("method", sorted(IDEMPOTENT_METHODS))
@@ -21,7 +21,7 @@ def test_non_idempotent_methods_are_not_retried(method: str) -> None:
 
 
 def test_methods_setting_overrides_the_default() -> None:
-    p = RetryPolicy.from_config(attempts=2, on=[503], methods=["post", "GET"])
+    p = RetryPolicy.from_config({"attempts": 2, "on": [503], "methods": ["post", "GET"]})
     assert p.should_retry("POST", 1, 503, None, True)
     assert not p.should_retry("DELETE", 1, 503, None, True)
 
@@ -34,7 +34,7 @@ def test_only_listed_causes_are_retried() -> None:
     assert not POLICY.should_retry("GET", 1, 504, None, True)
     assert not POLICY.should_retry("GET", 1, 200, None, True)
     assert not POLICY.should_retry("GET", 1, None, "broken", True)  # not a retry cause
-    only_connect = RetryPolicy.from_config(attempts=3, on=["connect_error"])
+    only_connect = RetryPolicy.from_config({"attempts": 3, "on": ["connect_error"]})
     assert only_connect.should_retry("GET", 1, None, "connect_error", True)
     assert not only_connect.should_retry("GET", 1, None, "timeout", True)
     assert not only_connect.should_retry("GET", 1, 503, None, True)
@@ -44,20 +44,20 @@ def test_attempts_counts_the_first_try() -> None:
     assert POLICY.should_retry("GET", 1, 502, None, True)
     assert POLICY.should_retry("GET", 2, 502, None, True)
     assert not POLICY.should_retry("GET", 3, 502, None, True)  # 3 tries made
-    single = RetryPolicy.from_config(attempts=1, on=[502])
+    single = RetryPolicy.from_config({"attempts": 1, "on": [502]})
     assert not single.should_retry("GET", 1, 502, None, True)
 
 
 def test_streamed_body_already_sent_is_never_retried() -> None:
     assert not POLICY.should_retry("PUT", 1, None, "connect_error", body_replayable=False)
     assert not POLICY.should_retry("GET", 1, 502, None, body_replayable=False)
-    permissive = RetryPolicy.from_config(attempts=5, on=[502], methods=["POST"])
+    permissive = RetryPolicy.from_config({"attempts": 5, "on": [502], "methods": ["POST"]})
     assert not permissive.should_retry("POST", 1, 502, None, body_replayable=False)
     assert permissive.should_retry("POST", 1, 502, None, body_replayable=True)
 
 
 def test_deadline_stops_retries_and_shortens_the_last_try() -> None:
-    p = RetryPolicy.from_config(attempts=5, on=["timeout"], per_try_timeout=2.0, deadline=5.0)
+    p = RetryPolicy.from_config({"attempts": 5, "on": ["timeout"], "per_try_timeout": "2s", "deadline": "5s"})
     assert p.should_retry("GET", 1, None, "timeout", True, elapsed=2.0)
     assert not p.should_retry("GET", 3, None, "timeout", True, elapsed=5.0)
     assert p.try_timeout(0.0) == 2.0
@@ -67,13 +67,26 @@ def test_deadline_stops_retries_and_shortens_the_last_try() -> None:
     assert RetryPolicy().try_timeout(100.0) is None
 
 
+def test_from_config_reads_the_retries_mapping() -> None:
+    p = RetryPolicy.from_config({"attempts": 2, "on": ["timeout", 503], "budget": 0.1,
+                                 "min_retries_per_sec": 1, "per_try_timeout": "250ms"})
+    assert (p.attempts, p.on, p.per_try_timeout) == (2, frozenset({"timeout", 503}), 0.25)
+    assert p.methods == IDEMPOTENT_METHODS and p.deadline is None
+    budget = RetryBudget.for_policy(p)
+    for _ in range(100):
+        budget.record_request(1.0)
+    assert spend_all(budget, 1.0) == 20  # 0.1 × 100 + 1/s × 10 s
+    default = RetryPolicy.from_config({})
+    assert default.attempts == 1 and default.on == frozenset({"connect_error"})
+
+
 def test_bad_policy_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown cause"):
-        RetryPolicy.from_config(attempts=2, on=["connect_eror"])
+        RetryPolicy.from_config({"attempts": 2, "on": ["connect_eror"]})
     with pytest.raises(ValueError, match="HTTP status"):
-        RetryPolicy.from_config(attempts=2, on=[5030])
+        RetryPolicy.from_config({"attempts": 2, "on": [5030]})
     with pytest.raises(ValueError, match="attempts"):
-        RetryPolicy.from_config(attempts=0)
+        RetryPolicy.from_config({"attempts": 0})
 
 
 def spend_all(budget: RetryBudget, now: float, limit: int = 10_000) -> int:
@@ -102,7 +115,7 @@ def test_budget_floor_lets_a_quiet_upstream_retry() -> None:
 
 def test_budget_when_every_target_fails() -> None:
     """1000 failing requests, 3 attempts each: retries stay near 20%, not 200%."""
-    policy = RetryPolicy.from_config(attempts=3, on=[503])
+    policy = RetryPolicy.from_config({"attempts": 3, "on": [503]})
     budget = RetryBudget(ratio=0.2, min_retries_per_sec=3.0)
     tries = 0
     now = 10.0

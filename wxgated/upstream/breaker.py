@@ -20,7 +20,9 @@ Why it works this way:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Container, Iterable
+import re
+from collections.abc import Callable, Container, Iterable, Mapping
+from typing import Any
 
 CLOSED = 0
 HALF_OPEN = 1
@@ -150,6 +152,25 @@ class CircuitBreaker:
         self._half_open_at = 0.0
         self._streak = 0  # consecutive successes while closed
 
+    @classmethod
+    def from_config(
+        cls, cfg: Mapping[str, Any], on_state_change: Callable[[int], None] | None = None
+    ) -> CircuitBreaker:
+        """From an upstream's `circuit_breaker:` mapping (missing keys take defaults)."""
+        from wxgated.config.spec import duration
+
+        open_for = duration(cfg.get("open_for"), 30.0)
+        max_open = cfg.get("max_open_for")
+        return cls(
+            window=duration(cfg.get("window"), 10.0),
+            min_requests=int(cfg.get("min_requests", 20)),
+            failure_ratio=float(cfg.get("failure_ratio", 0.5)),
+            open_for=open_for,
+            half_open_requests=int(cfg.get("half_open_requests", 3)),
+            max_open_for=None if max_open is None else duration(max_open, open_for),
+            on_state_change=on_state_change,
+        )
+
     @property
     def state(self) -> int:
         """CLOSED, HALF_OPEN or OPEN (an elapsed OPEN turns HALF_OPEN on the next allow)."""
@@ -265,6 +286,59 @@ class CircuitBreaker:
             self._state = state
             if self.on_state_change is not None:
                 self.on_state_change(state)
+
+
+_RANGE = re.compile(r"^\s*(\d{3})\s*-\s*(\d{3})\s*$")
+_CLASS = re.compile(r"^\s*([1-5])xx\s*$", re.IGNORECASE)
+
+
+def parse_statuses(spec: Any) -> frozenset[int]:
+    """Expected statuses from config: 200, "200-399", "2xx", or a list of those."""
+    if spec is None:
+        return frozenset(range(200, 400))
+    items = spec if isinstance(spec, list | tuple | set | frozenset | range) else [spec]
+    out: set[int] = set()
+    for item in items:
+        if isinstance(item, int) and not isinstance(item, bool):
+            out.add(item)
+            continue
+        text = str(item)
+        m = _RANGE.match(text)
+        if m:
+            lo, hi = int(m.group(1)), int(m.group(2))
+            if lo > hi:
+                raise ValueError(f"status range {text!r} is backwards")
+            out.update(range(lo, hi + 1))
+            continue
+        m = _CLASS.match(text)
+        if m:
+            base = int(m.group(1)) * 100
+            out.update(range(base, base + 100))
+            continue
+        if text.strip().isdigit():
+            out.add(int(text))
+            continue
+        raise ValueError(f"bad status {item!r}: use 200, '200-399' or '2xx'")
+    if not out or any(s < 100 or s > 599 for s in out):
+        raise ValueError("expected statuses must be within 100-599")
+    return frozenset(out)
+
+
+def failure_rules(
+    cfg: Mapping[str, Any] | None,
+) -> tuple[frozenset[int], frozenset[str] | None]:
+    """(`failure_statuses`, `failure_errors`) for `classify`, from `circuit_breaker:`.
+
+    Errors: None (every transport error counts) unless the config lists them.
+    """
+    if not cfg:
+        return DEFAULT_FAILURE_STATUSES, None
+    statuses = cfg.get("failure_statuses")
+    errors = cfg.get("failure_errors")
+    return (
+        DEFAULT_FAILURE_STATUSES if statuses is None else parse_statuses(statuses),
+        None if errors is None else frozenset(errors),
+    )
 
 
 def all_open(breakers: Iterable[CircuitBreaker], now: float) -> bool:

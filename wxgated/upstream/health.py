@@ -21,14 +21,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
+import sys
 import time
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import aiohttp
 
+from wxgated.config.spec import duration
 from wxgated.observe.metrics import TARGET_HEALTHY
+from wxgated.upstream.breaker import parse_statuses
+
+__all__ = ["ActiveChecker", "HealthGroup", "TargetHealth", "health_gauge", "parse_statuses"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,28 @@ class TargetHealth:
         self._ejection_end = 0.0
         self._reported = True  # the last verdict passed to on_change
         self.group: HealthGroup | None = None  # set by the upstream's newest HealthGroup
+
+    @classmethod
+    def from_config(
+        cls,
+        health_check: Mapping[str, Any] | None,
+        passive: Mapping[str, Any] | None,
+        on_change: Callable[[bool], None] | None = None,
+    ) -> TargetHealth:
+        """From an upstream's `health_check:` and `passive_health:` mappings."""
+        active = health_check or {}
+        passive = passive or {}
+        enabled = bool(passive.get("enabled", True))
+        return cls(
+            healthy_after=int(active.get("healthy_after", 2)),
+            unhealthy_after=int(active.get("unhealthy_after", 3)),
+            passive_threshold=int(passive.get("consecutive_failures", 5)) if enabled
+            else sys.maxsize,
+            base_ejection=duration(passive.get("base_ejection"), 30.0),
+            max_ejection=duration(passive.get("max_ejection"), 300.0),
+            ejection_decay=duration(passive.get("ejection_decay"), 60.0),
+            on_change=on_change,
+        )
 
     def healthy(self, now: float) -> bool:
         """Does the target take traffic? Hot path: O(1), no allocation."""
@@ -201,42 +227,6 @@ def health_gauge(upstream: str, target: str) -> Callable[[bool], None]:
     return update
 
 
-_RANGE = re.compile(r"^\s*(\d{3})\s*-\s*(\d{3})\s*$")
-_CLASS = re.compile(r"^\s*([1-5])xx\s*$", re.IGNORECASE)
-
-
-def parse_statuses(spec: Any) -> frozenset[int]:
-    """Expected statuses from config: 200, "200-399", "2xx", or a list of those."""
-    if spec is None:
-        return frozenset(DEFAULT_EXPECT)
-    items = spec if isinstance(spec, list | tuple | set | frozenset | range) else [spec]
-    out: set[int] = set()
-    for item in items:
-        if isinstance(item, int) and not isinstance(item, bool):
-            out.add(item)
-            continue
-        text = str(item)
-        m = _RANGE.match(text)
-        if m:
-            lo, hi = int(m.group(1)), int(m.group(2))
-            if lo > hi:
-                raise ValueError(f"status range {text!r} is backwards")
-            out.update(range(lo, hi + 1))
-            continue
-        m = _CLASS.match(text)
-        if m:
-            base = int(m.group(1)) * 100
-            out.update(range(base, base + 100))
-            continue
-        if text.strip().isdigit():
-            out.add(int(text))
-            continue
-        raise ValueError(f"bad status {item!r}: use 200, '200-399' or '2xx'")
-    if not out or any(s < 100 or s > 599 for s in out):
-        raise ValueError("expected statuses must be within 100-599")
-    return frozenset(out)
-
-
 class HealthTarget(Protocol):
     key: str  # the target's base URL, e.g. "http://10.0.0.5:8080"
     health: TargetHealth
@@ -275,6 +265,25 @@ class ActiveChecker:
         self._last = [t.health.healthy(time.monotonic()) for t in self.targets]
         self._task: asyncio.Task[None] | None = None
         self.rounds = 0  # completed check rounds (for /-/upstreams and tests)
+
+    @classmethod
+    def from_config(
+        cls,
+        upstream_name: str,
+        targets: Sequence[HealthTarget],
+        cfg: Mapping[str, Any],
+        on_change: Callable[[HealthTarget, bool], None] | None = None,
+    ) -> ActiveChecker:
+        """From an upstream's `health_check:` mapping."""
+        return cls(
+            upstream_name,
+            targets,
+            path=cfg.get("path", "/healthz"),
+            interval=duration(cfg.get("interval"), 5.0),
+            timeout=duration(cfg.get("timeout"), 1.0),
+            expect_status=parse_statuses(cfg.get("expect_status")),
+            on_change=on_change,
+        )
 
     def start(self) -> None:
         """Start checking (needs a running loop). Idempotent."""

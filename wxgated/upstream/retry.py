@@ -19,9 +19,11 @@ Why it works this way:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from wxgated.config.spec import duration
 from wxgated.upstream.breaker import CONNECT_ERROR, TIMEOUT, SlidingCounter
 
 IDEMPOTENT_METHODS: frozenset[str] = frozenset(
@@ -55,19 +57,19 @@ class RetryPolicy:
         object.__setattr__(self, "_statuses", statuses)
 
     @classmethod
-    def from_config(
-        cls,
-        attempts: int = 1,
-        on: Iterable[str | int] = (CONNECT_ERROR,),
-        methods: Iterable[str] | None = None,
-        **kw: float | None,
-    ) -> RetryPolicy:
-        """From the `retries:` mapping (durations already converted to seconds)."""
+    def from_config(cls, cfg: Mapping[str, Any]) -> RetryPolicy:
+        """From an upstream's `retries:` mapping (missing keys take defaults)."""
+        per_try = cfg.get("per_try_timeout")
+        deadline = cfg.get("deadline")
+        methods = cfg.get("methods")
         return cls(
-            attempts=attempts,
-            on=frozenset(on),
+            attempts=int(cfg.get("attempts", 1)),
+            on=frozenset(cfg.get("on", (CONNECT_ERROR,))),
             methods=IDEMPOTENT_METHODS if methods is None else frozenset(methods),
-            **kw,  # type: ignore[arg-type]
+            per_try_timeout=None if per_try is None else duration(per_try, 0.0),
+            deadline=None if deadline is None else duration(deadline, 0.0),
+            budget_ratio=float(cfg.get("budget", 0.2)),
+            min_retries_per_sec=float(cfg.get("min_retries_per_sec", 3.0)),
         )
 
     def should_retry(
@@ -118,6 +120,10 @@ class RetryBudget:
         self.ratio = ratio
         self.floor = min_retries_per_sec * window
         self._window = SlidingCounter(window)  # a = requests, b = retries
+
+    @classmethod
+    def for_policy(cls, policy: RetryPolicy) -> RetryBudget:
+        return cls(policy.budget_ratio, policy.min_retries_per_sec)
 
     def record_request(self, now: float | None = None) -> None:
         """Count one original request (not a retry) to the upstream."""

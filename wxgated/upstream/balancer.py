@@ -26,6 +26,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from hashlib import blake2b
 from typing import Any, Protocol
+from zlib import crc32
 
 _EMPTY: frozenset[Any] = frozenset()
 VNODES_PER_WEIGHT = 160
@@ -142,8 +143,24 @@ class LeastConn:
         return best
 
 
+_M64 = (1 << 64) - 1
+
+
 def _point(data: bytes) -> int:
+    """A ring point for a virtual node: built once, so a strong hash costs nothing."""
     return int.from_bytes(blake2b(data, digest_size=8).digest(), "big")
+
+
+def _key_point(data: bytes) -> int:
+    """A request key's ring position: per request, so cheap (crc32 ≈ 10× faster than
+    blake2b here), spread over 64 bits by murmur3's finaliser so similar keys such as
+    "openid-1" and "openid-2" land far apart. Stable across processes, unlike hash()."""
+    k = crc32(data)
+    k ^= k >> 16
+    k = (k * 0xFF51AFD7ED558CCD) & _M64
+    k ^= k >> 33
+    k = (k * 0xC4CEB9FE1A85EC53) & _M64
+    return k ^ (k >> 33)
 
 
 class HashRing:
@@ -176,7 +193,7 @@ class HashRing:
         n = len(owners)
         if n == 0:
             return None
-        i = bisect_right(self._points, _point(key.encode()))
+        i = bisect_right(self._points, _key_point(key.encode()))
         fallback = None
         # Expected steps ≈ n / (available points): short unless nearly everything is down.
         for step in range(n):

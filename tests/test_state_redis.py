@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from conftest import free_port, wait_port
 
+from tests.conftest import free_port, wait_port
 from wxgated.state import StateError, open_backend
 from wxgated.state.redis import RedisState
 

@@ -1,0 +1,252 @@
+"""The `rate_limit` filter: GCRA buckets per client key, kept in process or in Redis.
+
+Options (DESIGN.md semantics: the bucket holds `burst` tokens, refills `rate` per `per`):
+
+- `rate` (required), `per` (default 1s), `burst` (default `rate`);
+- `key`: who gets a bucket (a wxgated.clientkey spec, default `ip`);
+- `store`: `local` (this process) or `redis` (shared by every instance). Default:
+  `redis` when `state.backend` is redis (several instances must share one limit), else
+  `local`. A local store is per worker process;
+- `max_keys`: bound on a local store (default 100000; least recently seen keys go);
+- `on_missing_key`: `ip` (default) gives a request without the key a bucket for its
+  client ip, in a namespace no key value can reach; `reject` refuses it: 401 when the
+  key names a JWT claim (the client must log in), else 400. Never one shared bucket;
+- `on_backend_error`: `allow` (default) or `deny` (503 + Retry-After: 1) when Redis fails
+  or exceeds `state.redis.timeout`. After a failure the filter decides without Redis for
+  `PROBE_AFTER` seconds, so a hung Redis costs one timeout per second, not one per
+  request. Degraded decisions count in wxgated_ratelimit_degraded_total{route,decision}.
+
+Responses on a limited route carry RateLimit-Limit (the burst), RateLimit-Remaining and
+RateLimit-Reset (whole seconds until the bucket is full again); a refused request gets
+the 429 envelope with Retry-After (whole seconds until a token is back, at least 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from wxgated.clientkey import parse_key_spec
+from wxgated.config.errors import SemanticError
+from wxgated.config.spec import frozen
+from wxgated.config.units import POSITIVE_DURATION_PATTERN, parse_duration
+from wxgated.filters.base import Filter, register
+from wxgated.http.message import Handler, Headers, HTTPError, Request, Response
+from wxgated.limits.gcra import Decision, Rate
+from wxgated.limits.keys import request_key
+from wxgated.limits.local import DEFAULT_MAX_KEYS, LocalStore
+from wxgated.observe.metrics import RATELIMIT_DEGRADED, RATELIMIT_REJECTED
+from wxgated.state import StateError, redis_options
+
+log = logging.getLogger("wxgated.ratelimit")
+
+PROBE_AFTER = 1.0  # seconds without Redis calls after a failure
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    rate: Rate
+    key: tuple[str, ...]
+    store: str  # "local" | "redis"
+    max_keys: int
+    on_missing_key: str  # "ip" | "reject"
+    on_backend_error: str  # "allow" | "deny"
+
+
+def parse_config(config: dict[str, Any], state_cfg: dict[str, Any]) -> RateLimitConfig:
+    try:
+        per = parse_duration(config.get("per", "1s"))
+        rate = Rate(int(config["rate"]), per, int(config.get("burst", 0)))
+    except ValueError as e:
+        raise SemanticError(f"rate_limit: {e}", ("per",)) from None
+    try:
+        key = parse_key_spec(config.get("key", "ip"))
+    except ValueError as e:
+        raise SemanticError(f"rate_limit: {e}", ("key",)) from None
+    default_store = "redis" if state_cfg.get("backend") == "redis" else "local"
+    return RateLimitConfig(
+        rate=rate, key=key, store=config.get("store", default_store),
+        max_keys=int(config.get("max_keys", DEFAULT_MAX_KEYS)),
+        on_missing_key=config.get("on_missing_key", "ip"),
+        on_backend_error=config.get("on_backend_error", "allow"),
+    )
+
+
+class _Headers:
+    """The RateLimit-* headers, with the byte strings of small numbers made once."""
+
+    def __init__(self, rate: Rate) -> None:
+        self.limit = (b"ratelimit-limit", str(rate.burst).encode())
+        top = max(rate.burst, math.ceil(rate.tolerance / 1e6)) + 2
+        self.nums = [str(i).encode() for i in range(min(top, 65536))]
+
+    def num(self, n: int) -> bytes:
+        nums = self.nums
+        return nums[n] if n < len(nums) else str(n).encode()
+
+    def ok(self, d: Decision) -> Headers:
+        return [self.limit, (b"ratelimit-remaining", self.num(d[2])),
+                (b"ratelimit-reset", self.num(math.ceil(d[3])))]
+
+    def refused(self, d: Decision) -> Headers:
+        return [(b"retry-after", self.num(max(1, math.ceil(d[4])))), self.limit,
+                (b"ratelimit-remaining", b"0"), (b"ratelimit-reset", self.num(math.ceil(d[3])))]
+
+
+def _ordinal(ctx: Any, config: Any) -> int:
+    """Which rate_limit of its route this is, so two on one route keep separate buckets."""
+    n = 0
+    for item in (ctx.route or {}).get("filters", []):
+        if isinstance(item, dict) and "rate_limit" in item:
+            if item["rate_limit"] is config:
+                return n
+            n += 1
+    return 0
+
+
+def _redis_state(ctx: Any, state_cfg: dict[str, Any]) -> Any:
+    from wxgated.state.redis import RedisState
+
+    state = ctx.services.get("state")
+    if isinstance(state, RedisState):
+        return state
+    if not (state_cfg.get("redis") or {}).get("url"):
+        raise SemanticError("rate_limit: store: redis needs state.redis.url", ("store",))
+    opts = redis_options(state_cfg)
+    return ctx.registry.keep(("ratelimit", "redis"), frozen(opts), lambda: RedisState(**opts))
+
+
+_DURATION = {"anyOf": [{"type": "string", "pattern": POSITIVE_DURATION_PATTERN},
+                       {"type": "number", "exclusiveMinimum": 0}]}
+
+
+@register
+class RateLimit(Filter):
+    name = "rate_limit"
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["rate"],
+        "properties": {
+            "rate": {"type": "integer", "minimum": 1, "description": "tokens per `per`"},
+            "per": {**_DURATION, "default": "1s"},
+            "burst": {"type": "integer", "minimum": 1, "description": "bucket size; default rate"},
+            "key": {"anyOf": [{"type": "string", "minLength": 1},
+                              {"type": "array", "items": {"type": "string"}, "minItems": 1}],
+                    "default": "ip"},
+            "store": {"enum": ["local", "redis"]},
+            "max_keys": {"type": "integer", "minimum": 1, "default": DEFAULT_MAX_KEYS},
+            "on_missing_key": {"enum": ["ip", "reject"], "default": "ip"},
+            "on_backend_error": {"enum": ["allow", "deny"], "default": "allow"},
+        },
+    }
+
+    def __init__(self, config: Any, ctx: Any) -> None:
+        super().__init__(config, ctx)
+        state_cfg = ctx.config.get("state") or {}
+        cfg = self.cfg = parse_config(config or {}, state_cfg)
+        route = ctx.route_name
+        n = _ordinal(ctx, config)
+        self.key_of = request_key(cfg.key, route, cfg.on_missing_key)
+        self.headers = _Headers(cfg.rate)
+        self.rejected = RATELIMIT_REJECTED.labels(route)
+        self.degraded_allow = RATELIMIT_DEGRADED.labels(route, "allow")
+        self.degraded_deny = RATELIMIT_DEGRADED.labels(route, "deny")
+        self.local: LocalStore | None = None
+        self.remote: Any = None
+        if cfg.store == "local":
+            ident = ("ratelimit", route) if n == 0 else ("ratelimit", route, n)
+            self.local = ctx.registry.keep(
+                ident, cfg, lambda: LocalStore(cfg.rate, cfg.max_keys))
+        else:
+            from wxgated.limits.distributed import RedisStore
+
+            bucket_ns = route if n == 0 else f"{route}#{n}"
+            self.remote = RedisStore(_redis_state(ctx, state_cfg), cfg.rate, bucket_ns)
+        self._down_until = 0.0
+        self._healthy = True
+
+    def wrap(self, next: Handler) -> Handler:
+        return self._wrap_local(next) if self.local is not None else self._wrap_remote(next)
+
+    def _refuse(self, d: Decision) -> HTTPError:
+        self.rejected.inc()
+        return HTTPError(429, "rate limit exceeded", headers=self.headers.refused(d))
+
+    def _wrap_local(self, next: Handler) -> Handler:
+        assert self.local is not None
+        decide = self.local.decide
+        key_of = self.key_of
+        ok_headers = self.headers.ok
+        refuse = self._refuse
+
+        async def run(req: Request) -> Response:
+            d = decide(key_of(req))
+            if not d[0]:
+                raise refuse(d)
+            hdrs = ok_headers(d)
+            try:
+                resp = await next(req)
+            except HTTPError as e:
+                e.headers = e.headers + hdrs
+                raise
+            resp.headers = resp.headers + hdrs
+            return resp
+
+        return run
+
+    def _wrap_remote(self, next: Handler) -> Handler:
+        decide = self.remote.decide
+        key_of = self.key_of
+        ok_headers = self.headers.ok
+        refuse = self._refuse
+        degraded = self._degraded
+
+        async def run(req: Request) -> Response:
+            key = key_of(req)
+            d = None
+            if time.monotonic() >= self._down_until:
+                try:
+                    d = await decide(key)
+                except StateError as e:
+                    self._failed(e)
+                else:
+                    if not self._healthy:
+                        self._recovered()
+            if d is None:
+                degraded()
+                return await next(req)
+            if not d[0]:
+                raise refuse(d)
+            hdrs = ok_headers(d)
+            try:
+                resp = await next(req)
+            except HTTPError as e:
+                e.headers = e.headers + hdrs
+                raise
+            resp.headers = resp.headers + hdrs
+            return resp
+
+        return run
+
+    def _degraded(self) -> None:
+        """Decide without the backend: count, then let through or raise the 503."""
+        if self.cfg.on_backend_error == "allow":
+            self.degraded_allow.inc()
+            return
+        self.degraded_deny.inc()
+        raise HTTPError(503, "rate limiter unavailable", headers=[(b"retry-after", b"1")])
+
+    def _failed(self, err: StateError) -> None:
+        self._down_until = time.monotonic() + PROBE_AFTER
+        if self._healthy:
+            self._healthy = False
+            log.warning("rate limiter backend failed, deciding by on_backend_error=%s: %s",
+                        self.cfg.on_backend_error, err)
+
+    def _recovered(self) -> None:
+        self._healthy = True
+        log.info("rate limiter backend answering again")

@@ -153,8 +153,6 @@ class RateLimit(Filter):
         self.key_of = request_key(cfg.key, route, cfg.on_missing_key)
         self.headers = _Headers(cfg.rate)
         self.rejected = RATELIMIT_REJECTED.labels(route)
-        self.degraded_allow = RATELIMIT_DEGRADED.labels(route, "allow")
-        self.degraded_deny = RATELIMIT_DEGRADED.labels(route, "deny")
         self.local: LocalStore | None = None
         self.remote: Any = None
         if cfg.store == "local":
@@ -165,6 +163,9 @@ class RateLimit(Filter):
             from wxgated.limits.distributed import RedisStore
 
             bucket_ns = route if n == 0 else f"{route}#{n}"
+            # Only a remote store can degrade: local routes get no always-zero series.
+            self.degraded_allow = RATELIMIT_DEGRADED.labels(route, "allow")
+            self.degraded_deny = RATELIMIT_DEGRADED.labels(route, "deny")
             self.remote = RedisStore(_redis_state(ctx, state_cfg), cfg.rate, bucket_ns)
         self._down_until = 0.0
         self._healthy = True

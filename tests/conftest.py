@@ -74,3 +74,54 @@ async def serve() -> AsyncIterator:
     yield _serve
     for r in runners:
         await r.cleanup()
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator:
+    """`gw = gateway(config_dict)`: a real `wxgated run` subprocess on free ports."""
+    from tests.gateway import GatewayProcess
+
+    procs: list[GatewayProcess] = []
+
+    def _start(config: dict, env: dict | None = None, wait: bool = True) -> GatewayProcess:
+        workdir = tmp_path / f"gw{len(procs)}"
+        workdir.mkdir()
+        gw = GatewayProcess(workdir, config, env)
+        procs.append(gw)
+        return gw.start(wait)
+
+    yield _start
+    for gw in procs:
+        gw.stop()
+
+
+class ThreadedApp:
+    """An aiohttp app served from its own thread and loop, for module-scoped upstreams
+    that outlive any one test's event loop."""
+
+    def __init__(self, app: web.Application, port: int = 0) -> None:
+        import asyncio
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+        self.url = ""
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.runner, self.url = self.loop.run_until_complete(start_app(app, port))
+            started.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        started.wait(10)
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def stop(self) -> None:
+        import asyncio
+
+        fut = asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop)
+        fut.result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)

@@ -15,7 +15,6 @@ from typing import Any
 from wxgated.config.context import CompileContext
 from wxgated.config.errors import ConfigError, Issue, SemanticError
 from wxgated.config.spec import frozen
-from wxgated.config.validate import load_and_validate
 from wxgated.filters import FILTERS
 from wxgated.handlers import TERMINALS
 from wxgated.http.message import Handler
@@ -59,6 +58,8 @@ class Snapshot:
 
 def load_snapshot(path: str, registry: Registry) -> Snapshot:
     """Read, validate and compile `path`; raises ConfigError with every issue found."""
+    from wxgated.config.validate import load_and_validate
+
     doc = load_and_validate(path)
     try:
         snap = compile_document(doc, registry)

@@ -43,7 +43,7 @@ class Rewrite(Filter):
         async def rewrite(req: Request) -> Response:
             template = to
             for p in params:
-                template = template.replace("{param.%s}" % p, req.params.get(p, ""))
+                template = template.replace("{param." + p + "}", req.params.get(p, ""))
             req.path = regex.sub(template, req.path, count=1)
             if not req.path.startswith("/"):
                 req.path = "/" + req.path

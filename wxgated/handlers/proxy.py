@@ -23,7 +23,7 @@ def build(value: str, route: dict[str, Any], ctx: Any) -> Handler:
             from wxgated.handlers.websocket import proxy_upgrade
 
             return await proxy_upgrade(upstream, req)
-        lines, host = request_block(req.headers, req.client_ip, req.scheme,
+        lines, host = request_block(req.headers, req.peer_ip, req.client_ip, req.scheme,
                                     req.header(b"host"), req.trace_id, preserve_host)
         try:
             ex = await forward(upstream, req, req.method, req.target_uri.encode("latin-1"),

@@ -7,8 +7,8 @@ requests finish on the config they started with.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import time
 from typing import Any
 
 from wxgated.http.clientip import ClientIPResolver
@@ -36,7 +36,7 @@ class GatewayDispatcher(Dispatcher):
         self._unmatched = RouteMetrics("")
         self._inc = IN_FLIGHT.inc
         self._dec = IN_FLIGHT.dec
-        self._time = asyncio.get_running_loop().time
+        self._time = time.monotonic
 
     def protocol(self) -> GatewayProtocol:
         return GatewayProtocol(self)

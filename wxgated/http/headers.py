@@ -34,8 +34,9 @@ def connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
     return frozenset(names)
 
 
-def request_block(headers: list[tuple[bytes, bytes]], client_ip: str, scheme: str,
-                  host: bytes | None, trace_id: str, keep_host: bool) -> tuple[bytes, bytes]:
+def request_block(headers: list[tuple[bytes, bytes]], peer_ip: str, client_ip: str,
+                  scheme: str, host: bytes | None, trace_id: str,
+                  keep_host: bool) -> tuple[bytes, bytes]:
     """The forwarded header lines (without Host/framing) and the client's Host.
 
     Returns (block, host) where block is ready to follow the request line.
@@ -55,12 +56,12 @@ def request_block(headers: list[tuple[bytes, bytes]], client_ip: str, scheme: st
             via = v + b", " + VIA
             continue
         lines.append(k + b": " + v + b"\r\n")
-    ip = client_ip.encode()
-    lines.append(b"x-forwarded-for: " + (xff + b", " + ip if xff else ip) + b"\r\n")
+    peer = peer_ip.encode()
+    lines.append(b"x-forwarded-for: " + (xff + b", " + peer if xff else peer) + b"\r\n")
     lines.append(b"x-forwarded-proto: " + scheme.encode() + b"\r\n")
     if client_host:
         lines.append(b"x-forwarded-host: " + client_host + b"\r\n")
-    lines.append(b"x-real-ip: " + ip + b"\r\n")
+    lines.append(b"x-real-ip: " + client_ip.encode() + b"\r\n")
     lines.append(b"via: " + via + b"\r\n")
     tid = trace_id.encode()
     lines.append(b"x-trace-id: " + tid + b"\r\n")

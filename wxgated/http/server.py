@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from time import monotonic
 from typing import Any
 
 import httptools
@@ -136,9 +137,10 @@ class GatewayProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade as upg:
             self._on_upgrade(data[upg.args[0]:])
         except httptools.HttpParserError as exc:
-            status = 431 if "header too large" in str(exc) else 400
-            msg = getattr(exc, "wx_msg", None) or f"bad request: {exc.__cause__ or exc}"
-            self._reject(status, msg)
+            if self._header_size > self.cfg.max_header:
+                self._reject(431, "request header fields too large")
+            else:
+                self._reject(400, f"bad request: {exc}")
 
     def eof_received(self) -> bool | None:
         if self._body is not None:  # body cut short by the client
@@ -190,12 +192,12 @@ class GatewayProtocol(asyncio.Protocol):
         self._url += url
         self._header_size += len(url)
         if self._header_size > self.cfg.max_header:
-            raise _too_large()
+            raise HeaderTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_size += len(name) + len(value) + 4
         if self._header_size > self.cfg.max_header:
-            raise _too_large()
+            raise HeaderTooLarge
         name = name.lower()
         if name.startswith(b"x-wx-"):
             return  # identity headers are the gateway's alone (DESIGN.md)
@@ -211,7 +213,7 @@ class GatewayProtocol(asyncio.Protocol):
         query = query_b.decode("latin-1")
         headers = self._headers
         method = parser.get_method().decode("ascii")
-        req = self.d.begin(self.peer_ip, headers, method, path, query, self.loop.time())
+        req = self.d.begin(self.peer_ip, headers, method, path, query, monotonic())
         req.version = parser.get_http_version()
         req.keep_alive = parser.should_keep_alive()
         req.transport = self.transport
@@ -310,10 +312,8 @@ class GatewayProtocol(asyncio.Protocol):
         return False
 
 
-def _too_large() -> httptools.HttpParserError:
-    exc = httptools.HttpParserError("header too large")
-    exc.wx_msg = "request header too large"  # type: ignore[attr-defined]
-    return exc
+class HeaderTooLarge(Exception):
+    """Raised from a parser callback; httptools wraps it, the size counter tells why."""
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:

@@ -9,9 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from wxgated.config.spec import duration, frozen
+from wxgated.observe.metrics import CIRCUIT_STATE
 from wxgated.registry import Registry
 from wxgated.upstream.balancer import make_balancer
+from wxgated.upstream.breaker import CircuitBreaker, failure_rules
+from wxgated.upstream.health import ActiveChecker, HealthGroup, TargetHealth, health_gauge
 from wxgated.upstream.pool import Target, TargetSpec, Upstream
+from wxgated.upstream.retry import RetryBudget, RetryPolicy
 
 
 def build_upstreams(cfg: dict[str, Any], registry: Registry,
@@ -30,14 +34,45 @@ def build_upstream(name: str, ucfg: dict[str, Any], registry: Registry) -> Upstr
                           tls_verify=bool(tls.get("verify", True)), ca_file=tls.get("ca_file"))
         targets.append(registry.keep(("target", name, spec.url), spec,
                                      lambda spec=spec: Target(name, spec)))
+    _guard(name, ucfg, targets, registry)
     timeouts = ucfg.get("timeouts", {})
+    retry = budget = None
+    if "retries" in ucfg:
+        retry = RetryPolicy.from_config(ucfg["retries"])
+        budget = registry.keep(("budget", name), frozen(ucfg["retries"]),
+                               lambda: RetryBudget.for_policy(retry))
     hash_key = None
     if ucfg.get("balance") == "hash":
         from wxgated.clientkey import compile_key
 
         hash_key = compile_key(ucfg.get("hash_key", "ip"))
     balancer = make_balancer(ucfg.get("balance", "round_robin"), targets, hash_key)
-    _ = frozen  # specs of policies below are compared as frozen config fragments
     return Upstream(name, targets, balancer,
                     connect_timeout=duration(timeouts.get("connect"), 1.0),
-                    read_timeout=duration(timeouts.get("read"), 30.0))
+                    read_timeout=duration(timeouts.get("read"), 30.0),
+                    retry=retry, budget=budget)
+
+
+def _guard(name: str, ucfg: dict[str, Any], targets: list[Target], registry: Registry) -> None:
+    """Attach breakers, health state and the active checker to the targets.
+
+    Each is kept in the registry under its own spec, so changing a breaker setting
+    resets that breaker without dropping the target's warm connections.
+    """
+    cb = ucfg.get("circuit_breaker")
+    hc = ucfg.get("health_check")
+    ph = ucfg.get("passive_health")
+    statuses, errors = failure_rules(cb)
+    for t in targets:
+        t.failure_statuses, t.failure_errors = statuses, errors
+        t.breaker = None if cb is None else registry.keep(
+            ("breaker", name, t.key), frozen(cb),
+            lambda t=t: CircuitBreaker.from_config(cb, CIRCUIT_STATE.labels(name, t.key).set))
+        t.health = registry.keep(
+            ("health", name, t.key), frozen((hc, ph)),
+            lambda t=t: TargetHealth.from_config(hc, ph, health_gauge(name, t.key)))
+    HealthGroup([t.health for t in targets])
+    if hc is not None:
+        checker = registry.keep(("checker", name), frozen((hc, [t.key for t in targets])),
+                                lambda: ActiveChecker.from_config(name, targets, hc))
+        checker.start()

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from wxgated.http.message import Body, Request
-from wxgated.upstream.breaker import min_retry_after
+from wxgated.upstream.breaker import classify, min_retry_after
 from wxgated.upstream.errors import UpstreamError, UpstreamUnavailable
 from wxgated.upstream.pool import Exchange, Target, Upstream, exchange_once
 
@@ -54,6 +54,10 @@ async def forward(up: Upstream, req: Request | None, method: str, uri: bytes, li
             status = ex.status
         except UpstreamError as exc:
             error = exc
+        except BaseException:
+            if target.breaker is not None:
+                target.breaker.cancel()  # no verdict (client gone, body too large)
+            raise
         finally:
             target.active -= 1
         elapsed = time.monotonic() - start
@@ -100,7 +104,8 @@ def _verdict(target: Target, status: int | None, error: UpstreamError | None,
     health = target.health
     if breaker is None and health is None:
         return
-    failed = error is not None or (status is not None and status in target.failure_statuses)
+    failed = classify(status, None if error is None else error.reason,
+                      target.failure_statuses, target.failure_errors)
     if breaker is not None:
         breaker.record(not failed, now)
     if health is not None:

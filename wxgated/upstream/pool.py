@@ -52,6 +52,7 @@ class Target:
         self.health: Any = None  # upstream.health.TargetHealth, when health checks are on
         self.breaker: Any = None  # upstream.breaker.CircuitBreaker, when configured
         self.failure_statuses: frozenset[int] = frozenset(range(500, 600))
+        self.failure_errors: frozenset[str] | None = None  # None: every transport error
         self._status_children: dict[int, Any] = {}
 
     @property

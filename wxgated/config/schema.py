@@ -1,0 +1,400 @@
+"""The JSON Schema (draft 2020-12) of routes.yaml, assembled from core + plug-ins.
+
+The core sections are written here. Each filter's options come from its class's
+`schema` (wxgated.filters.FILTERS) and each terminal's from its registration
+(wxgated.handlers.TERMINALS), so a new filter never edits this file, only regenerates
+schema/wxgated.schema.json:
+
+    python -m wxgated.config.schema > schema/wxgated.schema.json
+
+Every object has `additionalProperties` (false, or a schema for free-form maps), so a
+typo is an error, never a silently ignored key. Defaults live here as `default:` and
+`validate.apply_defaults()` fills them in, so the compiler and the docs read one source.
+Fragments may use `{"$ref": "#/$defs/duration"}` (also `positive_duration`, `size`,
+`name`) or the helpers below.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from typing import Any
+
+from wxgated.config import units
+
+# Patterns shared with validate.py (which turns a mismatch into a readable hint).
+NAME = r"^[A-Za-z0-9_.-]+$"
+LISTEN = r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):[0-9]{1,5}$"
+WORKERS = r"^(?:auto|[1-9][0-9]*)$"
+TARGET_URL = r"^https?://[^\s/?#@]+/?$"
+REDIS_URL = r"^(?:redis|rediss|unix)://"
+HASH_KEY = r"^(?:ip|header\.[A-Za-z0-9-]+|cookie\.[^\s;,=]+|claim\.[A-Za-z0-9_.-]+)$"
+STATUS_SPEC = r"^(?:[1-5]xx|[1-5][0-9]{2}(?:-[1-5][0-9]{2})?)$"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+HOST = rf"^(?:(?:\*\.)?{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]+\])$"
+VERSION = r"^[vV]?[0-9]+(?:\.[0-9]+)*$"
+RETRY_ON = r"^(?:connect_error|timeout)$"
+HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]
+IDEMPOTENT_METHODS = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]
+WECHAT_ACTIONS = ["login", "decrypt", "phone", "logout", "refresh", "push", "api"]
+
+PATTERN_HINTS: dict[str, str] = {
+    NAME: 'use letters, digits, "_", "." and "-"',
+    LISTEN: 'expected "host:port", e.g. "0.0.0.0:8080" or "[::]:8080"',
+    WORKERS: 'expected a number ≥ 1 or "auto"',
+    TARGET_URL: 'expected "http://host:port" or "https://host:port" (no path)',
+    REDIS_URL: 'expected a redis://, rediss:// or unix:// URL',
+    HASH_KEY: "expected ip, header.NAME, cookie.NAME or claim.NAME",
+    STATUS_SPEC: 'expected a status (200), a class ("5xx") or a range ("200-399")',
+    HOST: 'expected a host name ("api.example.com") or a wildcard ("*.example.com")',
+    VERSION: 'expected a version such as "v1", "2" or "v2.1"',
+    RETRY_ON: "expected connect_error, timeout or an HTTP status",
+    r"^/": 'must start with "/"',
+    r"^https?://": "expected an http:// or https:// URL",
+    r"^[^{}]*$": 'must not contain "{" or "}"',
+}
+
+SCHEMA_ID = "https://wxgated.dev/schema/v1/wxgated.schema.json"
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+
+Schema = dict[str, Any]
+
+
+def _with(schema: Schema, default: Any = None, desc: str | None = None) -> Schema:
+    if default is not None:
+        schema["default"] = default
+    if desc:
+        schema["description"] = desc
+    return schema
+
+
+def obj(props: dict[str, Schema], required: tuple[str, ...] = (), default: Any = None,
+        desc: str | None = None) -> Schema:
+    """An object with exactly these keys."""
+    s: Schema = {"type": "object", "additionalProperties": False, "properties": props}
+    if required:
+        s["required"] = list(required)
+    return _with(s, default, desc)
+
+
+def string_map(desc: str | None = None, values: Schema | None = None) -> Schema:
+    """A free-form mapping of strings (headers, renames)."""
+    return _with({"type": "object", "additionalProperties": values or {"type": "string"}},
+                 None, desc)
+
+
+def duration(default: Any = None, desc: str | None = None, positive: bool = True) -> Schema:
+    ref = "#/$defs/positive_duration" if positive else "#/$defs/duration"
+    return _with({"$ref": ref}, default, desc)
+
+
+def size(default: Any = None, desc: str | None = None) -> Schema:
+    return _with({"$ref": "#/$defs/size"}, default, desc)
+
+
+def string(default: Any = None, desc: str | None = None, **kw: Any) -> Schema:
+    return _with({"type": "string", **kw}, default, desc)
+
+
+def integer(default: Any = None, desc: str | None = None, minimum: int | None = None,
+            maximum: int | None = None) -> Schema:
+    s: Schema = {"type": "integer"}
+    if minimum is not None:
+        s["minimum"] = minimum
+    if maximum is not None:
+        s["maximum"] = maximum
+    return _with(s, default, desc)
+
+
+def boolean(default: bool | None = None, desc: str | None = None) -> Schema:
+    s = _with({"type": "boolean"}, None, desc)
+    if default is not None:
+        s["default"] = default
+    return s
+
+
+def enum(values: list[Any], default: Any = None, desc: str | None = None) -> Schema:
+    return _with({"enum": list(values)}, default, desc)
+
+
+def methods(default: list[str] | None = None, desc: str | None = None) -> Schema:
+    return _with({"type": "array", "uniqueItems": True, "minItems": 1,
+                  "items": {"enum": HTTP_METHODS}}, default, desc)
+
+
+def _statuses(default: list[Any], desc: str) -> Schema:
+    item = {"type": ["integer", "string"], "minimum": 100, "maximum": 599,
+            "pattern": STATUS_SPEC}
+    return _with({"type": "array", "minItems": 1, "items": item}, default, desc)
+
+
+DEFS: Schema = {
+    "duration": {"type": ["string", "number"], "minimum": 0,
+                 "pattern": units.DURATION_PATTERN,
+                 "description": "a duration: 250ms, 10s, 1m30s, 2h, 1d, or a number of seconds"},
+    "positive_duration": {"type": ["string", "number"], "exclusiveMinimum": 0,
+                          "pattern": units.POSITIVE_DURATION_PATTERN,
+                          "description": "a duration greater than zero: 250ms, 10s, 2h"},
+    "size": {"type": ["string", "integer"], "minimum": 0, "pattern": units.SIZE_PATTERN,
+             "description": "a size: 512, 10KB (×1000), 64KiB, 1MiB, 1GiB (×1024)"},
+    "name": {"type": "string", "pattern": NAME,
+             "description": "letters, digits, '_', '.' and '-'"},
+}
+
+
+def _server() -> Schema:
+    return obj({
+        "listen": string("0.0.0.0:8080", "public listener, host:port", pattern=LISTEN),
+        "workers": _with({"type": ["integer", "string"], "minimum": 1, "pattern": WORKERS},
+                         1, 'worker processes: a number, or "auto" (one per CPU core)'),
+        "trusted_proxies": _with({"type": "array", "items": {"type": "string"}}, [],
+                                 "CIDRs whose X-Forwarded-For is believed"),
+        "limits": obj({
+            "max_body": size("1MiB", "largest request body (413 beyond), per route overridable"),
+            "max_header": size("16KiB", "largest request head (431 beyond)"),
+            "max_connections": integer(10000, "open client connections per worker", 1),
+        }, default={}),
+        "timeouts": obj({
+            "header": duration("10s", "time to receive a request head"),
+            "idle": duration("75s", "keep-alive connection idle time"),
+            "shutdown_grace": duration("15s", "how long in-flight requests may finish on stop",
+                                       positive=False),
+            "websocket_idle": duration("300s", "a WebSocket with no frame either way closes"),
+        }, default={}),
+        "tls": obj({
+            "cert": string(desc="PEM certificate chain file", minLength=1),
+            "key": string(desc="PEM private key file", minLength=1),
+            "min_version": enum(["1.2", "1.3", 1.2, 1.3], "1.2", "lowest TLS version"),
+        }, required=("cert", "key"), desc="TLS termination on the public listener"),
+    }, default={})
+
+
+def _state() -> Schema:
+    return obj({
+        "backend": enum(["memory", "redis"], "memory", "where shared state lives"),
+        "redis": obj({
+            "url": string(desc="redis://[:password@]host:port/db, rediss:// for TLS",
+                          pattern=REDIS_URL),
+            "cluster": boolean(False, "talk Redis Cluster"),
+            "timeout": duration("200ms", "bound on every Redis call"),
+            "prefix": string("wxgated:", "key prefix", pattern=r"^[^{}]*$"),
+            "max_connections": integer(64, "connection pool size", 1),
+        }),
+        "encryption_key": string(desc="base64 of 32 random bytes: AES-256-GCM key for "
+                                 "session keys at rest (required when sessions go to Redis)"),
+    }, default={})
+
+
+def _wechat() -> Schema:
+    return obj({
+        "appid": string(desc="mini-program AppID", minLength=1),
+        "secret": string(desc="mini-program AppSecret (use ${ENV})", minLength=1),
+        "api_base": string("https://api.weixin.qq.com", "WeChat API base URL",
+                           pattern=r"^https?://"),
+        "session_ttl": duration("2h", "server-side session lifetime"),
+        "push_token": string("", "message-push verification token"),
+        "backend": enum(["memory", "redis"], desc="session store (default: state.backend)"),
+        "timeout": duration("5s", "per WeChat API call"),
+        "retries": integer(2, "extra attempts on errcode -1 (system busy)", 0, 10),
+        "backoff": duration("100ms", "first retry delay, doubling"),
+        "token": obj({
+            "source": enum(["stable_token", "token"], "stable_token",
+                           "cgi-bin endpoint used for the access_token"),
+            "refresh_before": duration("5m", "refresh this long before expiry"),
+        }, default={}),
+    }, required=("appid", "secret"))
+
+
+def _jwt() -> Schema:
+    key = obj({
+        "kid": string(desc="key id, in the token header", minLength=1),
+        "alg": enum(["HS256", "HS384", "HS512", "RS256", "ES256", "EdDSA"]),
+        "secret": string(desc="HMAC secret (HS*)", minLength=1),
+        "pem": string(desc="PEM text of a private or public key (RS256/ES256/EdDSA)"),
+        "pem_file": string(desc="file with the PEM key", minLength=1),
+    }, required=("kid", "alg"))
+    audience = {"type": ["string", "array"], "items": {"type": "string"}, "minItems": 1,
+                "description": "aud claim set and required"}
+    return obj({
+        "issuer": string("wxgated", "iss claim set and required"),
+        "audience": audience,
+        "ttl": duration("2h", "token lifetime"),
+        "leeway": duration("30s", "clock skew allowed on exp/nbf/iat", positive=False),
+        "keys": _with({"type": "array", "minItems": 1, "items": key}, None,
+                      "the first key signs; all keys verify"),
+    }, required=("keys",))
+
+
+def _upstream() -> Schema:
+    target = obj({"url": string(desc="http(s)://host:port", pattern=TARGET_URL),
+                  "weight": integer(1, "share of traffic", 1)}, required=("url",))
+    return obj({
+        "targets": _with({"type": "array", "minItems": 1, "items": target}),
+        "balance": enum(["round_robin", "least_conn", "hash"], "round_robin"),
+        "hash_key": string(None, "balance: hash key: ip (default) | header.NAME | "
+                           "cookie.NAME | claim.NAME",
+                           pattern=HASH_KEY),
+        "timeouts": obj({"connect": duration("2s"), "read": duration("30s")}, default={}),
+        "retries": obj({
+            "attempts": integer(1, "tries in all, the first included", 1, 10),
+            "on": _with({"type": "array", "items": {
+                "type": ["string", "integer"], "pattern": RETRY_ON,
+                "minimum": 100, "maximum": 599}}, ["connect_error"],
+                "connect_error, timeout, or statuses"),
+            "methods": methods(IDEMPOTENT_METHODS, "methods that may be retried"),
+            "per_try_timeout": duration(desc="timeout of each try (default: timeouts.read)"),
+            "budget": _with({"type": "number", "minimum": 0, "maximum": 1}, 0.2,
+                            "retries allowed as a share of requests"),
+            "min_retries_per_sec": _with({"type": "number", "minimum": 0}, 3,
+                                         "retries always allowed on a quiet upstream"),
+        }, default={}),
+        "health_check": obj({
+            "path": string("/healthz", pattern=r"^/"),
+            "interval": duration("5s"), "timeout": duration("1s"),
+            "unhealthy_after": integer(3, "consecutive failures", 1),
+            "healthy_after": integer(2, "consecutive successes", 1),
+            "expect_status": _statuses(["200-399"], 'statuses, "2xx" or ranges "200-399"'),
+        }, desc="active checks (off unless present)"),
+        "passive_health": obj({
+            "enabled": boolean(True),
+            "consecutive_failures": integer(5, minimum=1),
+            "base_ejection": duration("30s", "ejection time × ejection count"),
+            "max_ejection": duration("300s"),
+        }, default={}),
+        "circuit_breaker": obj({
+            "window": duration("10s"), "min_requests": integer(20, minimum=1),
+            "failure_ratio": _with({"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                                   0.5),
+            "open_for": duration("30s"), "half_open_requests": integer(3, minimum=1),
+            "max_open_for": duration(desc="cap on open_for growth (default: 5×open_for, "
+                                     "at most 300s)"),
+            "failure_statuses": _statuses(["5xx"], "statuses counted as failures"),
+            "failure_errors": _with({"type": "array", "uniqueItems": True,
+                                     "items": {"enum": ["connect_error", "timeout"]}},
+                                    ["connect_error", "timeout"]),
+        }, desc="per-target breaker (off unless present)"),
+        "keepalive": obj({"max_idle": integer(32, "idle connections kept per target", 0),
+                          "idle_timeout": duration("60s")}, default={}),
+        "tls": obj({"verify": boolean(True), "ca_file": string(minLength=1),
+                    "server_name": string(desc="SNI and certificate name")}),
+    }, required=("targets",))
+
+
+def _filters(registry: dict[str, Any]) -> Schema:
+    props = {name: copy.deepcopy(registry[name].schema) for name in sorted(registry)}
+    item: Schema = {"type": "object", "minProperties": 1, "maxProperties": 1,
+                    "additionalProperties": False, "properties": props,
+                    "description": "one filter: {name: options}"}
+    return _with({"type": "array", "items": item}, [], "run in order, around the terminal")
+
+
+def _aggregate() -> Schema:
+    backend = obj({
+        "name": {"$ref": "#/$defs/name", "description": "id for partial/after (default: as)"},
+        "upstream": {"$ref": "#/$defs/name"},
+        "method": enum(HTTP_METHODS, "GET"),
+        "path": string(desc="template: {param.x} {query.x} {claim.x} {header.x} {resp.n.x}",
+                       pattern=r"^/"),
+        "as": string(desc="key of this answer in data (default: merged into data)"),
+        "optional": boolean(False, "a failure leaves it out (listed in partial)"),
+        "timeout": duration(desc="this backend's timeout, within the route's"),
+        "allow": _with({"type": "array", "items": {"type": "string"}},
+                       desc="dotted paths kept"),
+        "deny": _with({"type": "array", "items": {"type": "string"}},
+                      desc="dotted paths dropped"),
+        "rename": string_map("dotted path → new key"),
+        "after": string(desc="name of a backend whose answer this one needs"),
+        "headers": string_map("extra request headers"),
+    }, required=("upstream", "path"))
+    return obj({
+        "timeout": duration("5s", "overall deadline"),
+        "backends": _with({"type": "array", "minItems": 1, "items": backend}),
+    }, required=("backends",))
+
+
+def _core_terminals() -> dict[str, Schema]:
+    """Fallback value schemas for the four terminals DESIGN.md names, used until (or
+    unless) a handler module registers its own, so the core config always validates."""
+    return {
+        "upstream": {"$ref": "#/$defs/name", "description": "name of an upstream"},
+        "aggregate": _aggregate(),
+        "respond": obj({
+            "status": integer(200, minimum=100, maximum=599),
+            "json": {"description": "a JSON value sent as the body"},
+            "body": string(desc="a text body"),
+            "content_type": string(),
+            "headers": string_map(),
+        }),
+        "wechat": enum(WECHAT_ACTIONS),
+    }
+
+
+def _route(filters: dict[str, Any], terminals: dict[str, Any]) -> Schema:
+    match = obj({
+        "path": string(desc="/static, /:param, /*tail", minLength=1),
+        "methods": methods(desc="default: any method"),
+        "host": string(desc="exact host or *.example.com", pattern=HOST),
+        "version": _with({"type": ["string", "integer"], "pattern": VERSION, "minimum": 0},
+                         desc="API version this route serves (v1, 2, ...)"),
+    }, required=("path",))
+    props: dict[str, Schema] = {
+        "name": {"$ref": "#/$defs/name"},
+        "description": string(),
+        "match": match,
+        "filters": _filters(filters),
+        "websocket": boolean(True, "pass WebSocket upgrades"),
+        "preserve_host": boolean(False, "send the client's Host upstream"),
+        "timeout": duration(desc="overall deadline for the route"),
+        "max_body": size(desc="overrides server.limits.max_body"),
+    }
+    for key in sorted(terminals):
+        props[key] = copy.deepcopy(terminals[key])
+    return obj(props, required=("name", "match"))
+
+
+def terminal_schemas() -> dict[str, Schema]:
+    """Terminal key → value schema: registered terminals over the core fallbacks."""
+    from wxgated.handlers import TERMINALS
+
+    out = _core_terminals()
+    out.update({k: t.schema for k, t in TERMINALS.items()})
+    return out
+
+
+def build_schema() -> Schema:
+    """The whole schema, with every registered filter and terminal."""
+    from wxgated.filters import FILTERS
+    from wxgated.versioning import SCHEMA as VERSIONING
+
+    return {
+        "$schema": DRAFT,
+        "$id": SCHEMA_ID,
+        "title": "wxgated routes.yaml",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "version": _with({"const": 1}, 1, "config format version"),
+            "server": _server(),
+            "admin": obj({"listen": string("127.0.0.1:9090", pattern=LISTEN)}, default={}),
+            "state": _state(),
+            "wechat": _wechat(),
+            "jwt": _jwt(),
+            "upstreams": _with({"type": "object", "propertyNames": {"$ref": "#/$defs/name"},
+                                "additionalProperties": _upstream()}, {}),
+            "access_log": obj({"enabled": boolean(True),
+                               "output": enum(["stdout", "stderr"], "stdout")}, default={}),
+            "versioning": _with(copy.deepcopy(VERSIONING), {}),
+            "routes": _with({"type": "array", "items": _route(FILTERS, terminal_schemas())},
+                            []),
+        },
+        "$defs": copy.deepcopy(DEFS),
+    }
+
+
+def dumps(schema: Schema | None = None) -> str:
+    return json.dumps(schema or build_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(dumps())

@@ -205,7 +205,7 @@ def test_config_errors_are_precise(key, fragment) -> None:
     with pytest.raises(SettingsError) as err:
         KeyRing.from_config({"keys": [key]})
     assert fragment in err.value.msg
-    assert err.value.path[:3] == ["jwt", "keys", 0]
+    assert err.value.path[:3] == ("jwt", "keys", 0)
 
 
 def test_config_errors_about_key_kinds(rsa_key) -> None:

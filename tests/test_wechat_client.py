@@ -7,9 +7,9 @@ import logging
 
 import pytest
 from aiohttp import web
-from conftest import free_port
-from wechat_standin import make_wechat_app
 
+from tests.conftest import free_port
+from tests.wechat_standin import make_wechat_app
 from wxgated.observe.metrics import REGISTRY
 from wxgated.wechat.client import WeChatClient, WeChatError
 

@@ -50,6 +50,7 @@ class WeChatClient:
         self.api_base = api_base.rstrip("/")
         self.appid = appid
         self._secret = secret
+        self.timeout = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retries = retries
         self._backoff = backoff
@@ -58,6 +59,12 @@ class WeChatClient:
 
     def __repr__(self) -> str:
         return f"WeChatClient(api_base={self.api_base!r}, appid={self.appid!r}, secret=<hidden>)"
+
+    @property
+    def max_call_seconds(self) -> float:
+        """The longest one `call()` can take, retries and backoff included."""
+        n = self._retries + 1
+        return n * self.timeout + self._backoff * (2 ** self._retries - 1)
 
     async def close(self) -> None:
         session, self._session = self._session, None

@@ -7,31 +7,27 @@ compile step can report them as FILE:LINE:COL.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+from wxgated.config.errors import SemanticError
+from wxgated.config.units import parse_duration
 
 
-class SettingsError(ValueError):
+class SettingsError(SemanticError):
     """A config value that parses but cannot work; `path` locates it in routes.yaml."""
 
-    def __init__(self, msg: str, path: list[str | int]) -> None:
-        super().__init__(msg)
-        self.msg = msg
-        self.path = path
+    @property
+    def msg(self) -> str:
+        return self.message
 
 
 def seconds(value: Any, path: list[str | int]) -> float:
     """A duration: "250ms", "10s", "2h", or a plain number of seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    m = _DURATION.match(str(value))
-    if m is None:
-        raise SettingsError(f"not a duration: {value!r}", path)
-    return float(m.group(1)) * _UNIT[m.group(2)]
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise SettingsError(str(exc), path) from None
 
 
 @dataclass(frozen=True)
@@ -41,26 +37,31 @@ class WeChatSettings:
     api_base: str = "https://api.weixin.qq.com"
     session_ttl: float = 7200.0
     push_token: str = field(default="", repr=False)
+    backend: str | None = None  # where sessions live; None = state.backend
     timeout: float = 5.0
     retries: int = 2
+    backoff: float = 0.1
     use_stable_token: bool = True
-    token_refresh_margin: float = 300.0
+    refresh_before: float = 300.0
 
     @classmethod
     def from_config(cls, wx: dict[str, Any]) -> WeChatSettings:
-        p = ["wechat"]
+        p: list[str | int] = ["wechat"]
         for required in ("appid", "secret"):
             if not wx.get(required):
                 raise SettingsError(f"wechat.{required} is required", [*p, required])
+        token = wx.get("token") or {}
         return cls(
             appid=str(wx["appid"]),
             secret=str(wx["secret"]),
             api_base=str(wx.get("api_base", cls.api_base)),
             session_ttl=seconds(wx.get("session_ttl", "2h"), [*p, "session_ttl"]),
             push_token=str(wx.get("push_token") or ""),
+            backend=wx.get("backend"),
             timeout=seconds(wx.get("timeout", "5s"), [*p, "timeout"]),
             retries=int(wx.get("retries", 2)),
-            use_stable_token=wx.get("access_token", "stable") != "classic",
-            token_refresh_margin=seconds(wx.get("token_refresh_margin", "5m"),
-                                         [*p, "token_refresh_margin"]),
+            backoff=seconds(wx.get("backoff", "100ms"), [*p, "backoff"]),
+            use_stable_token=token.get("source", "stable_token") == "stable_token",
+            refresh_before=seconds(token.get("refresh_before", "5m"),
+                                   [*p, "token", "refresh_before"]),
         )

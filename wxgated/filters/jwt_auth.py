@@ -1,0 +1,112 @@
+"""`jwt_auth`: only logged-in mini-program users pass; upstreams learn who they are.
+
+The upstream gets `X-WX-OpenID` (and `X-WX-UnionID` when known) plus any claim→header
+mappings; whatever the client sent under those names is dropped first, so identity
+headers only ever come from a verified token. The verified token is cached by the key
+ring, so the per-request cost is a dict hit, an int compare and (with `check_session`,
+the default) one state-backend read that makes logout effective at once.
+
+    filters:
+      - jwt_auth:
+          optional: false          # true: no token → anonymous (a bad token is still 401)
+          check_session: true      # false: skip the revocation check (pure stateless)
+          cookie: wx_token         # also read the token from this cookie
+          query_param: token       # also from ?token= (WebSocket), removed before proxying
+          claim_headers: {role: X-User-Role}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wxgated.config.errors import SemanticError
+from wxgated.filters.base import Filter, register
+from wxgated.http.message import Handler, Request, Response
+from wxgated.wechat.auth import Authenticator, TokenSource, unauthorized
+from wxgated.wechat.jwt_keys import TokenError
+
+OPENID = b"x-wx-openid"
+UNIONID = b"x-wx-unionid"
+MISSING = TokenError("missing").msg
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "optional": {"type": "boolean", "default": False,
+                     "description": "let requests without a token through, anonymous"},
+        "check_session": {"type": "boolean", "default": True,
+                          "description": "refuse tokens whose session was logged out"},
+        "cookie": {"type": "string", "minLength": 1, "pattern": r"^[^\s;,=]+$",
+                   "description": "cookie that may carry the token"},
+        "query_param": {"type": "string", "minLength": 1, "pattern": r"^[^\s&=#]+$",
+                        "description": "query parameter that may carry the token (WebSocket)"},
+        "claim_headers": {"type": "object",
+                          "additionalProperties": {"type": "string",
+                                                   "pattern": r"^[A-Za-z0-9-]+$"},
+                          "description": "claim → request header sent upstream"},
+    },
+}
+
+
+def _value(v: Any) -> bytes | None:
+    raw = str(v).encode()
+    return None if b"\r" in raw or b"\n" in raw or b"\0" in raw else raw
+
+
+@register
+class JWTAuth(Filter):
+    name = "jwt_auth"
+    schema = SCHEMA
+
+    def __init__(self, config: Any, ctx: Any) -> None:
+        super().__init__(config, ctx)
+        cfg = config or {}
+        ring = ctx.services.get("jwt")
+        if ring is None:
+            raise SemanticError("jwt_auth needs a top-level jwt: section with keys")
+        check = bool(cfg.get("check_session", True))
+        if check and ctx.services.get("sessions") is None:
+            raise SemanticError("check_session needs a wechat: section (the session store); "
+                                "set check_session: false to skip it", ("check_session",))
+        self.optional = bool(cfg.get("optional", False))
+        self.auth = Authenticator(ring, ctx.services.get("sessions"), check,
+                                  TokenSource(cfg.get("cookie"), cfg.get("query_param")))
+        mapped: list[tuple[str, bytes]] = []
+        for claim, header in (cfg.get("claim_headers") or {}).items():
+            name = header.lower().encode()
+            if name in (OPENID, UNIONID):
+                raise SemanticError(f"{header} is set by jwt_auth itself", ("claim_headers",
+                                                                             claim))
+            mapped.append((claim, name))
+        self.mapped = tuple(mapped)
+        self.drop = frozenset({OPENID, UNIONID, *(n for _, n in mapped)})
+
+    def wrap(self, next: Handler) -> Handler:
+        authenticate = self.auth.authenticate
+        optional, mapped, drop = self.optional, self.mapped, self.drop
+
+        async def jwt_auth(req: Request) -> Response:
+            found = await authenticate(req)
+            headers = [h for h in req.headers if h[0] not in drop]
+            if found is None:
+                if not optional:
+                    raise unauthorized(MISSING)
+                req.headers = headers
+                return await next(req)
+            claims, unionid = found
+            req.claims = claims
+            headers.append((OPENID, str(claims["sub"]).encode()))
+            if unionid:
+                headers.append((UNIONID, str(unionid).encode()))
+            for claim, name in mapped:
+                v = claims.get(claim)
+                if v is not None and (raw := _value(v)) is not None:
+                    headers.append((name, raw))
+            req.headers = headers
+            return await next(req)
+
+        return jwt_auth
+
+    async def handle(self, req: Request, next: Handler) -> Response:
+        return await self.wrap(next)(req)

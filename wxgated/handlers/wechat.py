@@ -1,0 +1,58 @@
+"""The `wechat` terminal: the gateway's own WeChat endpoints (DESIGN.md, WeChat endpoints).
+
+    wechat: login                 # POST {"code"} → session + JWT
+    wechat: decrypt               # POST {"encryptedData", "iv"[, "rawData", "signature"]}
+    wechat: phone                 # POST {"code"} → phone_info (central access_token)
+    wechat: logout                # revokes the session: the token dies at once
+    wechat: refresh               # a new token for a live session (extends it)
+    wechat: jwks                  # the public JWT keys (for /.well-known/jwks.json)
+    wechat: push                  # message-push URL verification; signed POSTs → "success"
+    wechat: {action: push, upstream: msg-service}   # ... or forwarded to an upstream
+    wechat: {action: api, path: /wxa/msg_sec_check} # proxy to WeChat with the access_token
+
+decrypt/phone/logout/refresh need `Authorization: Bearer` (or a `jwt_auth` filter on the
+route). WeChat errors answer with `code` = WeChat's errcode: 40029/40163 → 401 on login,
+45011 → 429, 40226 → 403, -1 or no answer → 503, anything else → 502.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wxgated.config.errors import SemanticError
+from wxgated.handlers.base import Terminal, register_terminal
+from wxgated.wechat.endpoints import ACTIONS, BUILDERS, Deps
+
+SCHEMA: dict[str, Any] = {
+    "oneOf": [
+        {"enum": list(ACTIONS), "description": "the action"},
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["action"],
+            "properties": {
+                "action": {"enum": list(ACTIONS)},
+                "upstream": {"type": "string", "minLength": 1,
+                             "description": "push: forward signed POSTs to this upstream"},
+                "path": {"type": "string", "pattern": r"^/[^?#]*$",
+                         "description": "api: the WeChat API path, e.g. /wxa/msg_sec_check"},
+            },
+        },
+    ],
+}
+
+
+def build(value: Any, route: dict[str, Any], ctx: Any) -> Any:
+    opts: dict[str, Any] = {"action": value} if isinstance(value, str) else dict(value)
+    action = opts["action"]
+    if "upstream" in opts and action != "push":
+        raise SemanticError("upstream is only for action: push", ("upstream",))
+    if "path" in opts and action != "api":
+        raise SemanticError("path is only for action: api", ("path",))
+    if action == "api" and not opts.get("path"):
+        raise SemanticError("action: api needs a path (the WeChat API path)", ())
+    deps = Deps.from_services(ctx.services, action)
+    return BUILDERS[action](deps, opts, route, ctx)
+
+
+register_terminal(Terminal("wechat", SCHEMA, build))

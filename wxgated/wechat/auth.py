@@ -1,0 +1,112 @@
+"""Who is calling: the bearer token of a request, checked against keys and sessions.
+
+Shared by the `jwt_auth` filter and the `wechat` terminals that need a logged-in user
+(decrypt, phone, logout, refresh), so both refuse tokens the same way: a 401 envelope
+whose msg names the reason, with `WWW-Authenticate: Bearer error="invalid_token"`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from wxgated.http.message import HTTPError, Request
+from wxgated.state.base import StateError
+from wxgated.wechat.jwt_keys import KeyRing, TokenError
+from wxgated.wechat.sessions import SessionStore
+
+WWW_AUTHENTICATE = (b"www-authenticate", b'Bearer error="invalid_token"')
+
+
+def unauthorized(msg: str) -> HTTPError:
+    return HTTPError(401, msg, headers=[WWW_AUTHENTICATE])
+
+
+class TokenSource:
+    """Where a token may come from: Authorization: Bearer, then a cookie, then a query
+    parameter (WebSocket clients cannot set headers: `wss://...?token=`)."""
+
+    __slots__ = ("cookie", "query")
+
+    def __init__(self, cookie: str | None = None, query_param: str | None = None) -> None:
+        self.cookie = cookie.encode() + b"=" if cookie else None
+        self.query = query_param + "=" if query_param else None
+
+    def extract(self, req: Request) -> str | None:
+        auth = req.header(b"authorization")
+        if auth is not None and auth[:7].lower() == b"bearer ":
+            token = auth[7:].strip()
+            if token:
+                return token.decode("latin-1")
+        if self.cookie is not None:
+            found = self._from_cookie(req.header(b"cookie"))
+            if found:
+                return found
+        if self.query is not None and self.query in req.query:
+            return self._from_query(req)
+        return None
+
+    def _from_cookie(self, header: bytes | None) -> str | None:
+        if not header or self.cookie not in header:  # type: ignore[operator]
+            return None
+        for part in header.split(b";"):
+            part = part.strip()
+            if part.startswith(self.cookie):  # type: ignore[arg-type]
+                return part[len(self.cookie):].strip(b'"').decode("latin-1")  # type: ignore[arg-type]
+        return None
+
+    def _from_query(self, req: Request) -> str | None:
+        """Take the token out of the query so it reaches neither the upstream nor its logs."""
+        prefix = self.query
+        assert prefix is not None
+        token = None
+        keep = []
+        for part in req.query.split("&"):
+            if token is None and part.startswith(prefix):
+                token = unquote(part[len(prefix):])
+            else:
+                keep.append(part)
+        req.query = "&".join(keep)
+        return token or None
+
+
+class Authenticator:
+    """Verifies a request's token; with `check_session`, a logged-out sid is refused at once."""
+
+    __slots__ = ("ring", "sessions", "check_session", "source")
+
+    def __init__(self, ring: KeyRing, sessions: SessionStore | None, check_session: bool = True,
+                 source: TokenSource | None = None) -> None:
+        if check_session and sessions is None:
+            raise ValueError("check_session needs the session store (a wechat: section)")
+        self.ring = ring
+        self.sessions = sessions
+        self.check_session = check_session
+        self.source = source or TokenSource()
+
+    async def authenticate(self, req: Request) -> tuple[dict[str, Any], str | None] | None:
+        """(claims, unionid), or None when the request carries no token at all."""
+        token = self.source.extract(req)
+        if token is None:
+            return None
+        try:
+            claims = self.ring.verify(token)
+        except TokenError as exc:
+            raise unauthorized(exc.msg) from None
+        unionid = claims.get("unionid")
+        if self.check_session:
+            assert self.sessions is not None
+            try:
+                session = await self.sessions.lookup(str(claims.get("sid") or ""))
+            except StateError:
+                raise HTTPError(503, "session store unavailable") from None
+            if session is None or session.openid != claims["sub"]:
+                raise unauthorized(TokenError("revoked").msg)
+            unionid = session.unionid or unionid
+        return claims, unionid
+
+    async def require(self, req: Request) -> tuple[dict[str, Any], str | None]:
+        found = await self.authenticate(req)
+        if found is None:
+            raise unauthorized(TokenError("missing").msg)
+        return found

@@ -1,0 +1,295 @@
+"""The actions behind the `wechat` terminal (registered in wxgated/handlers/wechat.py).
+
+Each builder runs once per route at compile time and returns the request handler.
+Nothing here ever puts a session_key, the AppSecret or an access_token into a response
+(the `api` action passes WeChat's answer through; WeChat answers do not carry tokens).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from wxgated.config.errors import SemanticError
+from wxgated.http.envelope import envelope
+from wxgated.http.message import Handler, HTTPError, Request, Response
+from wxgated.state.base import StateError
+from wxgated.wechat.auth import Authenticator, unauthorized
+from wxgated.wechat.client import WeChatClient, WeChatError
+from wxgated.wechat.crypto import (
+    DecryptError,
+    decrypt_user_data,
+    push_signature_ok,
+    raw_data_signature_ok,
+)
+from wxgated.wechat.jwt_keys import KeyRing, TokenError
+from wxgated.wechat.sessions import SessionStore
+from wxgated.wechat.settings import WeChatSettings
+from wxgated.wechat.token_keeper import TOKEN_ERRCODES, TokenKeeper
+
+ACTIONS = ("login", "decrypt", "phone", "logout", "refresh", "push", "api", "jwks")
+JSON_LIMIT = 64 * 1024
+API_LIMIT = 1024 * 1024
+_NEEDS = {
+    "login": ("wechat", "jwt", "sessions"), "decrypt": ("jwt", "sessions"),
+    "phone": ("wechat", "jwt", "sessions", "tokens"), "logout": ("jwt", "sessions"),
+    "refresh": ("jwt", "sessions"), "push": ("wechat_settings",), "api": ("wechat", "tokens"),
+    "jwks": ("jwt",),
+}
+_MESSAGES = {
+    -1: "WeChat is unavailable, try again", 40029: "invalid code", 40163: "code already used",
+    45011: "too many requests to WeChat, slow down", 40226: "user blocked by WeChat",
+    40001: "WeChat rejected the access_token", 42001: "WeChat rejected the access_token",
+}
+
+
+@dataclass(frozen=True)
+class Deps:
+    settings: WeChatSettings | None
+    client: WeChatClient | None
+    ring: KeyRing | None
+    sessions: SessionStore | None
+    tokens: TokenKeeper | None
+
+    @classmethod
+    def from_services(cls, services: dict[str, Any], action: str) -> Deps:
+        for name in _NEEDS[action]:
+            if services.get(name) is None:
+                section = "jwt" if name == "jwt" else "wechat"
+                raise SemanticError(f"wechat: {action} needs a top-level {section}: section")
+        return cls(services.get("wechat_settings"), services.get("wechat"),
+                   services.get("jwt"), services.get("sessions"), services.get("tokens"))
+
+    def auth(self, check_session: bool = True) -> Authenticator:
+        assert self.ring is not None
+        return Authenticator(self.ring, self.sessions, check_session)
+
+
+def wechat_error(err: WeChatError, code_status: int = 401) -> HTTPError:
+    """DESIGN.md's errcode → HTTP status map; `code` carries WeChat's errcode."""
+    code, headers = err.errcode, []
+    if err.unreachable or code == -1:
+        status, headers = 503, [(b"retry-after", b"1")]
+    elif code in (40029, 40163):
+        status = code_status
+    elif code == 45011:
+        status, headers = 429, [(b"retry-after", b"60")]
+    elif code == 40226:
+        status = 403
+    else:
+        status = 502
+    msg = _MESSAGES.get(code, f"WeChat API error {code}")
+    return HTTPError(status, msg, code=code, headers=headers)
+
+
+async def json_body(req: Request, *fields: str) -> dict[str, Any]:
+    """The request's JSON object with these string fields present (else a 400)."""
+    raw = await req.body.read(JSON_LIMIT)
+    try:
+        doc = json.loads(raw) if raw else None
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise HTTPError(400, "body must be a JSON object")
+    for name in fields:
+        if not isinstance(doc.get(name), str) or not doc[name]:
+            raise HTTPError(400, f"{name} is required")
+    return doc
+
+
+async def _state(awaitable: Any) -> Any:
+    try:
+        return await awaitable
+    except StateError:
+        raise HTTPError(503, "session store unavailable") from None
+
+
+def _token_data(ring: KeyRing, openid: str, sid: str, unionid: str | None) -> dict[str, Any]:
+    claims: dict[str, Any] = {"sub": openid, "sid": sid}
+    if unionid:
+        claims["unionid"] = unionid
+    token, expires_in = ring.issue(claims)
+    data: dict[str, Any] = {"token": token, "token_type": "Bearer", "expires_in": expires_in,
+                            "openid": openid}
+    if unionid:
+        data["unionid"] = unionid
+    return data
+
+
+def build_login(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: Any) -> Handler:
+    client, sessions, ring = deps.client, deps.sessions, deps.ring
+    assert client is not None and sessions is not None and ring is not None
+
+    async def login(req: Request) -> Response:
+        code = (await json_body(req, "code"))["code"]
+        try:
+            doc = await client.code2session(code)
+        except WeChatError as err:
+            raise wechat_error(err) from None
+        unionid = doc.get("unionid") or None
+        sess = await _state(sessions.create(doc["openid"], unionid, doc["session_key"]))
+        data = _token_data(ring, sess.openid, sess.sid, unionid)
+        return envelope(200, data, trace_id=req.trace_id)
+
+    return login
+
+
+async def _claims(auth: Authenticator, req: Request) -> dict[str, Any]:
+    """The caller's claims: from a jwt_auth filter on the route, else from the token."""
+    if req.claims is not None:
+        return req.claims
+    return (await auth.require(req))[0]
+
+
+def build_decrypt(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: Any) -> Handler:
+    auth, sessions, settings = deps.auth(), deps.sessions, deps.settings
+    assert sessions is not None
+    appid = settings.appid if settings is not None else ""
+
+    async def decrypt(req: Request) -> Response:
+        claims = await _claims(auth, req)
+        body = await json_body(req, "encryptedData", "iv")
+        rec = await _state(sessions.get(str(claims.get("sid") or "")))
+        if rec is None or rec.openid != claims.get("sub"):
+            raise unauthorized(TokenError("revoked").msg)
+        raw, sig = body.get("rawData"), body.get("signature")
+        if raw is not None or sig is not None:
+            if not isinstance(raw, str) or not isinstance(sig, str) or \
+                    not raw_data_signature_ok(raw, sig, rec.session_key):
+                raise HTTPError(400, "rawData signature mismatch")
+        try:
+            doc = decrypt_user_data(rec.session_key, body["encryptedData"], body["iv"], appid)
+        except DecryptError as exc:
+            raise HTTPError(400, exc.reason) from None
+        if doc.get("openId", rec.openid) != rec.openid:
+            raise HTTPError(400, "decrypted data belongs to another user")
+        return envelope(200, doc, trace_id=req.trace_id)
+
+    return decrypt
+
+
+def build_phone(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: Any) -> Handler:
+    auth, client, tokens = deps.auth(), deps.client, deps.tokens
+    assert client is not None and tokens is not None
+
+    async def phone(req: Request) -> Response:
+        await _claims(auth, req)
+        code = (await json_body(req, "code"))["code"]
+        try:
+            info = await tokens.call_with_token(lambda t: client.get_phone_number(t, code))
+        except WeChatError as err:
+            raise wechat_error(err, code_status=400) from None  # a bad phone code is no 401
+        return envelope(200, info, trace_id=req.trace_id)
+
+    return phone
+
+
+def build_logout(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: Any) -> Handler:
+    auth, sessions = deps.auth(check_session=False), deps.sessions
+    assert sessions is not None
+
+    async def logout(req: Request) -> Response:
+        claims = await _claims(auth, req)
+        await _state(sessions.revoke(str(claims.get("sid") or "")))
+        return envelope(200, None, trace_id=req.trace_id)
+
+    return logout
+
+
+def build_refresh(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: Any) -> Handler:
+    auth, sessions, ring = deps.auth(), deps.sessions, deps.ring
+    assert sessions is not None and ring is not None
+
+    async def refresh(req: Request) -> Response:
+        claims, unionid = await auth.require(req)
+        sid = str(claims.get("sid") or "")
+        if not await _state(sessions.touch(sid)):
+            raise unauthorized(TokenError("revoked").msg)
+        data = _token_data(ring, str(claims["sub"]), sid, unionid)
+        return envelope(200, data, trace_id=req.trace_id)
+
+    return refresh
+
+
+def build_jwks(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: Any) -> Handler:
+    assert deps.ring is not None
+    body = json.dumps(deps.ring.jwks(), separators=(",", ":")).encode()
+    headers = [(b"content-type", b"application/json"), (b"cache-control", b"public, max-age=300")]
+
+    async def jwks(req: Request) -> Response:
+        return Response(200, list(headers), body)
+
+    return jwks
+
+
+def build_push(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: Any) -> Handler:
+    assert deps.settings is not None
+    token = deps.settings.push_token
+    if not token:
+        raise SemanticError("wechat: push needs wechat.push_token (the message-push Token)")
+    forward = _upstream_handler(opts.get("upstream"), route, ctx)
+    text = [(b"content-type", b"text/plain; charset=utf-8")]
+
+    async def push(req: Request) -> Response:
+        q = dict(parse_qsl(req.query, keep_blank_values=True))
+        if not push_signature_ok(token, q.get("timestamp", ""), q.get("nonce", ""),
+                                 q.get("signature", "")):
+            raise HTTPError(403, "bad push signature")
+        if req.method in ("GET", "HEAD"):
+            return Response(200, list(text), q.get("echostr", "").encode())
+        if forward is not None:
+            return await forward(req)
+        await req.body.read(API_LIMIT)
+        return Response(200, list(text), b"success")
+
+    return push
+
+
+def _upstream_handler(name: str | None, route: dict[str, Any], ctx: Any) -> Handler | None:
+    """Signed pushes go through the ordinary `upstream` terminal (pools, retries, breakers)."""
+    if name is None:
+        return None
+    from wxgated.handlers.base import TERMINALS
+
+    if name not in ctx.upstreams:
+        raise SemanticError(f"unknown upstream {name!r}", ("upstream",))
+    return TERMINALS["upstream"].build(name, route, ctx)
+
+
+def build_api(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: Any) -> Handler:
+    client, tokens = deps.client, deps.tokens
+    assert client is not None and tokens is not None
+    path = opts["path"]
+    api = path.rstrip("/").rsplit("/", 1)[-1] or "api"
+
+    async def call(req: Request) -> Response:
+        body = await req.body.read(API_LIMIT)
+        query = [(k, v) for k, v in parse_qsl(req.query, keep_blank_values=True)
+                 if k != "access_token"]
+        ctype = req.header_str(b"content-type") or None
+
+        async def once(token: str) -> tuple[int, str, bytes]:
+            status, rtype, data, code = await client.raw(
+                api, req.method, path, [*query, ("access_token", token)], body, ctype)
+            if code in TOKEN_ERRCODES:
+                raise WeChatError(code, "access_token rejected", api)
+            return status, rtype, data
+
+        try:
+            status, rtype, data = await tokens.call_with_token(once)
+        except WeChatError as err:
+            raise wechat_error(err, code_status=400) from None
+        return Response(status, [(b"content-type", (rtype or "text/plain").encode("latin-1"))],
+                        data)
+
+    return call
+
+
+BUILDERS: dict[str, Callable[[Deps, dict[str, Any], dict[str, Any], Any], Handler]] = {
+    "login": build_login, "decrypt": build_decrypt, "phone": build_phone,
+    "logout": build_logout, "refresh": build_refresh, "push": build_push, "api": build_api,
+    "jwks": build_jwks,
+}

@@ -76,7 +76,9 @@ async def chain_for(serve: Any) -> AsyncIterator[Any]:
     yield build
     registry.commit()
     for _, obj in registry.items():
-        obj.close()
+        close = getattr(obj, "close", None)
+        if close is not None:
+            close()
 
 
 def request(path: str, method: str = "GET") -> Request:

@@ -1,0 +1,4 @@
+"""Helpers of the `aggregate` terminal: path templates, field selection, the step plan.
+
+The terminal itself is wxgated/handlers/aggregate.py.
+"""

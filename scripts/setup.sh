@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Create .venv with wxgated installed (editable). Usage: scripts/setup.sh [extras]
+# Installs Debian's python3-venv first when this Python can't make a venv (fresh Debian).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXTRAS="${1:-}"
+PY="${PYTHON:-python3}"
+
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing $*: run as root or: sudo apt-get install -y $*" >&2
+    exit 1
+  fi
+  if [ ! -f /tmp/.wxgated-apt-updated ]; then
+    apt-get update -qq && touch /tmp/.wxgated-apt-updated
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+if ! "$PY" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
+  echo "wxgated needs Python >= 3.11 (found: $("$PY" --version 2>&1))" >&2
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  if ! "$PY" -m venv --help >/dev/null 2>&1 || ! "$PY" -c 'import ensurepip' 2>/dev/null; then
+    apt_install python3-venv
+  fi
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+if [ -n "$EXTRAS" ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$EXTRAS]"
+else
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+fi

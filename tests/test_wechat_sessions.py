@@ -121,6 +121,7 @@ def test_encryption_key_accepts_hex_and_base64_of_32_bytes() -> None:
     assert parse_encryption_key(raw.hex()) == raw
     assert parse_encryption_key(base64.b64encode(raw).decode()) == raw
     assert parse_encryption_key(base64.urlsafe_b64encode(raw).decode()) == raw
+    assert parse_encryption_key(base64.b64encode(raw).decode().rstrip("=")) == raw
     for bad in ("", "short", raw[:16].hex(), base64.b64encode(os.urandom(24)).decode()):
         with pytest.raises(ValueError, match="32 bytes"):
             parse_encryption_key(bad)

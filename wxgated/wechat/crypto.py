@@ -107,7 +107,8 @@ def push_signature_ok(token: str, timestamp: str, nonce: str, signature: str) ->
 
 
 def parse_encryption_key(text: str) -> bytes:
-    """`state.encryption_key`: 32 bytes written as 64 hex digits or as base64 (std or url).
+    """`state.encryption_key`: 32 bytes written as base64 (std or url-safe alphabet, padding
+    optional) or as 64 hex digits.
 
     Generate one with `python -c "import secrets; print(secrets.token_hex(32))"`.
     """
@@ -117,8 +118,9 @@ def parse_encryption_key(text: str) -> bytes:
             return bytes.fromhex(text)
         except ValueError:
             pass
+    b64 = text.replace("-", "+").replace("_", "/")
     try:
-        key = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+        key = base64.b64decode(b64 + "=" * (-len(b64) % 4), validate=True)
     except (binascii.Error, ValueError):
         key = b""
     if len(key) != 32:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -17,6 +18,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from wxgated.cache.entry import Entry, dumps, loads
+from wxgated.cache.memory import MemoryStore
 from wxgated.config.context import CompileContext
 from wxgated.config.errors import SemanticError
 from wxgated.filters import FILTERS
@@ -99,6 +102,14 @@ def upstream_app() -> web.Application:
     app.router.add_get("/flaky", flaky)
     app.router.add_get("/lang", lang)
     app.router.add_get("/big", big)
+
+    async def enveloped(request: web.Request) -> web.Response:
+        calls[request.path_qs] += 1
+        return web.json_response({"code": 0, "data": {"x": 1},
+                                  "trace_id": request.headers["X-Trace-ID"]},
+                                 headers={"Cache-Control": "max-age=60"})
+
+    app.router.add_get("/enveloped", enveloped)
     app.router.add_post("/public", public)
     return app
 
@@ -457,3 +468,42 @@ def test_bad_options_are_config_errors(cfg: dict[str, Any]) -> None:
     ctx = CompileContext(config={}, registry=Registry(), route_name="r", route={})
     with pytest.raises(SemanticError):
         FILTERS["cache"](cfg, ctx)
+
+
+async def test_a_hit_carries_the_current_trace_id_not_the_stored_one(env: Any) -> None:
+    h, app = env
+    chain = h.chain({"ttl": "30s"})
+    first = request("/enveloped")
+    await (await chain(first)).read_body()
+    again = request("/enveloped")
+    again.trace_id = "the-second-request-trace"
+    resp = await chain(again)
+    doc = json.loads(await resp.read_body())
+    assert status_of(resp) == "HIT" and app["calls"]["/enveloped"] == 1
+    assert doc["trace_id"] == "the-second-request-trace"
+    assert resp.header(b"content-length") == str(len(resp.body)).encode()
+
+
+def test_entries_round_trip_through_their_binary_form() -> None:
+    e = Entry(203, [(b"content-type", b"application/json"), (b"x-a", b"\x00\xff")],
+              b'{"trace_id":"t1"}', 1.5, 2.5, 3.5, b'"trace_id":"t1"')
+    assert loads(dumps(e)) == e
+    assert loads(b"garbage") is None and loads(dumps(e)[:20]) is None
+
+
+async def test_memory_store_evicts_least_recently_used_by_bytes() -> None:
+    far = time.time() + 60
+    store = MemoryStore(max_bytes=3 * (1000 + 200))
+
+    def entry(tag: bytes) -> Entry:
+        return Entry(200, [], tag * 1000, 0.0, far, far)
+
+    for k in (b"a", b"b", b"c"):
+        await store.put(k.decode(), entry(k))
+    assert await store.get("a") is not None  # a is now the most recently used
+    await store.put("d", entry(b"d"))
+    assert await store.get("b") is None
+    assert {k for k in "acd" if await store.get(k)} == {"a", "c", "d"}
+    assert store.used <= store.max_bytes
+    await store.put("huge", Entry(200, [], b"x" * 10_000, 0.0, far, far))
+    assert await store.get("huge") is None and len(store) == 3

@@ -20,7 +20,7 @@ from typing import Any
 
 from wxgated.cache.body import buffer_upto
 from wxgated.cache.coalesce import Coalescer
-from wxgated.cache.entry import Entry
+from wxgated.cache.entry import Entry, trace_fragment
 from wxgated.cache.memory import MemoryStore
 from wxgated.cache.policy import (
     KeySpec,
@@ -126,12 +126,12 @@ class CacheFilter(Filter):
                 return await bypass(req, next, True, key)
             entry = await store.get(key)
             if entry is not None and time.time() < entry.fresh_until:
-                return hit(entry, HIT)
+                return hit(req, entry, HIT)
             fut = flights.join(key)
             if fut is not None:
                 shared = await flights.wait(fut)
                 if shared is not None:
-                    return hit(shared, HIT)
+                    return hit(req, shared, HIT)
                 return await self._fetch(req, next, key, entry)
             stored: Entry | None = None
             try:
@@ -142,10 +142,14 @@ class CacheFilter(Filter):
 
         return run
 
-    def _hit(self, entry: Entry, status: bytes) -> Response:
+    def _hit(self, req: Request, entry: Entry, status: bytes) -> Response:
         self._count[status].inc()
-        return Response(entry.status, hit_headers(entry.headers, entry.stored_at, status),
-                        entry.body)
+        body = entry.body_for(req.trace_id)
+        headers = hit_headers(entry.headers, entry.stored_at, status)
+        if len(body) != len(entry.body):
+            headers = [(k, v) for k, v in headers if k != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+        return Response(entry.status, headers, body)
 
     async def _bypass(self, req: Request, next: Handler, refresh: bool,
                       key: str | None = None) -> Response:
@@ -172,12 +176,12 @@ class CacheFilter(Filter):
             resp = await next(req)
         except Exception as exc:
             if stale is not None and (not isinstance(exc, HTTPError) or exc.status >= 500):
-                return self._hit(stale, STALE), None
+                return self._hit(req, stale, STALE), None
             raise
         if stale is not None and resp.status >= 500:
             if resp.stream is not None and hasattr(resp.stream, "aclose"):
                 await resp.stream.aclose()
-            return self._hit(stale, STALE), None
+            return self._hit(req, stale, STALE), None
         entry = await self._store(req, resp, key)
         status = label or (MISS if entry is not None else BYPASS)
         if label is None:
@@ -193,6 +197,7 @@ class CacheFilter(Filter):
         stored_at, fresh_until = fresh
         body_len = None if req.method == "HEAD" or resp.status == 204 else len(resp.body)
         entry = Entry(resp.status, stored_headers(resp.headers, body_len), resp.body,
-                      stored_at, fresh_until, fresh_until + self.stale_for)
+                      stored_at, fresh_until, fresh_until + self.stale_for,
+                      trace_fragment(resp.body, req.trace_id))
         await self.space.store.put(key, entry)
         return entry

@@ -53,7 +53,8 @@ async def test_local_limit_over_http_exactly_n_then_429(gateway: Any) -> None:
 
 async def test_two_gateways_sharing_redis_admit_n_in_total(gateway: Any, redis_url: str) -> None:
     # A fresh db index per run keeps other tests' buckets out of the way.
-    state = {"backend": "redis", "redis": {"url": redis_url.rsplit("/", 1)[0] + "/3"}}
+    state = {"backend": "redis",
+             "redis": {"url": redis_url.rsplit("/", 1)[0] + "/3", "timeout": "3s"}}
     a = gateway(config({"rate": 10, "per": "1m"}, state), wait=False)
     b = gateway(config({"rate": 10, "per": "1m"}, state), wait=False)
     a.wait_ready()
@@ -89,7 +90,7 @@ async def test_stopped_redis_allow_keeps_flowing_deny_answers_503(
                     assert r.status == want
                     if want == 503:
                         assert r.headers["Retry-After"] == "1"
-                assert time.monotonic() - t0 < 1.0  # never stuck behind the dead Redis
+                assert time.monotonic() - t0 < 1.5  # never stuck behind the dead Redis
         text = gw.metrics()
         assert metric_value(text, "wxgated_ratelimit_degraded_total",
                             route="limited", decision="allow") == 5

@@ -227,14 +227,15 @@ def test_schema_rejects_typos_and_nonsense() -> None:
 def test_gcra_math() -> None:
     r = Rate(5, 60.0, 5)
     assert (r.interval, r.tolerance) == (12_000_000, 60_000_000)
+    params = (r.interval, r.tolerance, r.burst)
     tat, now = 0, 1_000_000_000
     for left in (4, 3, 2, 1, 0):
-        tat, d = gcra(tat, now, r)
-        assert d.allowed and d.remaining == left
-    tat2, d = gcra(tat, now, r)
-    assert not d.allowed and tat2 == tat and d.retry_after == 12.0 and d.reset_after == 60.0
-    _, d = gcra(tat, now + 12_000_000, r)  # one interval later: one token back
-    assert d.allowed and d.remaining == 0
+        tat, (allowed, limit, remaining, _, _) = gcra(tat, now, *params)
+        assert allowed and limit == 5 and remaining == left
+    tat2, (allowed, _, _, reset, retry) = gcra(tat, now, *params)
+    assert not allowed and tat2 == tat and retry == 12.0 and reset == 60.0
+    _, (allowed, _, remaining, _, _) = gcra(tat, now + 12_000_000, *params)  # a token back
+    assert allowed and remaining == 0
 
 
 def test_local_store_stays_bounded_under_many_keys() -> None:
@@ -243,4 +244,4 @@ def test_local_store_stays_bounded_under_many_keys() -> None:
         store.decide(f"client-{i}")
     assert len(store) == 100
     # The most recent clients are the ones remembered.
-    assert not store.decide("client-9999").allowed
+    assert not store.decide("client-9999")[0]

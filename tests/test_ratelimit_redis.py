@@ -24,13 +24,9 @@ from wxgated.state.redis import RedisState
 
 @pytest.fixture
 async def state(redis_url: str) -> AsyncIterator[RedisState]:
-    s = RedisState(redis_url, timeout=0.5, prefix=f"t{uuid.uuid4().hex[:12]}:")
+    s = RedisState(redis_url, timeout=3, prefix=f"t{uuid.uuid4().hex[:12]}:")
     yield s
     await s.close()
-
-
-def redis_config(url: str, timeout: str = "200ms") -> dict[str, Any]:
-    return {"state": {"backend": "redis", "redis": {"url": url, "timeout": timeout}}}
 
 
 def degraded(route: str, decision: str) -> float:
@@ -52,19 +48,21 @@ async def test_five_per_minute_through_redis(state: RedisState) -> None:
 
 
 async def test_redis_and_local_stores_decide_alike(state: RedisState) -> None:
-    rate = Rate(20, 1.0, 3)
+    rate = Rate(5, 1.0, 3)  # a token every 200 ms: far slower than two calls
     local, remote = LocalStore(rate), RedisStore(state, rate, "same")
     for step in range(8):
         a, b = local.decide("k"), await remote.decide("k")
-        assert (a.allowed, a.limit, a.remaining) == (b.allowed, b.limit, b.remaining), step
-        assert abs(a.retry_after - b.retry_after) < 0.02 and abs(a.reset_after - b.reset_after) < 0.02
+        assert a[:3] == b[:3], step  # allowed, limit, remaining
+        assert abs(a[3] - b[3]) < 0.1 and abs(a[4] - b[4]) < 0.1  # reset, retry
         if step == 4:
-            await asyncio.sleep(0.06)  # one token back on both
+            await asyncio.sleep(0.25)  # one token back on both
 
 
 async def test_two_gateways_share_one_limit(redis_url: str) -> None:
     """Two filter instances with their own Redis connections (as two processes): N in total."""
-    a_state, b_state = RedisState(redis_url), RedisState(redis_url)
+    # A generous timeout: this test is about sharing, and a loaded machine must not turn
+    # slow connection set-up into degraded (allowed) decisions.
+    a_state, b_state = RedisState(redis_url, timeout=3), RedisState(redis_url, timeout=3)
     route = f"shared-{uuid.uuid4().hex[:8]}"
     try:
         a = build({"rate": 10, "per": "1m"}, route=route, services={"state": a_state},
@@ -97,7 +95,8 @@ async def test_bucket_key_has_a_hash_tag_and_expires(state: RedisState, redis_ur
 async def test_explicit_redis_store_opens_its_own_connection(redis_url: str) -> None:
     registry = Registry()
     chain = build({"rate": 1, "per": "1m", "store": "redis"}, registry=registry,
-                  config={"state": {"backend": "memory", "redis": {"url": redis_url}}})
+                  config={"state": {"backend": "memory",
+                                    "redis": {"url": redis_url, "timeout": "3s"}}})
     registry.commit()
     assert isinstance(await run(chain, make_req("5.5.5.5")), Response)
     assert isinstance(await run(chain, make_req("5.5.5.5")), HTTPError)
@@ -116,7 +115,7 @@ async def test_hung_redis_with_allow_lets_requests_through_within_the_timeout(
                       config={"state": {"backend": "redis"}})
         t0 = time.monotonic()
         results = await asyncio.gather(*(run(chain, make_req()) for _ in range(5)))
-        assert time.monotonic() - t0 < 1.0  # one timeout, not a stall
+        assert time.monotonic() - t0 < 2.0  # one 0.2 s timeout (and slack), not a stall
         assert all(isinstance(r, Response) and r.status == 200 for r in results)
         assert b"ratelimit-remaining" not in dict(results[0].headers)  # no made-up numbers
         # Within the probe window the next requests do not wait for Redis at all.
@@ -145,7 +144,7 @@ async def test_stopped_redis_then_recovered(tmp_path: Any) -> None:
 
     port = free_port()
     proc = start_redis(port, tmp_path)
-    state = RedisState(f"redis://127.0.0.1:{port}/0", timeout=0.2)
+    state = RedisState(f"redis://127.0.0.1:{port}/0", timeout=1.0)
     calls = 0
 
     async def counting(req: Request) -> Response:
@@ -174,7 +173,7 @@ async def test_stopped_redis_then_recovered(tmp_path: Any) -> None:
 
 
 async def test_limit_works_on_redis_cluster(cluster_url: str) -> None:  # noqa: F811
-    state = RedisState(cluster_url, cluster=True, timeout=1.0)
+    state = RedisState(cluster_url, cluster=True, timeout=3.0)
     try:
         chain = build({"rate": 3, "per": "1m", "key": "claim.openid"}, services={"state": state},
                       config={"state": {"backend": "redis"}})

@@ -76,24 +76,29 @@ def parse_config(config: dict[str, Any], state_cfg: dict[str, Any]) -> RateLimit
 
 
 class _Headers:
-    """The RateLimit-* headers, with the byte strings of small numbers made once."""
+    """The RateLimit-* header pairs, made once for every value a bucket can show."""
 
     def __init__(self, rate: Rate) -> None:
         self.limit = (b"ratelimit-limit", str(rate.burst).encode())
-        top = max(rate.burst, math.ceil(rate.tolerance / 1e6)) + 2
-        self.nums = [str(i).encode() for i in range(min(top, 65536))]
-
-    def num(self, n: int) -> bytes:
-        nums = self.nums
-        return nums[n] if n < len(nums) else str(n).encode()
+        full = math.ceil(rate.tolerance / 1e6)
+        self.remaining = _table(b"ratelimit-remaining", rate.burst)
+        self.reset = _table(b"ratelimit-reset", full)
+        self.retry = _table(b"retry-after", full)
 
     def ok(self, d: Decision) -> Headers:
-        return [self.limit, (b"ratelimit-remaining", self.num(d[2])),
-                (b"ratelimit-reset", self.num(math.ceil(d[3])))]
+        return [self.limit, _pick(self.remaining, d[2]), _pick(self.reset, math.ceil(d[3]))]
 
     def refused(self, d: Decision) -> Headers:
-        return [(b"retry-after", self.num(max(1, math.ceil(d[4])))), self.limit,
-                (b"ratelimit-remaining", b"0"), (b"ratelimit-reset", self.num(math.ceil(d[3])))]
+        return [_pick(self.retry, max(1, math.ceil(d[4]))), self.limit, self.remaining[0],
+                _pick(self.reset, math.ceil(d[3]))]
+
+
+def _table(name: bytes, top: int) -> list[tuple[bytes, bytes]]:
+    return [(name, str(i).encode()) for i in range(min(top, 65535) + 2)]
+
+
+def _pick(table: list[tuple[bytes, bytes]], n: int) -> tuple[bytes, bytes]:
+    return table[n] if n < len(table) else (table[0][0], str(n).encode())
 
 
 def _ordinal(ctx: Any, config: Any) -> int:

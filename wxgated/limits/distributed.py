@@ -54,5 +54,4 @@ class RedisStore:
         allowed, remaining, reset_us, retry_us = await self._state.run_script(
             _GCRA, [self.bucket_key(key)], self._args
         )
-        return Decision(bool(allowed), self.rate.burst, int(remaining),
-                        reset_us / 1e6, retry_us / 1e6)
+        return (allowed == 1, self.rate.burst, remaining, reset_us / 1e6, retry_us / 1e6)

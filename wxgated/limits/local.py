@@ -17,12 +17,13 @@ DEFAULT_MAX_KEYS = 100_000
 
 
 class LocalStore:
-    __slots__ = ("rate", "max_keys", "_tats")
+    __slots__ = ("rate", "max_keys", "_tats", "_params")
 
     def __init__(self, rate: Rate, max_keys: int = DEFAULT_MAX_KEYS) -> None:
         self.rate = rate
         self.max_keys = max_keys
         self._tats: dict[str, int] = {}
+        self._params = (rate.interval, rate.tolerance, rate.burst)
 
     def decide(self, key: str) -> Decision:
         now = time.monotonic_ns() // 1000
@@ -30,7 +31,7 @@ class LocalStore:
         tat = tats.pop(key, 0)
         if tat <= now and len(tats) >= self.max_keys:
             del tats[next(iter(tats))]
-        new_tat, decision = gcra(tat, now, self.rate)
+        new_tat, decision = gcra(tat, now, *self._params)
         if new_tat > now:
             tats[key] = new_tat
         return decision

@@ -236,6 +236,14 @@ async def test_trace_and_identity_reach_the_backends(env: Env) -> None:
     assert h["traceparent"].startswith("00-") and h["X-Client-Lang"] == "zh-CN"
 
 
+async def test_gateway_tokens_keep_the_openid_in_sub(env: Env) -> None:
+    handler = env.build({"backends": [
+        {"upstream": "users", "path": "/echo/{claim.openid}", "as": "e"}]})
+    _, doc = await run(handler, request(claims={"sub": "oSUB", "sid": "s1"}))
+    assert doc["data"]["e"]["raw"] == "/echo/oSUB"
+    assert env.seen[-1]["headers"]["X-WX-OpenID"] == "oSUB"
+
+
 async def test_field_selection(env: Env) -> None:
     handler = env.build({"backends": [
         {"upstream": "users", "path": "/users/1", "as": "user",

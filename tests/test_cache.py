@@ -244,6 +244,16 @@ async def test_user_b_never_gets_user_a_answer(env: Any) -> None:
     assert app["calls"]["/user"] == 2
 
 
+async def test_gateway_tokens_are_keyed_by_sub(env: Any) -> None:
+    h, app = env
+    chain = h.chain({"ttl": "30s"})
+    a = {"headers": {"Authorization": "Bearer A"}, "claims": {"sub": "oA", "sid": "1"}}
+    b = {"headers": {"Authorization": "Bearer B"}, "claims": {"sub": "oB", "sid": "2"}}
+    await call(chain, "/user", **a)
+    r, d = await call(chain, "/user", **b)
+    assert status_of(r) == "MISS" and d["extra"] == "Bearer B"
+
+
 async def test_claims_without_openid_bypass(env: Any) -> None:
     h, _ = env
     chain = h.chain({"ttl": "30s"})

@@ -97,6 +97,16 @@ def dig(value: Any, path: tuple[str, ...]) -> Any:
     return value
 
 
+def claim_value(claims: dict[str, Any] | None, name: str) -> Any:
+    """A claim; `openid` falls back to `sub`, where the gateway's own tokens keep it."""
+    if claims is None:
+        return None
+    v = claims.get(name)
+    if v is None and name == "openid":
+        v = claims.get("sub")
+    return v
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -117,7 +127,7 @@ def _lookup(p: Placeholder, req: Request, answers: dict[str, Any],
                 query.setdefault(k, v)
         return query.get(p.name), query
     if src == "claim":
-        return (None if req.claims is None else req.claims.get(p.name)), query
+        return claim_value(req.claims, p.name), query
     if src == "header":
         raw = req.header(p.name.encode("latin-1"))
         # surrogateescape: the raw bytes survive to the percent-encoding untouched

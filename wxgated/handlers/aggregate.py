@@ -23,7 +23,7 @@ import os
 from typing import Any
 
 from wxgated.aggregate.plan import Plan, PlanError, Step, compile_plan
-from wxgated.aggregate.template import MissingValue, render
+from wxgated.aggregate.template import MissingValue, claim_value, render
 from wxgated.config.errors import SemanticError
 from wxgated.config.units import DURATION_PATTERN
 from wxgated.handlers.base import Terminal, register_terminal
@@ -93,7 +93,7 @@ def _base_headers(req: Request) -> Headers:
     claims = req.claims
     if claims:
         for claim, name in (("openid", b"x-wx-openid"), ("unionid", b"x-wx-unionid")):
-            v = claims.get(claim)
+            v = claim_value(claims, claim)
             if v:
                 headers.append((name, str(v).encode()))
     return headers

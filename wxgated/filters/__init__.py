@@ -4,7 +4,11 @@ from importlib import import_module
 
 from wxgated.filters.base import FILTERS, Filter, register
 
-_MODULES: list[str] = ["strip_prefix", "rewrite", "headers"]
+_MODULES: list[str] = [
+    "strip_prefix", "rewrite", "headers",
+    "cache", "envelope", "cors", "deprecation",
+    "rate_limit", "concurrency_limit", "jwt_auth",
+]
 
 for _m in _MODULES:
     import_module(f"wxgated.filters.{_m}")

@@ -143,10 +143,13 @@ def _registry() -> CollectorRegistry:
 
 def setup(directory: str | os.PathLike[str] | None = None) -> Path:
     """In the supervisor, before any worker starts: make an empty metrics directory and
-    export it (WXGATED_METRICS_DIR) to the workers. Without `directory` a private temp
-    dir is made and `teardown()` removes it. Leftover files of a previous run are
-    deleted: counters start from zero with a new service instance."""
+    export it (WXGATED_METRICS_DIR) to the workers. `directory` defaults to
+    WXGATED_METRICS_DIR (the unit sets /run/wxgated/metrics), else a private temp dir
+    is made and `teardown()` removes it. Leftover files of a previous run are deleted:
+    counters start from zero with a new service instance."""
     global _state
+    if directory is None:
+        directory = os.environ.get(ENV) or None
     if directory is None:
         path, owned = Path(tempfile.mkdtemp(prefix="wxgated-metrics-")), True
     else:

@@ -86,12 +86,9 @@ class Document:
         return Issue(self.source, line, col, message)
 
     def resolve_path(self, value: str) -> str:
-        """A file path from the config: relative paths are relative to the config file."""
-        value = os.path.expanduser(value)
-        if os.path.isabs(value):
-            return value
-        return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(self.source)),
-                                             value))
+        """A file path from the config, absolute. Relative paths are relative to the
+        daemon's working directory, as every component that opens them reads them."""
+        return os.path.abspath(os.path.expanduser(value))
 
     def referenced_files(self) -> list[str]:
         """Files the config reads, which the reloader must watch too (see iter_file_refs),

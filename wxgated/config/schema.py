@@ -29,7 +29,8 @@ LISTEN = r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):[0-9]{1,5}$"
 WORKERS = r"^(?:auto|[1-9][0-9]*)$"
 TARGET_URL = r"^https?://[^\s/?#@]+/?$"
 REDIS_URL = r"^(?:redis|rediss|unix)://"
-HASH_KEY = r"^(?:ip|header\.[A-Za-z0-9-]+|cookie\.[^\s;,=]+|claim\.[A-Za-z0-9_.-]+)$"
+_KEY_PART = r"(?:ip|route|(?:header|claim|cookie)[.:][^+\s]+)"
+HASH_KEY = rf"^{_KEY_PART}(?:\+{_KEY_PART})*$"
 STATUS_SPEC = r"^(?:[1-5]xx|[1-5][0-9]{2}(?:-[1-5][0-9]{2})?)$"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 HOST = rf"^(?:(?:\*\.)?{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]+\])$"
@@ -45,7 +46,8 @@ PATTERN_HINTS: dict[str, str] = {
     WORKERS: 'expected a number ≥ 1 or "auto"',
     TARGET_URL: 'expected "http://host:port" or "https://host:port" (no path)',
     REDIS_URL: 'expected a redis://, rediss:// or unix:// URL',
-    HASH_KEY: "expected ip, header.NAME, cookie.NAME or claim.NAME",
+    HASH_KEY: "expected ip, route, header.NAME, cookie.NAME, claim.NAME, or several "
+              'joined with "+" (e.g. "claim.openid+ip")',
     STATUS_SPEC: 'expected a status (200), a class ("5xx") or a range ("200-399")',
     HOST: 'expected a host name ("api.example.com") or a wildcard ("*.example.com")',
     VERSION: 'expected a version such as "v1", "2" or "v2.1"',
@@ -153,19 +155,18 @@ def _server() -> Schema:
         "limits": obj({
             "max_body": size("1MiB", "largest request body (413 beyond), per route overridable"),
             "max_header": size("16KiB", "largest request head (431 beyond)"),
-            "max_connections": integer(10000, "open client connections per worker", 1),
+            "max_connections": integer(0, "open client connections per worker (0: no limit)",
+                                       0),
         }, default={}),
         "timeouts": obj({
             "header": duration("10s", "time to receive a request head"),
             "idle": duration("75s", "keep-alive connection idle time"),
             "shutdown_grace": duration("15s", "how long in-flight requests may finish on stop",
                                        positive=False),
-            "websocket_idle": duration("300s", "a WebSocket with no frame either way closes"),
         }, default={}),
         "tls": obj({
             "cert": string(desc="PEM certificate chain file", minLength=1),
             "key": string(desc="PEM private key file", minLength=1),
-            "min_version": enum(["1.2", "1.3", 1.2, 1.3], "1.2", "lowest TLS version"),
         }, required=("cert", "key"), desc="TLS termination on the public listener"),
     }, default={})
 
@@ -232,10 +233,10 @@ def _upstream() -> Schema:
     return obj({
         "targets": _with({"type": "array", "minItems": 1, "items": target}),
         "balance": enum(["round_robin", "least_conn", "hash"], "round_robin"),
-        "hash_key": string(None, "balance: hash key: ip (default) | header.NAME | "
-                           "cookie.NAME | claim.NAME",
+        "hash_key": string(None, "balance: hash key: ip (default), header.NAME, "
+                           "cookie.NAME, claim.NAME, route, or parts joined with +",
                            pattern=HASH_KEY),
-        "timeouts": obj({"connect": duration("2s"), "read": duration("30s")}, default={}),
+        "timeouts": obj({"connect": duration("1s"), "read": duration("30s")}, default={}),
         "retries": obj({
             "attempts": integer(1, "tries in all, the first included", 1, 10),
             "on": _with({"type": "array", "items": {
@@ -244,6 +245,7 @@ def _upstream() -> Schema:
                 "connect_error, timeout, or statuses"),
             "methods": methods(IDEMPOTENT_METHODS, "methods that may be retried"),
             "per_try_timeout": duration(desc="timeout of each try (default: timeouts.read)"),
+            "deadline": duration(desc="all tries together end by then"),
             "budget": _with({"type": "number", "minimum": 0, "maximum": 1}, 0.2,
                             "retries allowed as a share of requests"),
             "min_retries_per_sec": _with({"type": "number", "minimum": 0}, 3,
@@ -261,6 +263,7 @@ def _upstream() -> Schema:
             "consecutive_failures": integer(5, minimum=1),
             "base_ejection": duration("30s", "ejection time × ejection count"),
             "max_ejection": duration("300s"),
+            "ejection_decay": duration("60s", "clean time that forgives one past ejection"),
         }, default={}),
         "circuit_breaker": obj({
             "window": duration("10s"), "min_requests": integer(20, minimum=1),
@@ -274,10 +277,9 @@ def _upstream() -> Schema:
                                      "items": {"enum": ["connect_error", "timeout"]}},
                                     ["connect_error", "timeout"]),
         }, desc="per-target breaker (off unless present)"),
-        "keepalive": obj({"max_idle": integer(32, "idle connections kept per target", 0),
+        "keepalive": obj({"max_idle": integer(64, "idle connections kept per target", 0),
                           "idle_timeout": duration("60s")}, default={}),
-        "tls": obj({"verify": boolean(True), "ca_file": string(minLength=1),
-                    "server_name": string(desc="SNI and certificate name")}),
+        "tls": obj({"verify": boolean(True), "ca_file": string(minLength=1)}),
     }, required=("targets",))
 
 
@@ -344,6 +346,8 @@ def _route(filters: dict[str, Any], terminals: dict[str, Any]) -> Schema:
         "match": match,
         "filters": _filters(filters),
         "websocket": boolean(True, "pass WebSocket upgrades"),
+        "websocket_idle": duration(desc="close a WebSocket after this long with no byte "
+                                   "either way (default: 300s)"),
         "preserve_host": boolean(False, "send the client's Host upstream"),
         "timeout": duration(desc="overall deadline for the route"),
         "max_body": size(desc="overrides server.limits.max_body"),
@@ -382,8 +386,8 @@ def build_schema() -> Schema:
             "jwt": _jwt(),
             "upstreams": _with({"type": "object", "propertyNames": {"$ref": "#/$defs/name"},
                                 "additionalProperties": _upstream()}, {}),
-            "access_log": obj({"enabled": boolean(True),
-                               "output": enum(["stdout", "stderr"], "stdout")}, default={}),
+            "access_log": obj({"enabled": boolean(True, "one JSON line per request on "
+                                                  "stdout")}, default={}),
             "versioning": _with(copy.deepcopy(VERSIONING), {}),
             "routes": _with({"type": "array", "items": _route(FILTERS, terminal_schemas())},
                             []),

@@ -77,6 +77,10 @@ def upstream_refs(doc: Document, data: dict[str, Any]) -> Iterator[Issue]:
         ref = route.get("upstream")
         if isinstance(ref, str) and ref not in names:
             yield doc.issue_at(("routes", i, "upstream"), unknown(ref))
+        wx = route.get("wechat")
+        ref = wx.get("upstream") if isinstance(wx, dict) else None
+        if isinstance(ref, str) and ref not in names:
+            yield doc.issue_at(("routes", i, "wechat", "upstream"), unknown(ref))
         for j, backend in _backends(route):
             ref = backend.get("upstream")
             if isinstance(ref, str) and ref not in names:
@@ -90,34 +94,6 @@ def _backends(route: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
     if not isinstance(backends, list):
         return []
     return [(j, b) for j, b in enumerate(backends) if isinstance(b, dict)]
-
-
-def aggregate_names(doc: Document, data: dict[str, Any]) -> Iterator[Issue]:
-    """Backend names (`name`, else `as`) are unique and `after` names one of them."""
-    for i, route in _routes(data):
-        backends = _backends(route)
-        agg = route.get("aggregate") or {}
-        seen: dict[str, int] = {}
-        for j, b in backends:
-            name = b.get("name", b.get("as"))
-            if isinstance(name, str):
-                if name in seen:
-                    key = "name" if "name" in b else "as"
-                    yield doc.issue_at(("routes", i, "aggregate", "backends", j, key),
-                                       f'two backends are called "{name}" in route '
-                                       f'"{route["name"]}"')
-                seen.setdefault(name, j)
-        overall = _seconds(agg.get("timeout"))
-        for j, b in backends:
-            after = b.get("after")
-            if isinstance(after, str) and (after not in seen or seen[after] == j):
-                yield doc.issue_at(("routes", i, "aggregate", "backends", j, "after"),
-                                   f'"after: {after}" names no other backend of this route')
-            own = _seconds(b.get("timeout"))
-            if overall is not None and own is not None and own > overall:
-                yield doc.issue_at(("routes", i, "aggregate", "backends", j, "timeout"),
-                                   "a backend timeout cannot exceed the aggregate timeout "
-                                   f"({agg['timeout']})")
 
 
 def path_problem(path: str) -> str | None:
@@ -316,6 +292,6 @@ def upstream_settings(doc: Document, data: dict[str, Any]) -> Iterator[Issue]:
 
 
 CHECKS: tuple[Check, ...] = (
-    unique_route_names, one_terminal, upstream_refs, aggregate_names, route_paths,
+    unique_route_names, one_terminal, upstream_refs, route_paths,
     route_ties, state_settings, jwt_keys, files_exist, server_settings, upstream_settings,
 )

@@ -49,11 +49,25 @@ def report(exc: ConfigError) -> None:
         print(issue, file=sys.stderr)
 
 
-def cmd_check(path: str) -> int:
-    from wxgated.config.validate import load_and_validate
+def compile_only(path: str) -> Any:
+    """Validate and compile `path` as `run` would, without binding anything."""
+    from wxgated.config.compile import load_snapshot
+    from wxgated.registry import Registry
 
+    async def compiled() -> Any:
+        registry = Registry()
+        try:
+            return load_snapshot(path, registry)
+        finally:
+            registry.commit()
+            await registry.aclose_all()
+
+    return asyncio.run(compiled())
+
+
+def cmd_check(path: str) -> int:
     try:
-        load_and_validate(path)
+        compile_only(path)
     except ConfigError as exc:
         report(exc)
         return 1
@@ -63,14 +77,9 @@ def cmd_check(path: str) -> int:
 
 def cmd_routes(path: str) -> int:
     from wxgated.admin import route_info
-    from wxgated.config.compile import load_snapshot
-    from wxgated.registry import Registry
-
-    async def compiled() -> Any:
-        return load_snapshot(path, Registry())
 
     try:
-        snap = asyncio.run(compiled())
+        snap = compile_only(path)
     except ConfigError as exc:
         report(exc)
         return 1

@@ -30,6 +30,19 @@ def close_quietly(obj: Any) -> None:
         pass
 
 
+async def aclose_quietly(obj: Any) -> None:
+    """Prefer obj.aclose(), else obj.close(), awaiting whatever is awaitable."""
+    close = getattr(obj, "aclose", None) or getattr(obj, "close", None)
+    if close is None:
+        return
+    try:
+        res = close()
+        if inspect.isawaitable(res):
+            await res
+    except Exception:  # noqa: BLE001 - closing is best effort
+        pass
+
+
 class Registry:
     def __init__(self) -> None:
         self._live: dict[Any, tuple[Any, Any]] = {}  # key -> (spec, obj)
@@ -61,6 +74,12 @@ class Registry:
             if id(obj) not in live:
                 close_quietly(obj)
         self._next = {}
+
+    async def aclose_all(self) -> None:
+        """Close everything live and wait for async closes (at shutdown)."""
+        for _, obj in self._live.values():
+            await aclose_quietly(obj)
+        self._live = {}
 
     def items(self) -> list[tuple[Any, Any]]:
         return [(k, obj) for k, (_, obj) in self._live.items()]

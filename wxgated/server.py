@@ -178,13 +178,7 @@ class Gateway:
                 elif not conn.closed:
                     conn.transport.close()
         self.access_log.flush()
-        for _, obj in self.registry.items():
-            close = getattr(obj, "aclose", None)
-            if close is not None:
-                try:
-                    await close()
-                except Exception:  # noqa: BLE001 - closing is best effort
-                    pass
+        await self.registry.aclose_all()
 
 
 def install_signals(loop: asyncio.AbstractEventLoop, on_reload: Any, on_stop: Any) -> None:

@@ -19,7 +19,7 @@ from wxgated.filters import FILTERS
 from wxgated.handlers import TERMINALS
 from wxgated.http.message import Handler
 from wxgated.observe.metrics import RouteMetrics
-from wxgated.registry import Registry, close_quietly
+from wxgated.registry import Registry, aclose_quietly, close_quietly
 from wxgated.router import RouteConflict, Router
 from wxgated.upstream.build import build_upstreams
 
@@ -72,9 +72,9 @@ def load_snapshot(path: str, registry: Registry) -> Snapshot:
 def compile_document(doc: Any, registry: Registry) -> Snapshot:
     cfg = doc.data
     ctx = CompileContext(config=cfg, registry=registry, source=doc.source)
-    ctx.services = _services(cfg, registry)
     issues: list[Issue] = []
     try:
+        ctx.services = _services(cfg, registry)
         ctx.upstreams = build_upstreams(cfg.get("upstreams", {}), registry, ctx.services)
     except SemanticError as exc:
         raise ConfigError([doc.issue_at(exc.path, exc.message)]) from None
@@ -150,3 +150,7 @@ class _Bundle(dict):  # type: ignore[type-arg]
     def close(self) -> None:
         for svc in self.values():
             close_quietly(svc)
+
+    async def aclose(self) -> None:
+        for svc in self.values():
+            await aclose_quietly(svc)

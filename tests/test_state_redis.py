@@ -44,8 +44,17 @@ def start_redis(port: int, workdir: Path, *extra: str) -> subprocess.Popen[bytes
          "--dir", str(workdir), *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    wait_port(port)
-    return proc
+    deadline = time.monotonic() + 10
+    while True:
+        if proc.poll() is not None:  # e.g. the port was taken between free_port and bind
+            raise RuntimeError(f"redis-server could not start on port {port}")
+        try:
+            wait_port(port, timeout=0.1)
+            return proc
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
 
 
 async def test_hung_redis_fails_every_call_within_the_timeout(hung_url: str) -> None:
@@ -125,19 +134,34 @@ async def test_calls_recover_after_redis_restarts(tmp_path: Path) -> None:
         proc.wait(5)
 
 
+def start_cluster_node(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A one-node Redis Cluster owning every slot: enough to run the Cluster client path."""
+    cli = shutil.which("redis-cli")
+    assert cli, "redis-cli is not installed"
+    for attempt in range(3):  # free ports can be taken by parallel test runs; retry
+        port = free_port()
+        try:
+            # The bus port defaults to port + 10000, which can lie past 65535.
+            proc = start_redis(port, workdir, "--cluster-enabled", "yes",
+                               "--cluster-port", str(free_port()),
+                               "--cluster-config-file", str(workdir / f"nodes-{attempt}.conf"))
+        except RuntimeError:
+            continue
+        added = subprocess.run([cli, "-p", str(port), "cluster", "addslotsrange", "0", "16383"],
+                               capture_output=True)
+        if added.returncode == 0 and added.stdout.strip() == b"OK":
+            return proc, port
+        proc.terminate()
+        proc.wait(5)
+    raise RuntimeError("could not start a one-node Redis Cluster")
+
+
 @pytest.fixture(scope="module")
 def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A one-node Redis Cluster owning every slot: enough to run the Cluster client path."""
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("cluster")
-    proc = start_redis(port, workdir, "--cluster-enabled", "yes",
-                       "--cluster-config-file", str(workdir / "nodes.conf"))
+    proc, port = start_cluster_node(tmp_path_factory.mktemp("cluster"))
     try:
-        cli = shutil.which("redis-cli")
-        assert cli, "redis-cli is not installed"
-        subprocess.run([cli, "-p", str(port), "cluster", "addslotsrange", "0", "16383"],
-                       check=True, capture_output=True)
-        deadline = time.monotonic() + 10
+        cli = shutil.which("redis-cli") or "redis-cli"
+        deadline = time.monotonic() + 30  # Redis holds a new cluster node back ~2 s
         while b"cluster_state:ok" not in subprocess.run(
             [cli, "-p", str(port), "cluster", "info"], capture_output=True
         ).stdout:

@@ -94,7 +94,8 @@ class _Headers:
 
 
 def _table(name: bytes, top: int) -> list[tuple[bytes, bytes]]:
-    return [(name, str(i).encode()) for i in range(min(top, 65535) + 2)]
+    # Capped: a huge burst or a day-long `per` must not cost megabytes per route.
+    return [(name, str(i).encode()) for i in range(min(top, 1022) + 2)]
 
 
 def _pick(table: list[tuple[bytes, bytes]], n: int) -> tuple[bytes, bytes]:
@@ -121,7 +122,7 @@ def _redis_state(ctx: Any, state_cfg: dict[str, Any]) -> Any:
     if not (state_cfg.get("redis") or {}).get("url"):
         raise SemanticError("rate_limit: store: redis needs state.redis.url", ("store",))
     opts = redis_options(state_cfg)
-    return ctx.registry.keep(("ratelimit", "redis"), frozen(opts), lambda: RedisState(**opts))
+    return ctx.registry.keep(("ratelimit-redis",), frozen(opts), lambda: RedisState(**opts))
 
 
 _DURATION = {"anyOf": [{"type": "string", "pattern": POSITIVE_DURATION_PATTERN},

@@ -10,7 +10,16 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from wxgated.observe import multiproc
@@ -112,30 +121,44 @@ def test_sum_over_processes_and_no_drop_after_exit(metrics_dir: Path) -> None:
                 p.join(5)
 
 
+class _Custom:
+    """A collector that is not one of prometheus_client's metric classes."""
+
+    def collect(self):
+        yield CounterMetricFamily("t_custom", "doc", value=5)
+
+
 def test_snapshot_round_trips_through_the_collector(tmp_path: Path) -> None:
     """What the supervisor shows equals what the worker's own registry says."""
     reg = CollectorRegistry()
     c = Counter("t_requests", "doc", ["route"], registry=reg)
     h = Histogram("t_seconds", "doc", ["route"], buckets=(0.1, 1.0), registry=reg)
     g = Gauge("t_open", "doc", ["route"], registry=reg, multiprocess_mode="livesum")
+    plain = Counter("t_plain", "doc", registry=reg)
+    summ = Summary("t_size", "doc", registry=reg)
+    reg.register(_Custom())
     c.labels("a").inc(3)
-    c.labels("b").inc()
     for v in (0.05, 0.05, 0.5, 5.0):
         h.labels("a").observe(v)
-    h.labels("b").observe(0.5)
     g.labels("a").set(4)
 
     snap = _Snapshotter(tmp_path, reg)
     snap.flush()
     c.labels("a").inc()  # values change between flushes; the file follows
+    c.labels("b").inc()  # and children appear
+    h.labels("b").observe(0.5)
+    g.labels("a").dec()
+    plain.inc(2)
+    summ.observe(7)
+    summ.observe(3)
     snap.flush()
     snap.close()
 
     merged = CollectorRegistry()
-    from prometheus_client.multiprocess import MultiProcessCollector
-
     MultiProcessCollector(merged, path=str(tmp_path))
-    assert samples(generate_latest(merged)) == samples(generate_latest(reg))
+    want = samples(generate_latest(reg))
+    assert ("t_custom_total", ()) in want and ("t_size_sum", ()) in want
+    assert samples(generate_latest(merged)) == want
 
 
 def test_folding_many_dead_workers_keeps_one_file_per_type(metrics_dir: Path) -> None:

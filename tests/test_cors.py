@@ -87,6 +87,19 @@ async def test_simple_request_gets_exposed_headers_and_vary() -> None:
     assert h(resp, "vary") == "Origin"
 
 
+async def test_methods_default_to_the_routes() -> None:
+    ctx = CompileContext(config={}, registry=Registry(), route_name="c",
+                         route={"match": {"path": "/x", "methods": ["GET", "OPTIONS"]}})
+    handler = FILTERS["cors"]({"origins": ["*"]}, ctx).wrap(
+        TERMINALS["respond"].build({"json": {}}, {}, ctx))
+    resp = await handler(request("OPTIONS", origin="https://a.dev",
+                                 access_control_request_method="GET"))
+    assert h(resp, "access-control-allow-methods") == "GET"
+    with pytest.raises(HTTPError):
+        await handler(request("OPTIONS", origin="https://a.dev",
+                              access_control_request_method="POST"))
+
+
 async def test_requests_without_origin_pass_with_vary_only() -> None:
     handler, _ = chain(CFG)
     resp = await handler(request())

@@ -11,6 +11,9 @@ Origin`, which keeps shared caches from mixing answers for different origins).
   so the failure is visible in the browser console.
 - `credentials: true` echoes the exact origin and refuses to combine with `"*"`
   (a credentialed wildcard would let any site read users' data).
+- Defaults: `methods` are the route's `match.methods` (else the common six); `headers`
+  are DEFAULT_HEADERS, enough for JSON bodies, Bearer tokens, trace ids and versions.
+  The route must accept OPTIONS (list it in `match.methods`) for preflights to arrive.
 """
 
 from __future__ import annotations
@@ -104,7 +107,10 @@ class CorsFilter(Filter):
         if self.credentials and self.origins.any:
             raise SemanticError('cors: credentials: true cannot be combined with origin "*"',
                                 path=["credentials"])
-        methods = tuple(m.upper() for m in _csv(cfg.get("methods"), DEFAULT_METHODS))
+        route_methods = tuple(m for m in (ctx.route.get("match") or {}).get("methods") or ()
+                              if m.upper() != "OPTIONS")
+        methods = tuple(m.upper() for m in _csv(cfg.get("methods"),
+                                                 route_methods or DEFAULT_METHODS))
         self.methods = frozenset(methods)
         headers = tuple(h.lower() for h in _csv(cfg.get("headers"), DEFAULT_HEADERS))
         self.any_header = "*" in headers

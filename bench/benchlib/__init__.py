@@ -1,0 +1,1 @@
+"""Helpers for the wxgated benchmarks: processes, services, wrk, reports."""

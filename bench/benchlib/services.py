@@ -1,0 +1,119 @@
+"""Start the bench's services as pinned children: nginx (upstream and proxy),
+redis-server and wxgated. Nothing touches /etc or a system-wide nginx: every file
+(config, pid, logs, temp dirs) lives in the run's temporary directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchlib.procs import free_port, spawn, tree_pids, wait_http, wait_port
+
+BENCH = Path(__file__).resolve().parent.parent
+REPO = BENCH.parent
+PACKAGES = {"nginx": "nginx-light", "wrk": "wrk", "redis-server": "redis-server"}
+
+
+def missing_tools(names: tuple[str, ...] = ("nginx", "wrk", "redis-server")) -> list[str]:
+    return [n for n in names if shutil.which(n) is None]
+
+
+def install_hint(missing: list[str]) -> str:
+    return "apt-get install -y " + " ".join(PACKAGES[n] for n in missing)
+
+
+def install(missing: list[str]) -> None:
+    """apt-get the Debian packages (root only; run.py --install)."""
+    subprocess.run(["apt-get", "update"], check=True)
+    subprocess.run(["apt-get", "install", "-y", *(PACKAGES[n] for n in missing)], check=True)
+
+
+def python() -> str:
+    venv = REPO / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+@dataclass
+class Service:
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    admin_port: int = 0
+    stdout: Path | None = None
+
+    def pids(self) -> list[int]:
+        return tree_pids(self.proc.pid)
+
+
+def start_nginx(name: str, template: str, tmp: Path, cpus: str | None,
+                fields: dict[str, int]) -> Service:
+    """nginx -p TMP -c TMP/NAME.conf from a template in bench/nginx; `fields` fill {{X}}."""
+    text = (BENCH / "nginx" / template).read_text().replace("{{TMP}}", str(tmp))
+    for key, value in fields.items():
+        text = text.replace("{{" + key + "}}", str(value))
+    conf = tmp / f"{name}.conf"
+    conf.write_text(text)
+    log = tmp / f"{name}.log"
+    proc = spawn(["nginx", "-p", str(tmp), "-c", str(conf)], cpus, log)
+    port = fields["PROXY_PORT" if "PROXY_PORT" in fields else "UPSTREAM_PORT"]
+    wait_port(port, proc)
+    return Service(name, proc, port, log)
+
+
+def start_redis(tmp: Path, cpus: str | None) -> Service:
+    port = free_port()
+    log = tmp / "redis.log"
+    proc = spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                  "--appendonly", "no", "--dir", str(tmp), "--daemonize", "no"], cpus, log)
+    wait_port(port, proc)
+    return Service("redis", proc, port, log)
+
+
+def start_gateway(name: str, config: str, tmp: Path, cpus: str | None,
+                  env: dict[str, str | int]) -> Service:
+    """`wxgated run -c bench/CONFIG` with ports (and workers) given through BENCH_* vars;
+    stdout (the access log) goes to TMP/NAME-access.log, stderr to TMP/NAME.log."""
+    port, admin = free_port(), free_port()
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "BENCH_PORT": str(port),
+                "BENCH_ADMIN_PORT": str(admin), **{k: str(v) for k, v in env.items()}}
+    log, access = tmp / f"{name}.log", tmp / f"{name}-access.log"
+    # A private copy: the gateway watches its config's directory for reloads, and the
+    # bench must not reload (or fingerprint files) because someone edits bench/.
+    conf_dir = tmp / f"conf-{name}"
+    conf_dir.mkdir(exist_ok=True)
+    shutil.copy(BENCH / config, conf_dir / config)
+    proc = spawn([python(), "-m", "wxgated", "run", "-c", str(conf_dir / config)], cpus, log,
+                 env=full_env, stdout=access, cwd=tmp)
+    try:
+        wait_http(f"http://127.0.0.1:{admin}/readyz", proc)
+        wait_port(port, proc)
+    except (RuntimeError, TimeoutError) as exc:
+        tail = log.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{name}: {exc}\n{tail}") from None
+    return Service(name, proc, port, log, admin, access)
+
+
+def login(base: str, code: str = "bench-code") -> str:
+    """A real token from the gateway's own WeChat login (the upstream plays WeChat)."""
+    req = urllib.request.Request(base + "/auth/wx/login", method="POST",
+                                 data=json.dumps({"code": code}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        doc = json.loads(r.read())
+    return str(doc["data"]["token"])
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()

@@ -1,0 +1,132 @@
+"""The bench's process set: which proxies run, on which CPUs, and the URL and headers
+each scenario loads. Shared by run.py, profile.py and idle_conns.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchlib.procs import CpuPlan, free_port, stop
+from benchlib.services import (
+    BENCH,
+    REPO,
+    Service,
+    get,
+    login,
+    missing_tools,
+    python,
+    start_gateway,
+    start_nginx,
+    start_redis,
+)
+
+
+@dataclass
+class Scenario:
+    name: str
+    service: Service
+    path: str
+    load_cpus: str | None
+    headers: tuple[str, ...] = ()
+    after_round: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.service.port}{self.path}"
+
+
+def config_ok(config: str) -> str | None:
+    """None when `wxgated check` accepts the bench config, else its complaint."""
+    out = subprocess.run([python(), "-m", "wxgated", "check", "-c", str(BENCH / config)],
+                         capture_output=True, text=True, cwd=REPO)
+    return None if out.returncode == 0 else (out.stderr or out.stdout).strip()
+
+
+def probe(sc: Scenario) -> str | None:
+    """None when one request through the scenario answers 200, else why not."""
+    hdrs = dict(h.split(": ", 1) for h in sc.headers)
+    status, body = get(sc.url, hdrs)
+    return None if status == 200 else f"probe answered {status}: {body[:200]!r}"
+
+
+def start_core(wanted: list[str], tmp: Path, plan: CpuPlan) -> tuple[list[Scenario], int]:
+    """The upstream, nginx and the bare gateway (always there)."""
+    up_port = free_port()
+    start_nginx("upstream", "upstream.conf", tmp, plan.load, {"UPSTREAM_PORT": up_port})
+    proxy = start_nginx("proxy", "proxy.conf", tmp, plan.proxy,
+                        {"UPSTREAM_PORT": up_port, "PROXY_PORT": free_port()})
+    out = [Scenario("nginx", proxy, "/bare/items/42", plan.load)]
+    if "bare" in wanted:
+        gw = start_gateway("bare", "gateway-bare.yaml", tmp, plan.proxy,
+                           {"BENCH_UPSTREAM_PORT": up_port, "BENCH_WORKERS": 1})
+        out.append(Scenario("bare", gw, "/bare/items/42", plan.load))
+    return out, up_port
+
+
+def start_full(wanted: list[str], tmp: Path, plan: CpuPlan, up_port: int,
+               notes: list[str]) -> list[Scenario]:
+    """full / redis / aggregate: one gateway, a real login for the JWT."""
+    names = [n for n in ("full", "redis", "aggregate") if n in wanted]
+    if not names:
+        return []
+    problem = config_ok("gateway-full.yaml")
+    if problem:
+        notes.append(f"skipped {', '.join(names)}: wxgated check says: {problem}")
+        return []
+    redis_port = free_port()
+    if "redis" in names:
+        if missing_tools(("redis-server",)):
+            names.remove("redis")
+            notes.append("skipped redis: redis-server not installed")
+        else:
+            redis_port = start_redis(tmp, plan.load).port
+    gw = start_gateway("full", "gateway-full.yaml", tmp, plan.proxy,
+                       {"BENCH_UPSTREAM_PORT": up_port, "BENCH_REDIS_PORT": redis_port})
+    token = login(f"http://127.0.0.1:{gw.port}")
+    auth = (f"Authorization: Bearer {token}",)
+    access = gw.stdout
+    assert access is not None
+    truncate = [lambda: os.truncate(access, 0)]
+    paths = {"full": "/full/items/42", "redis": "/redis/items/42", "aggregate": "/aggregate"}
+    return [Scenario(n, gw, paths[n], plan.load, auth, truncate) for n in names]
+
+
+def start_scaling(tmp: Path, up_port: int, notes: list[str]) -> list[Scenario]:
+    """bare with server.workers: 2, on two proxy CPUs when the host has them."""
+    plan = CpuPlan.detect(proxy_cores=2)
+    gw = start_gateway("bare-w2", "gateway-bare.yaml", tmp, plan.proxy,
+                       {"BENCH_UPSTREAM_PORT": up_port, "BENCH_WORKERS": 2})
+    time.sleep(1.0)  # let the workers come up
+    procs = len(gw.pids())
+    if procs < 2:
+        stop(gw.proc)
+        notes.append("skipped bare-w2: `workers: 2` still runs one process in this build "
+                     "(the multi-worker supervisor is not wired into `wxgated run`)")
+        return []
+    notes.append(f"bare-w2: {procs} processes (supervisor + workers); {plan.note}")
+    return [Scenario("bare-w2", gw, "/bare/items/42", plan.load)]
+
+
+
+
+def setup(wanted: list[str], tmp: Path, notes: list[str]) -> list[Scenario]:
+    """Start what `wanted` needs; scenarios whose probe request fails are left out
+    (with a note), so a half-finished build still benches what works."""
+    plan = CpuPlan.detect()
+    notes.append(f"pinning: {plan.note}")
+    scenarios, up_port = start_core(wanted, tmp, plan)
+    scenarios += start_full(wanted, tmp, plan, up_port, notes)
+    if "bare-w2" in wanted:
+        scenarios += start_scaling(tmp, up_port, notes)
+    ready = []
+    for sc in scenarios:
+        problem = probe(sc)
+        if problem:
+            notes.append(f"skipped {sc.name}: {problem}")
+        else:
+            ready.append(sc)
+    return ready

@@ -13,7 +13,7 @@ from wxgated.config.context import CompileContext
 from wxgated.config.errors import SemanticError
 from wxgated.filters import FILTERS
 from wxgated.handlers import TERMINALS
-from wxgated.http.message import Body, Handler, Request
+from wxgated.http.message import Body, Handler, Request, Response
 from wxgated.registry import Registry
 from wxgated.upstream.build import build_upstream
 
@@ -140,6 +140,18 @@ async def test_bodies_over_max_size_stream_through_unwrapped(chain_for: Any) -> 
     assert await resp.read_body() == BIG
     resp = await chain_for({})(request("/big"))
     assert json.loads(await resp.read_body())["data"] == json.loads(BIG)
+
+
+async def test_an_aggregate_answer_is_not_wrapped_twice() -> None:
+    from wxgated.http.envelope import envelope
+
+    async def aggregate(req: Request) -> Response:
+        return envelope(200, {"a": 1}, trace_id=req.trace_id,
+                        headers=[(b"x-wxgated-completed", b"true")])
+
+    ctx = CompileContext(config={}, registry=Registry())
+    resp = await FILTERS["envelope"]({}, ctx).wrap(aggregate)(request("/home"))
+    assert json.loads(resp.body)["data"] == {"a": 1}
 
 
 def test_bad_max_size_is_a_config_error() -> None:

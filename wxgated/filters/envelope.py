@@ -7,7 +7,8 @@ when it has one, so the backend's own explanation reaches the client.
 
 Only JSON is touched: other content types, compressed bodies, HEAD answers, bodies over
 `max_size` (streamed on untouched) and bodies that do not parse pass through as they
-came. The status is never changed.
+came. The status is never changed. An `aggregate` answer is already an envelope and is
+not wrapped twice.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from wxgated.http.envelope import JSON_TYPE
 from wxgated.http.message import Handler, Request, Response
 
 _MSG_KEYS = ("msg", "message", "errmsg", "error")
+_AGGREGATED = b"x-wxgated-completed"
 # The body changed, so these no longer describe it.
 _STALE_HEADERS = frozenset({b"content-length", b"etag", b"content-md5", b"digest",
                             b"content-type"})
@@ -86,8 +88,8 @@ class EnvelopeFilter(Filter):
         resp = await next(req)
         if req.method == "HEAD" or resp.status in (204, 304) or resp.status < 200:
             return resp
-        if not is_json(resp.header(b"content-type")):
-            return resp
+        if not is_json(resp.header(b"content-type")) or resp.header(_AGGREGATED) is not None:
+            return resp  # not JSON, or already the gateway's envelope (aggregate)
         enc = resp.header(b"content-encoding")
         if enc is not None and enc.strip().lower() not in (b"", b"identity"):
             return resp

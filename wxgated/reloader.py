@@ -37,7 +37,14 @@ async def watch_files(paths: Paths, on_change: Callable[[], Awaitable[object]],
         current = paths()
         dirs = sorted({os.path.dirname(os.path.abspath(p)) or "." for p in current})
         dirs = [d for d in dirs if os.path.isdir(d)]
-        async for _ in awatch(*dirs, watch_filter=None, debounce=debounce_ms,
+        names = {os.path.basename(p) for p in current}
+
+        def relevant(change: object, path: str, names: set[str] = names) -> bool:
+            # our files, or the `..data`-style links a ConfigMap swap renames
+            base = os.path.basename(path)
+            return base in names or base.startswith("..")
+
+        async for _ in awatch(*dirs, watch_filter=relevant, debounce=debounce_ms,
                               rust_timeout=tick_ms, yield_on_timeout=True, recursive=False):
             fp = fingerprint(paths())
             if fp is not None and fp != last:

@@ -17,6 +17,7 @@ from wxgated.server import Gateway, install_signals
 def run(path: str) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
     gw = Gateway(path)
     try:
         uvloop.run(_check_then_serve(gw))

@@ -118,7 +118,8 @@ class _Snapshotter:
     def _discover(self, metric: Any) -> None:
         """Register value objects of children created since the last flush."""
         if metric._labelnames:
-            children = list(metric._metrics.items())
+            with metric._lock:  # labels() may be adding a child on the loop thread
+                children = list(metric._metrics.items())
         else:
             children = [((), metric)]
         for labelvalues, child in children:

@@ -88,7 +88,7 @@ def compile_document(doc: Any, registry: Registry) -> Snapshot:
             continue
         match = rcfg["match"]
         try:
-            router.add(match["path"], match.get("methods"), match.get("host"), route)
+            router.add(match["path"], route_methods(rcfg), match.get("host"), route)
         except RouteConflict as exc:
             issues.append(doc.issue_at(("routes", i, "match"), str(exc)))
             continue
@@ -99,6 +99,14 @@ def compile_document(doc: Any, registry: Registry) -> Snapshot:
                     loaded_at=time.time(), config=cfg, router=router, routes=tuple(routes),
                     upstreams=ctx.upstreams, services=ctx.services,
                     files=tuple(doc.referenced_files()))
+
+
+def route_methods(rcfg: dict[str, Any]) -> list[str] | None:
+    """The methods a route answers: a route with `cors` also takes its preflights."""
+    methods = rcfg["match"].get("methods")
+    if methods and "OPTIONS" not in methods and any("cors" in f for f in rcfg.get("filters", [])):
+        return [*methods, "OPTIONS"]
+    return methods
 
 
 def _compile_route(rcfg: dict[str, Any], index: int, ctx: CompileContext) -> Route:

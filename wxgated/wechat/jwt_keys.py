@@ -184,6 +184,9 @@ class KeyRing:
         if not token:
             raise TokenError("missing")
         claims = self._decode(token)
+        if "sub" in claims:
+            # `claim.openid` (rate-limit keys, templates) reads naturally; the token says `sub`
+            claims.setdefault("openid", claims["sub"])
         self._cache[token] = (claims, claims["exp"] + self.leeway)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

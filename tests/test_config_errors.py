@@ -347,3 +347,26 @@ def test_every_problem_is_reported_at_once_in_file_order(tmp_path: Path) -> None
     assert [f.split(": ")[0] for f in found] == ["2:12", "4:3", "7:14"]
     assert 'expected a number ≥ 1 or "auto"' in found[0]
     assert "needs at least 1 item" in found[2]
+
+
+def test_one_of_reports_the_branch_the_value_was_meant_for(tmp_path: Path) -> None:
+    """A plug-in fragment with a short and a long form: a typo inside the long form is
+    reported inside it, not as "not a string"."""
+    from wxgated.config.loader import load_document
+    from wxgated.config.validate import validate
+
+    actions = {"enum": ["login", "logout"]}
+    schema = {"type": "object", "additionalProperties": False, "properties": {"wechat": {
+        "oneOf": [actions, {"type": "object", "additionalProperties": False,
+                            "properties": {"action": actions, "upstream": {"type": "string"}}}]
+    }}}
+    path = tmp_path / "c.yaml"
+    path.write_text("wechat: {action: logn, upstrem: x}\n")
+    issues = validate(load_document(str(path), env={}), schema)
+    assert [f"{i.line}:{i.col}: {i.message}" for i in issues] == [
+        '1:18: wechat.action: invalid value "logn"; expected one of: login, logout '
+        '(did you mean "login"?)',
+        '1:24: unknown key "upstrem" in wechat (did you mean "upstream"?)']
+    path.write_text("wechat: logn\n")
+    [issue] = validate(load_document(str(path), env={}), schema)
+    assert issue.message.startswith('wechat: invalid value "logn"; expected one of')

@@ -59,7 +59,9 @@ def _issues(doc: Document, err: ValidationError) -> list[Issue]:
     path = tuple(err.absolute_path)
     v = err.validator
     if v in ("oneOf", "anyOf") and err.context:
-        return _issues(doc, _pick(err))
+        picked = _pick(err)
+        if picked != [err]:
+            return [issue for sub in picked for issue in _issues(doc, sub)]
     if "propertyNames" in err.absolute_schema_path:
         hint = PATTERN_HINTS.get(err.schema.get("pattern", ""), err.message)
         return [doc.issue_at(path + (err.instance,), f'invalid name "{err.instance}" in '
@@ -74,16 +76,26 @@ def _issues(doc: Document, err: ValidationError) -> list[Issue]:
     return [doc.issue_at(path, _message(err, path))]
 
 
-def _pick(err: ValidationError) -> ValidationError:
-    """The sub-error of a oneOf/anyOf that explains the failure best: errors from
-    branches whose type did not even match the value are the least relevant."""
+def _pick(err: ValidationError) -> list[ValidationError]:
+    """The sub-errors of a oneOf/anyOf that explain the failure: all errors of the one
+    branch shaped like the value, else the best single match among the branches."""
     branches: dict[Any, list[ValidationError]] = {}
     for e in err.context or ():
         branches.setdefault(e.relative_schema_path[0], []).append(e)
-    fitting = [errs for errs in branches.values()
-               if not any(e.validator == "type" and not e.relative_path for e in errs)]
+    fitting = [errs for errs in branches.values() if not any(_shape_mismatch(e) for e in errs)]
+    if len(fitting) == 1:
+        return fitting[0]
     pool = [e for errs in (fitting or branches.values()) for e in errs]
-    return best_match(pool) or err
+    best = best_match(pool)
+    return [best] if best is not None else [err]
+
+
+def _shape_mismatch(e: ValidationError) -> bool:
+    """The branch wanted another kind of value altogether (a string, not a mapping)."""
+    if e.relative_path:
+        return False
+    return e.validator == "type" or (
+        e.validator in ("enum", "const") and isinstance(e.instance, dict | list))
 
 
 def _extra_keys(err: ValidationError) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from wxgated.handlers.base import Terminal, register_terminal
+from wxgated.handlers.websocket import build_upgrader, wants_websocket
 from wxgated.http.headers import request_block, response_headers
 from wxgated.http.message import Handler, HTTPError, Request, Response
 from wxgated.upstream.errors import UpstreamError, UpstreamUnavailable
@@ -16,13 +17,13 @@ SCHEMA = {"type": "string", "description": "name of an upstream under `upstreams
 def build(value: str, route: dict[str, Any], ctx: Any) -> Handler:
     upstream = ctx.upstreams[value]
     preserve_host = bool(route.get("preserve_host", False))
-    websocket = route.get("websocket", True)
+    upgrade = build_upgrader(upstream, route) if route.get("websocket", True) else None
 
     async def proxy(req: Request) -> Response:
-        if websocket and req.ctx.get("upgrade_buffer") is not None:
-            from wxgated.handlers.websocket import proxy_upgrade
-
-            return await proxy_upgrade(upstream, req)
+        if req.ctx.get("upgrade_buffer") is not None and wants_websocket(req):
+            if upgrade is None:
+                raise HTTPError(400, "websocket not allowed on this route")
+            return await upgrade(req)
         lines, host = request_block(req.headers, req.peer_ip, req.client_ip, req.scheme,
                                     req.header(b"host"), req.trace_id, preserve_host)
         try:

@@ -120,11 +120,15 @@ class GatewayProtocol(asyncio.Protocol):
             self.tunnel.client_lost()
 
     def pause_writing(self) -> None:
-        if self.writer is not None:
+        if self.tunnel is not None:
+            self.tunnel.client_paused()
+        elif self.writer is not None:
             self.writer.pause()
 
     def resume_writing(self) -> None:
-        if self.writer is not None:
+        if self.tunnel is not None:
+            self.tunnel.client_resumed()
+        elif self.writer is not None:
             self.writer.resume()
 
     def data_received(self, data: bytes) -> None:
@@ -286,7 +290,9 @@ class GatewayProtocol(asyncio.Protocol):
         """llhttp stopped at an Upgrade request; bytes after its head belong to the new
         protocol and wait in the request's ctx until the handler takes over."""
         if self.pipeline:
-            self.pipeline[-1][0].ctx["upgrade_buffer"] = rest
+            req = self.pipeline[-1][0]
+            req.ctx["upgrade_buffer"] = rest
+            req.keep_alive = False  # refused (not 101): the stream can't carry more HTTP
         self.pause_reading()
 
     def pause_reading(self) -> None:
@@ -304,7 +310,11 @@ class GatewayProtocol(asyncio.Protocol):
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def close_idle(self) -> bool:
-        """For graceful shutdown: close now when nothing is in flight."""
+        """For graceful shutdown: close now when nothing is in flight. A WebSocket gets
+        its 1001 close frame now and goes once the close handshake is over."""
+        if self.tunnel is not None:
+            self.tunnel.shutdown()
+            return False
         if not self.active and not self.pipeline and self.tunnel is None:
             if not self.closed:
                 self.transport.close()

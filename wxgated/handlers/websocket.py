@@ -1,0 +1,271 @@
+"""WebSocket proxying for the `upstream` terminal (DESIGN.md: upgrades pass on every
+proxied route unless it says `websocket: false`).
+
+The filter chain has already run on the upgrade request (jwt_auth, rate_limit, ...).
+Here the handshake goes to one target on a fresh connection, never a pooled one: the
+connection stops being HTTP once the upstream says 101. The 101 goes back to the
+client and `wxgated.http.wstunnel.Tunnel` relays the bytes from then on; any other
+answer is returned as a plain response and the connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from typing import Any
+
+import httptools
+
+from wxgated.config.spec import duration
+from wxgated.http.headers import VIA, connection_tokens, request_block
+from wxgated.http.message import Handler, HTTPError, Request, Response
+from wxgated.http.wstunnel import Tunnel
+from wxgated.observe.metrics import WEBSOCKETS_OPEN
+from wxgated.upstream.errors import (
+    UpstreamBroken,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from wxgated.upstream.forward import _admit, _verdict
+from wxgated.upstream.pool import Target, Upstream
+
+DEFAULT_IDLE = 300.0
+MAX_REFUSAL_BODY = 1 << 20  # a non-101 answer is buffered whole, up to this
+_NO_EXCLUDE: frozenset[Any] = frozenset()
+# framing and per-connection headers of the 101; the writer adds `connection: upgrade`
+_SWITCH_DROP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te",
+                          b"trailer", b"transfer-encoding", b"content-length"})
+
+
+def wants_websocket(req: Request) -> bool:
+    """An Upgrade to WebSocket (other upgrades, e.g. h2c, are optional for the server
+    and are simply proxied as plain requests)."""
+    value = req.header(b"upgrade")
+    return value is not None and b"websocket" in value.lower()
+
+
+def build_upgrader(upstream: Upstream, route: dict[str, Any]) -> Handler:
+    """The route's upgrade handler, with everything per-route resolved now."""
+    idle = duration(route.get("websocket_idle"), DEFAULT_IDLE)
+    return WebSocketProxy(upstream, str(route.get("name", "")), idle,
+                          bool(route.get("preserve_host", False)))
+
+
+class WebSocketProxy:
+    """One route's upgrade handler: one handshake attempt (no retries: a WebSocket
+    client reconnects itself), counted like any upstream request."""
+
+    def __init__(self, upstream: Upstream, route: str, idle: float,
+                 preserve_host: bool) -> None:
+        self.upstream = upstream
+        self.idle = idle
+        self.preserve_host = preserve_host
+        self.gauge = WEBSOCKETS_OPEN.labels(route)
+
+    async def __call__(self, req: Request) -> Response:
+        up = self.upstream
+        try:
+            target = _admit(up, req, _NO_EXCLUDE)
+        except UpstreamError as exc:
+            raise _to_http(exc) from None
+        start = time.monotonic()
+        status: int | None = None
+        error: UpstreamError | None = None
+        side: UpstreamSide | None = None
+        target.active += 1
+        try:
+            side = await _handshake(target, self._head(req, target), up.connect_timeout,
+                                    up.read_timeout)
+            status = side.status
+        except UpstreamError as exc:
+            error = exc
+        except BaseException:
+            target.active -= 1
+            if target.breaker is not None:
+                target.breaker.cancel()
+            raise
+        elapsed = time.monotonic() - start
+        up.duration.observe(elapsed)
+        req.upstream = up.name
+        req.target = target.key
+        req.upstream_ms = elapsed * 1000.0
+        _verdict(target, status, error, start + elapsed)
+        target.count(status if error is None else error.reason)
+        if error is not None or side is None or not side.switched:
+            target.active -= 1
+            if side is not None:
+                side.transport.close()
+            if error is not None:
+                raise _to_http(error) from None
+            assert side is not None
+            return Response(side.status, _answer_headers(side.headers, False),
+                            b"".join(side.body))
+        tunnel = Tunnel(side, target, self.gauge, self.idle,
+                        req.ctx.get("upgrade_buffer") or b"", up.read_timeout)
+        resp = Response(101, _answer_headers(side.headers, True))
+        resp.upgrade = tunnel.start
+        return resp
+
+    def _head(self, req: Request, target: Target) -> bytes:
+        lines, host = request_block(req.headers, req.peer_ip, req.client_ip, req.scheme,
+                                    req.header(b"host"), req.trace_id, self.preserve_host)
+        return b"".join((
+            req.method.encode(), b" ", req.target_uri.encode("latin-1"), b" HTTP/1.1\r\nhost: ",
+            host or target.host_header, b"\r\n", lines, b"connection: upgrade\r\nupgrade: ",
+            req.header(b"upgrade") or b"websocket", b"\r\n\r\n"))
+
+
+def _to_http(exc: UpstreamError) -> HTTPError:
+    headers = []
+    if isinstance(exc, UpstreamUnavailable):
+        headers.append((b"retry-after", str(max(1, round(exc.retry_after))).encode()))
+    return HTTPError(exc.status, str(exc), headers=headers)
+
+
+def _answer_headers(headers: list[tuple[bytes, bytes]],
+                    switching: bool) -> list[tuple[bytes, bytes]]:
+    """The upstream's answer head for the client: hop-by-hop headers go, except that a
+    101 keeps `Upgrade` (Sec-WebSocket-* are end-to-end and always stay)."""
+    named = connection_tokens(headers)
+    if switching:
+        named = named - {b"upgrade"}
+    else:
+        named = named | {b"upgrade"}
+    out = []
+    via = VIA
+    for k, v in headers:
+        if k in _SWITCH_DROP or k in named:
+            continue
+        if k == b"via":
+            via = v + b", " + VIA
+            continue
+        out.append((k, v))
+    out.append((b"via", via))
+    return out
+
+
+async def _handshake(target: Target, head: bytes, connect_timeout: float,
+                     read_timeout: float) -> UpstreamSide:
+    """Send the upgrade request on a new connection and read the answer: a 101 (the
+    connection is then the upstream end of a tunnel) or a whole refusal."""
+    loop = asyncio.get_running_loop()
+    pool = target.pool
+    try:
+        async with asyncio.timeout(connect_timeout):
+            _, side = await loop.create_connection(
+                lambda: UpstreamSide(loop), pool.host, pool.port, ssl=pool.ssl,
+                server_hostname=pool.server_hostname if pool.ssl else None)
+    except TimeoutError:
+        raise UpstreamTimeout(f"connect to {pool.host}:{pool.port} timed out") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise UpstreamConnectError(f"connect to {pool.host}:{pool.port}: {exc}") from None
+    side.transport.write(head)
+    try:
+        async with asyncio.timeout(read_timeout):
+            await side.answered
+    except TimeoutError:
+        side.transport.abort()
+        raise UpstreamTimeout("upstream did not answer the upgrade in time") from None
+    except BaseException:
+        side.transport.abort()
+        raise
+    return side
+
+
+class UpstreamSide(asyncio.Protocol):
+    """The gateway's connection to the upstream: an HTTP client for one handshake, then
+    the upstream end of the tunnel."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: Any = None
+        self.answered: asyncio.Future[None] = loop.create_future()
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.size = 0
+        self.switched = False  # the answer was 101: the bytes are WebSocket frames now
+        self.early: list[bytes] = []  # frames that came before the tunnel started
+        self.closed = False
+        self.write_paused = False
+        self.tunnel: Tunnel | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.from_upstream(data)
+            return
+        if self.switched:
+            self.early.append(data)
+            return
+        if self.answered.done():
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upg:
+            if self.status == 101:
+                self.switched = True
+                rest = data[upg.args[0]:]
+                if rest:
+                    self.early.append(rest)
+                self.transport.pause_reading()  # until the client end is ready
+                self._answer(None)
+        except httptools.HttpParserError as exc:
+            self._answer(UpstreamBroken(f"invalid answer to the upgrade: {exc}"))
+        if self.status == 101 and not self.switched:
+            self._answer(UpstreamBroken("101 without Connection: upgrade"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.tunnel is not None:
+            self.tunnel.upstream_lost()
+        elif self.status:
+            self._answer(None)  # a refusal whose body ends with the connection
+        else:
+            self._answer(UpstreamConnectError("upstream closed the connection"))
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.tunnel is not None:
+            self.tunnel.upstream_paused()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.tunnel is not None:
+            self.tunnel.upstream_resumed()
+
+    def _answer(self, error: Exception | None) -> None:
+        if not self.answered.done():
+            if error is None:
+                self.answered.set_result(None)
+            else:
+                self.answered.set_exception(error)
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self.headers = []  # interim answer: the real one follows
+            return
+        self.status = status
+
+    def on_body(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > MAX_REFUSAL_BODY:
+            self.transport.abort()
+            self._answer(UpstreamBroken("upstream refused the upgrade with a huge body"))
+            return
+        self.body.append(chunk)
+
+    def on_message_complete(self) -> None:
+        if self.status and self.status != 101:
+            self._answer(None)

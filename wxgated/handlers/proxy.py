@@ -8,7 +8,7 @@ from wxgated.handlers.base import Terminal, register_terminal
 from wxgated.handlers.websocket import build_upgrader, wants_websocket
 from wxgated.http.headers import request_block, response_headers
 from wxgated.http.message import Handler, HTTPError, Request, Response
-from wxgated.upstream.errors import UpstreamError, UpstreamUnavailable
+from wxgated.upstream.errors import UpstreamError, to_http_error
 from wxgated.upstream.forward import forward
 
 SCHEMA = {"type": "string", "description": "name of an upstream under `upstreams:`"}
@@ -30,7 +30,7 @@ def build(value: str, route: dict[str, Any], ctx: Any) -> Handler:
             ex = await forward(upstream, req, req.method, req.target_uri.encode("latin-1"),
                                lines, host, req.body)
         except UpstreamError as exc:
-            raise _to_http(exc) from None
+            raise to_http_error(exc) from None
         conn = ex.conn
         headers = response_headers(ex.headers)
         if conn.complete:
@@ -38,13 +38,6 @@ def build(value: str, route: dict[str, Any], ctx: Any) -> Handler:
         return Response(ex.status, headers, stream=conn.stream_body())
 
     return proxy
-
-
-def _to_http(exc: UpstreamError) -> HTTPError:
-    headers = []
-    if isinstance(exc, UpstreamUnavailable):
-        headers.append((b"retry-after", str(max(1, round(exc.retry_after))).encode()))
-    return HTTPError(exc.status, str(exc), headers=headers)
 
 
 register_terminal(Terminal("upstream", SCHEMA, build))

@@ -19,7 +19,7 @@ import httptools
 
 from wxgated.config.spec import duration
 from wxgated.http.headers import VIA, connection_tokens, request_block
-from wxgated.http.message import Handler, HTTPError, Request, Response
+from wxgated.http.message import Handler, Request, Response
 from wxgated.http.wstunnel import Tunnel
 from wxgated.observe.metrics import WEBSOCKETS_OPEN
 from wxgated.upstream.errors import (
@@ -27,9 +27,9 @@ from wxgated.upstream.errors import (
     UpstreamConnectError,
     UpstreamError,
     UpstreamTimeout,
-    UpstreamUnavailable,
+    to_http_error,
 )
-from wxgated.upstream.forward import _admit, _verdict
+from wxgated.upstream.forward import admit, record_verdict
 from wxgated.upstream.pool import Target, Upstream
 
 DEFAULT_IDLE = 300.0
@@ -68,9 +68,9 @@ class WebSocketProxy:
     async def __call__(self, req: Request) -> Response:
         up = self.upstream
         try:
-            target = _admit(up, req, _NO_EXCLUDE)
+            target = admit(up, req, _NO_EXCLUDE)
         except UpstreamError as exc:
-            raise _to_http(exc) from None
+            raise to_http_error(exc) from None
         start = time.monotonic()
         status: int | None = None
         error: UpstreamError | None = None
@@ -92,14 +92,14 @@ class WebSocketProxy:
         req.upstream = up.name
         req.target = target.key
         req.upstream_ms = elapsed * 1000.0
-        _verdict(target, status, error, start + elapsed)
+        record_verdict(target, status, error, start + elapsed)
         target.count(status if error is None else error.reason)
         if error is not None or side is None or not side.switched:
             target.active -= 1
             if side is not None:
                 side.transport.close()
             if error is not None:
-                raise _to_http(error) from None
+                raise to_http_error(error) from None
             assert side is not None
             return Response(side.status, _answer_headers(side.headers, False),
                             b"".join(side.body))
@@ -116,13 +116,6 @@ class WebSocketProxy:
             req.method.encode(), b" ", req.target_uri.encode("latin-1"), b" HTTP/1.1\r\nhost: ",
             host or target.host_header, b"\r\n", lines, b"connection: upgrade\r\nupgrade: ",
             req.header(b"upgrade") or b"websocket", b"\r\n\r\n"))
-
-
-def _to_http(exc: UpstreamError) -> HTTPError:
-    headers = []
-    if isinstance(exc, UpstreamUnavailable):
-        headers.append((b"retry-after", str(max(1, round(exc.retry_after))).encode()))
-    return HTTPError(exc.status, str(exc), headers=headers)
 
 
 def _answer_headers(headers: list[tuple[bytes, bytes]],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from wxgated.http.message import HTTPError
+
 
 class UpstreamError(Exception):
     reason = "error"  # the retry `on:` word this failure counts as
@@ -35,3 +37,11 @@ class UpstreamUnavailable(UpstreamError):
     def __init__(self, msg: str, retry_after: float = 1.0) -> None:
         super().__init__(msg)
         self.retry_after = retry_after
+
+
+def to_http_error(exc: UpstreamError) -> HTTPError:
+    """The gateway envelope for a failed exchange (502, 503 with Retry-After, 504)."""
+    headers = []
+    if isinstance(exc, UpstreamUnavailable):
+        headers.append((b"retry-after", str(max(1, round(exc.retry_after))).encode()))
+    return HTTPError(exc.status, str(exc), headers=headers)

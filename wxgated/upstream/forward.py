@@ -38,7 +38,7 @@ async def forward(up: Upstream, req: Request | None, method: str, uri: bytes, li
     attempt = 1
     head_request = method == "HEAD"
     while True:
-        target = _admit(up, req, tried)
+        target = admit(up, req, tried)
         host = keep_host or target.host_header
         head = (method.encode() + b" " + uri + b" HTTP/1.1\r\nhost: " + host + b"\r\n" + lines)
         start = time.monotonic()
@@ -66,7 +66,7 @@ async def forward(up: Upstream, req: Request | None, method: str, uri: bytes, li
             req.upstream = up.name
             req.target = target.key
             req.upstream_ms = elapsed * 1000.0
-        _verdict(target, status, error, start + elapsed)
+        record_verdict(target, status, error, start + elapsed)
         target.count(status if error is None else error.reason)
         if retry is None or not retry.should_retry(method, attempt, status,
                                                    None if error is None else error.reason,
@@ -82,7 +82,7 @@ async def forward(up: Upstream, req: Request | None, method: str, uri: bytes, li
         attempt += 1
 
 
-def _admit(up: Upstream, req: Request | None, tried: Any) -> Target:
+def admit(up: Upstream, req: Request | None, tried: Any) -> Target:
     """A target whose breaker lets this request through."""
     now = time.monotonic()
     skipped: set[Target] = set()
@@ -98,7 +98,7 @@ def _admit(up: Upstream, req: Request | None, tried: Any) -> Target:
         skipped.add(target)
 
 
-def _verdict(target: Target, status: int | None, error: UpstreamError | None,
+def record_verdict(target: Target, status: int | None, error: UpstreamError | None,
              now: float) -> None:
     breaker = target.breaker
     health = target.health

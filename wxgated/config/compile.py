@@ -22,6 +22,7 @@ from wxgated.observe.metrics import RouteMetrics
 from wxgated.registry import Registry, aclose_quietly, close_quietly
 from wxgated.router import RouteConflict, Router
 from wxgated.upstream.build import build_upstreams
+from wxgated.versioning import VersionSources, normalize
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,6 +50,8 @@ class Snapshot:
     upstreams: dict[str, Any]
     services: dict[str, Any] = field(default_factory=dict)
     files: tuple[str, ...] = ()
+    versions: VersionSources | None = None  # set when routes are versioned
+    versioned: dict[str, Router] = field(default_factory=dict)  # version -> its routes
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.source, "sha256": self.sha256, "version": self.version,
@@ -79,6 +82,7 @@ def compile_document(doc: Any, registry: Registry) -> Snapshot:
     except SemanticError as exc:
         raise ConfigError([doc.issue_at(exc.path, exc.message)]) from None
     router = Router()
+    versioned: dict[str, Router] = {}
     routes = []
     for i, rcfg in enumerate(cfg.get("routes", [])):
         try:
@@ -87,8 +91,10 @@ def compile_document(doc: Any, registry: Registry) -> Snapshot:
             issues.append(doc.issue_at(("routes", i, *exc.path), exc.message))
             continue
         match = rcfg["match"]
+        version = normalize(match["version"]) if "version" in match else None
+        tree = router if version is None else versioned.setdefault(version, Router())
         try:
-            router.add(match["path"], route_methods(rcfg), match.get("host"), route)
+            tree.add(match["path"], route_methods(rcfg), match.get("host"), route)
         except RouteConflict as exc:
             issues.append(doc.issue_at(("routes", i, "match"), str(exc)))
             continue
@@ -98,7 +104,10 @@ def compile_document(doc: Any, registry: Registry) -> Snapshot:
     return Snapshot(source=doc.source, sha256=doc.sha256, version=int(cfg.get("version", 1)),
                     loaded_at=time.time(), config=cfg, router=router, routes=tuple(routes),
                     upstreams=ctx.upstreams, services=ctx.services,
-                    files=tuple(doc.referenced_files()))
+                    files=tuple(doc.referenced_files()),
+                    versions=VersionSources.parse(cfg.get("versioning"))
+                    if versioned or "versioning" in cfg else None,
+                    versioned=versioned)
 
 
 def route_methods(rcfg: dict[str, Any]) -> list[str] | None:

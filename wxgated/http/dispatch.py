@@ -18,6 +18,7 @@ from wxgated.http.server import Dispatcher, GatewayProtocol, ServerConfig
 from wxgated.observe.accesslog import AccessLog
 from wxgated.observe.metrics import IN_FLIGHT, RouteMetrics
 from wxgated.observe.trace import trace_id_for
+from wxgated.versioning import request_version
 
 log = logging.getLogger("wxgated")
 _EMPTY = Body.of(b"")
@@ -64,7 +65,11 @@ class GatewayDispatcher(Dispatcher):
         return req
 
     async def handle(self, req: Request) -> Response:
-        route, params, allow = self.snapshot.router.match(req.method, req.host, req.path)
+        snap = self.snapshot
+        if snap.versions is None:
+            route, params, allow = snap.router.match(req.method, req.host, req.path)
+        else:
+            route, params, allow = match_versioned(snap, req)
         if route is None:
             if allow:
                 return envelope(405, None, trace_id=req.trace_id, code=405,
@@ -92,3 +97,16 @@ class GatewayDispatcher(Dispatcher):
         metrics = route.metrics if route is not None else self._unmatched
         metrics.observe(req.method, status, duration)
         self.access_log.log(req, status, bytes_in, bytes_out, duration)
+
+
+def match_versioned(snap: Any, req: Request) -> tuple[Any, dict[str, str], tuple[str, ...]]:
+    """Routes of the requested version first (path segment stripped), then unversioned."""
+    version = request_version(req, snap.versions)
+    tree = snap.versioned.get(version) if version is not None else None
+    if tree is not None:
+        found = tree.match(req.method, req.host, req.path)
+        if found[0] is not None:
+            return found  # type: ignore[no-any-return]
+        fallback = snap.router.match(req.method, req.host, req.path)
+        return fallback if fallback[0] is not None or fallback[2] else found  # type: ignore[no-any-return]
+    return snap.router.match(req.method, req.host, req.path)  # type: ignore[no-any-return]

@@ -48,10 +48,10 @@ def profile_one(sc: Scenario, spy: str, duration: float, rate: int, raw: Path) -
         hook()
     cpu_us = (u1 - u0 + s1 - s0) * 1e6 / TICK / max(res.requests, 1)
     sys_us = (s1 - s0) * 1e6 / TICK / max(res.requests, 1)
-    stages, leaves = fold(raw.read_text())
+    stages, leaves, inclusive = fold(raw.read_text())
     head = (f"{res.rps:,.0f} req/s under py-spy (--rate {rate}); CPU {cpu_us:.1f} µs/req, "
             f"of which kernel (sys) {sys_us:.1f}\n\n")
-    return head + render(sc.name, stages, leaves, cpu_us)
+    return head + render(sc.name, stages, leaves, inclusive, cpu_us)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,14 +34,13 @@ from benchlib.services import (  # noqa: E402
 from benchlib.stack import Scenario, setup  # noqa: E402
 from benchlib.wrk import run_wrk  # noqa: E402
 
-ORDER = ("nginx", "bare", "full", "redis", "aggregate", "bare-w2")
+BASE = ("nginx", "bare", "full", "redis", "aggregate")
 LABELS = {
     "nginx": "nginx (1 worker)",
     "bare": "wxgated bare",
     "full": "wxgated full",
     "redis": "wxgated redis",
     "aggregate": "wxgated aggregate (2 calls)",
-    "bare-w2": "wxgated bare, workers: 2",
 }
 
 
@@ -53,8 +52,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, help="seconds per wrk run (default 10, quick 3)")
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--only", help="comma list of scenarios (nginx always runs): "
-                   + ",".join(ORDER))
-    p.add_argument("--no-scaling", action="store_true", help="skip the workers: 2 scenario")
+                   + ",".join(BASE) + ",bare-wN")
+    p.add_argument("--workers", default="2",
+                   help="server.workers counts for the scaling scenarios bare-wN (default 2)")
+    p.add_argument("--no-scaling", action="store_true", help="no bare-wN scenarios")
     p.add_argument("--append", dest="append", action="store_true", default=None,
                    help="append to bench/RESULTS.md (default unless --quick)")
     p.add_argument("--no-append", dest="append", action="store_false")
@@ -65,10 +66,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.rounds = args.rounds or (3 if args.quick else 5)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.append = (not args.quick) if args.append is None else args.append
-    wanted = set(ORDER if not args.only else ["nginx", *args.only.split(",")])
-    if args.no_scaling:
-        wanted.discard("bare-w2")
-    args.wanted = [n for n in ORDER if n in wanted]
+    counts = [] if args.no_scaling else [int(n) for n in args.workers.split(",") if n]
+    order = [*BASE, *(f"bare-w{n}" for n in counts if n > 1)]
+    wanted = set(order if not args.only else ["nginx", *args.only.split(",")])
+    args.wanted = [n for n in order if n in wanted]
+    LABELS.update({f"bare-w{n}": f"wxgated bare, workers: {n}" for n in counts})
     return args
 
 
@@ -117,11 +119,14 @@ def measure(scenarios: list[Scenario], args: argparse.Namespace) -> list[report.
 
 def scaling_note(rows: list[report.Summary]) -> list[str]:
     by = {r.scenario: r for r in rows}
-    if "bare" in by and "bare-w2" in by:
-        a, b = by["bare"], by["bare-w2"]
-        return [f"worker scaling (bare): workers 1 → 2: {a.rps:,.0f} → {b.rps:,.0f} req/s "
-                f"(×{b.rps / a.rps:.2f}), CPU µs/req {a.cpu_us:.1f} → {b.cpu_us:.1f}"]
-    return []
+    a = by.get("bare")
+    out = []
+    for name, b in by.items():
+        if a is not None and name.startswith("bare-w"):
+            out.append(f"worker scaling (bare): workers 1 → {name[6:]}: {a.rps:,.0f} → "
+                       f"{b.rps:,.0f} req/s (×{b.rps / a.rps:.2f}), CPU µs/req "
+                       f"{a.cpu_us:.1f} → {b.cpu_us:.1f}")
+    return out
 
 
 def degraded(scenarios: list[Scenario]) -> list[str]:

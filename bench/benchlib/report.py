@@ -134,7 +134,7 @@ def entry(title: str, info: dict[str, str], method: str, rows: list[Summary],
     parts = [
         f"## {when} — {title}", "",
         f"Machine: {m['cpu']}, {m['nproc']} CPUs, Linux {m['kernel']}; {m['python']}; "
-        f"nginx {m['nginx']}; {m['wrk']}; {m['redis']}; wxgated {m['wxgated']}. "
+        f"{m['nginx']}; {m['wrk']}; {m['redis']}; wxgated {m['wxgated']}. "
         f"Load average at start: {m['load']}.", "",
         method, "",
         table(rows, labels), "",

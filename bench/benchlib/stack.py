@@ -95,22 +95,22 @@ def start_full(wanted: list[str], tmp: Path, plan: CpuPlan, up_port: int,
     return [Scenario(n, gw, paths[n], plan.load, auth, truncate) for n in names]
 
 
-def start_scaling(tmp: Path, up_port: int, notes: list[str]) -> list[Scenario]:
-    """bare with server.workers: 2, on two proxy CPUs when the host has them."""
-    plan = CpuPlan.detect(proxy_cores=2)
-    gw = start_gateway("bare-w2", "gateway-bare.yaml", tmp, plan.proxy,
-                       {"BENCH_UPSTREAM_PORT": up_port, "BENCH_WORKERS": 2})
+def start_scaling(tmp: Path, up_port: int, notes: list[str], workers: int) -> list[Scenario]:
+    """bare with server.workers: N, on N proxy CPUs when the host has N+1 (the load
+    needs one); on a smaller host the workers share CPUs with the load (noted)."""
+    name = f"bare-w{workers}"
+    plan = CpuPlan.detect(proxy_cores=workers)
+    gw = start_gateway(name, "gateway-bare.yaml", tmp, plan.proxy,
+                       {"BENCH_UPSTREAM_PORT": up_port, "BENCH_WORKERS": workers})
     time.sleep(1.0)  # let the workers come up
     procs = len(gw.pids())
     if procs < 2:
         stop(gw.proc)
-        notes.append("skipped bare-w2: `workers: 2` still runs one process in this build "
-                     "(the multi-worker supervisor is not wired into `wxgated run`)")
+        notes.append(f"skipped {name}: `workers: {workers}` still runs one process in this "
+                     "build (the multi-worker supervisor is not wired into `wxgated run`)")
         return []
-    notes.append(f"bare-w2: {procs} processes (supervisor + workers); {plan.note}")
-    return [Scenario("bare-w2", gw, "/bare/items/42", plan.load)]
-
-
+    notes.append(f"{name}: {procs} processes (supervisor + workers); {plan.note}")
+    return [Scenario(name, gw, "/bare/items/42", plan.load)]
 
 
 def setup(wanted: list[str], tmp: Path, notes: list[str]) -> list[Scenario]:
@@ -120,8 +120,9 @@ def setup(wanted: list[str], tmp: Path, notes: list[str]) -> list[Scenario]:
     notes.append(f"pinning: {plan.note}")
     scenarios, up_port = start_core(wanted, tmp, plan)
     scenarios += start_full(wanted, tmp, plan, up_port, notes)
-    if "bare-w2" in wanted:
-        scenarios += start_scaling(tmp, up_port, notes)
+    for name in wanted:
+        if name.startswith("bare-w"):
+            scenarios += start_scaling(tmp, up_port, notes, int(name[6:]))
     ready = []
     for sc in scenarios:
         problem = probe(sc)

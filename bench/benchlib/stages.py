@@ -82,10 +82,12 @@ def stage_of(stack: list[Frame]) -> str:
     return "other (asyncio, stdlib)"
 
 
-def fold(raw: str) -> tuple[Counter[str], Counter[str]]:
-    """(samples per stage, samples per leaf function) from py-spy --format raw."""
+def fold(raw: str) -> tuple[Counter[str], Counter[str], Counter[str]]:
+    """(samples per stage, per leaf function, per wxgated function inclusive) from
+    py-spy --format raw."""
     stages: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
@@ -96,11 +98,14 @@ def fold(raw: str) -> tuple[Counter[str], Counter[str]]:
         stages[stage_of(fs)] += int(count)
         leaf = fs[-1]
         leaves[f"{leaf.func} ({leaf.file})"] += int(count)
-    return stages, leaves
+        for name in {f"{f.func} ({f.file})" for f in fs if f.file.startswith("wxgated/")
+                     and not f.file.startswith(TRANSPARENT[-3:])}:
+            inclusive[name] += int(count)
+    return stages, leaves, inclusive
 
 
-def render(name: str, stages: Counter[str], leaves: Counter[str], cpu_us: float,
-           top: int = 15) -> str:
+def render(name: str, stages: Counter[str], leaves: Counter[str], inclusive: Counter[str],
+           cpu_us: float, top: int = 15) -> str:
     total = sum(stages.values()) or 1
     lines = [f"### {name}: {cpu_us:.1f} CPU µs/req, {total} samples", "",
              "| stage | share | ≈ µs/req |", "|---|---:|---:|"]
@@ -109,5 +114,9 @@ def render(name: str, stages: Counter[str], leaves: Counter[str], cpu_us: float,
     lines += ["", f"Top {top} leaf functions (self time):", "",
               "| function | share |", "|---|---:|"]
     for func, n in leaves.most_common(top):
+        lines.append(f"| `{func}` | {100 * n / total:.1f}% |")
+    lines += ["", f"Top {top} wxgated functions (inclusive):", "",
+              "| function | share |", "|---|---:|"]
+    for func, n in inclusive.most_common(top):
         lines.append(f"| `{func}` | {100 * n / total:.1f}% |")
     return "\n".join(lines) + "\n"

@@ -126,9 +126,11 @@ def seconds(value: str) -> float:
 
 
 ANALYZE = shutil.which("systemd-analyze")
+needs_analyze = pytest.mark.skipif(
+    ANALYZE is None, reason="systemd-analyze is not installed (apt-get install systemd)")
 
 
-@pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed (apt-get install systemd)")
+@needs_analyze
 def test_systemd_analyze_verify(tmp_path: Path) -> None:
     # The real unit: the only complaint allowed is the binary missing on this machine.
     out = subprocess.run([ANALYZE, "verify", str(UNIT)], capture_output=True, text=True)
@@ -142,7 +144,7 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     assert (out.returncode, out.stdout + out.stderr) == (0, "")
 
 
-@pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed (apt-get install systemd)")
+@needs_analyze
 def test_systemd_analyze_security_rates_it_ok() -> None:
     out = subprocess.run([ANALYZE, "security", "--offline=true", str(UNIT)],
                          capture_output=True, text=True)

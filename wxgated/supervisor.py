@@ -31,6 +31,7 @@ for them, so systemd's view matches what the workers actually do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -195,8 +196,7 @@ class Supervisor:
         await self._done.wait()
         if self._sock is not None:
             self._sock.close()
-            self._sock = None
-        self._state = "done"
+        self._sock, self._state = None, "done"
         return self._exit_code
 
     def request_reload(self) -> None:
@@ -359,12 +359,9 @@ class Supervisor:
         slot.restart = self._loop.call_later(delay, self._spawn, slot)
 
     def _signal(self, slot: _Slot, sig: signal.Signals) -> None:
-        if slot.pid is None:
-            return
-        try:
-            os.kill(slot.pid, sig)
-        except ProcessLookupError:
-            pass
+        if slot.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(slot.pid, sig)
 
     def _kill_all(self) -> None:
         for slot in self._slots:

@@ -31,7 +31,12 @@ def install_hint(missing: list[str]) -> str:
 def install(missing: list[str]) -> None:
     """apt-get the Debian packages (root only; run.py --install)."""
     subprocess.run(["apt-get", "update"], check=True)
-    subprocess.run(["apt-get", "install", "-y", *(PACKAGES[n] for n in missing)], check=True)
+    names = [PACKAGES[n] for n in missing]
+    if subprocess.run(["apt-get", "install", "-y", *names]).returncode != 0 and \
+            "nginx-light" in names:
+        # newer Debian releases dropped nginx-light; plain nginx has what the bench needs
+        names = ["nginx" if n == "nginx-light" else n for n in names]
+        subprocess.run(["apt-get", "install", "-y", *names], check=True)
 
 
 def python() -> str:

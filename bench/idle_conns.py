@@ -19,6 +19,7 @@ import asyncio
 import datetime as dt
 import os
 import resource
+import shutil
 import socket
 import sys
 import tempfile
@@ -207,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             scale(args, url, gw.port, gw.pids(), plan.load, notes), args.timeout))
     finally:
         stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
     text = render(steps, report.machine(python(), REPO), plan, notes, args.duration)
     print("\n" + text)
     if not args.no_append:

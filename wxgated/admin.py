@@ -37,9 +37,9 @@ class Admin:
         return app
 
     async def start(self, listen: str) -> None:
-        from wxgated.server import split_listen
+        from wxgated.workerproc import parse_listen
 
-        host, port = split_listen(listen)
+        host, port = parse_listen(listen)
         self.runner = web.AppRunner(self.app(), access_log=None)
         await self.runner.setup()
         await web.TCPSite(self.runner, host, port).start()

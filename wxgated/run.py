@@ -1,15 +1,24 @@
-"""`wxgated run`: one process, or a supervisor with N workers (server.workers)."""
+"""`wxgated run`: one process, or a supervisor with N workers (server.workers).
+
+With one worker everything lives in one process. With several, the supervisor owns
+the admin listener, sd_notify, the file watcher and the reload decision; the workers
+(spawned, see wxgated/supervisor.py) only serve, sharing the port via SO_REUSEPORT.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
+from typing import Any
 
 import uvloop
 
 from wxgated.admin import Admin
 from wxgated.config.errors import ConfigError
+from wxgated.config.spec import worker_count
+from wxgated.reloader import watch_files
 from wxgated.sdnotify import Notifier
 from wxgated.server import Gateway, install_signals
 
@@ -20,17 +29,20 @@ def run(path: str) -> int:
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
     gw = Gateway(path)
     try:
-        uvloop.run(_check_then_serve(gw))
+        return uvloop.run(_main(gw))
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         return 1
-    return 0
 
 
-async def _check_then_serve(gw: Gateway) -> None:
+async def _main(gw: Gateway) -> int:
     gw.load()
+    n = worker_count(gw.snapshot.config)
+    if n > 1:
+        return await serve_supervised(gw, n)
     await serve_single(gw)
+    return 0
 
 
 async def serve_single(gw: Gateway) -> None:
@@ -39,7 +51,7 @@ async def serve_single(gw: Gateway) -> None:
     notifier = Notifier()
     await gw.start()
     admin = Admin(lambda: gw.snapshot, lambda: gw.ready)
-    await admin.start(gw.snapshot.config.get("admin", {}).get("listen", "127.0.0.1:9090"))
+    await admin.start(admin_listen(gw))
     gw.watch()
     stop = asyncio.Event()
 
@@ -58,3 +70,79 @@ async def serve_single(gw: Gateway) -> None:
     if watchdog is not None:
         watchdog.cancel()
     await admin.close()
+
+
+def admin_listen(gw: Gateway) -> str:
+    return str(gw.snapshot.config.get("admin", {}).get("listen", "127.0.0.1:9090"))
+
+
+async def serve_supervised(gw: Gateway, n: int) -> int:
+    """The supervisor: validates reloads once, then tells the workers; sums metrics."""
+    from wxgated.config.spec import duration
+    from wxgated.observe import multiproc
+    from wxgated.supervisor import Supervisor, SupervisorSettings
+
+    multiproc.setup()
+    cfg = gw.snapshot.config
+    timeouts = cfg.get("server", {}).get("timeouts", {})
+    settings = SupervisorSettings(shutdown_grace=duration(timeouts.get("shutdown_grace"), 15.0))
+
+    async def on_reload() -> bool:
+        ok = await gw.reload("reload")  # the supervisor's own copy: admin views, validation
+        return ok
+
+    sup = Supervisor(n, worker_main, cfg.get("server", {}).get("listen", "0.0.0.0:8080"),
+                     settings, notifier=Notifier(unset_env=True), on_reload=on_reload,
+                     payload=gw.config_path)
+    admin = Admin(lambda: gw.snapshot, lambda: sup.ready, metrics=multiproc.collect_text)
+    await admin.start(admin_listen(gw))
+    watcher = asyncio.ensure_future(watch_files(gw.watched, _request(sup)))
+    try:
+        return await sup.run()
+    finally:
+        watcher.cancel()
+        await admin.close()
+        await gw.registry.aclose_all()
+        multiproc.teardown()
+
+
+def _request(sup: Any) -> Any:
+    async def on_change() -> None:
+        sup.request_reload()
+
+    return on_change
+
+
+def worker_main(index: int, sock: Any) -> None:
+    """A worker process (spawned by the supervisor): serve on `sock` until SIGTERM."""
+    from wxgated.supervisor import FATAL_EXIT, worker_payload
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s %(levelname)s worker{index}: %(message)s")
+    gw = Gateway(worker_payload())
+    gw.count_reloads = False  # the supervisor counts each reload once
+    try:
+        uvloop.run(_worker(gw, sock))
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        sys.exit(FATAL_EXIT)
+
+
+async def _worker(gw: Gateway, sock: Any) -> None:
+    from wxgated.supervisor import worker_ready, worker_reloaded
+
+    gw.load()
+    await gw.start(sock=sock)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    async def reload() -> None:
+        worker_reloaded(await gw.reload("SIGHUP"))
+
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    worker_ready()
+    await stop.wait()
+    await gw.shutdown()

@@ -25,13 +25,9 @@ from wxgated.observe.accesslog import AccessLog
 from wxgated.observe.metrics import CONFIG_RELOADS
 from wxgated.registry import Registry
 from wxgated.reloader import watch_files
+from wxgated.workerproc import bind_socket, parse_listen
 
 log = logging.getLogger("wxgated")
-
-
-def split_listen(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def server_config(cfg: dict[str, Any], into: ServerConfig | None = None) -> ServerConfig:
@@ -49,19 +45,6 @@ def server_config(cfg: dict[str, Any], into: ServerConfig | None = None) -> Serv
     return sc
 
 
-def bind_socket(listen: str, reuse_port: bool = False) -> socket.socket:
-    host, port = split_listen(listen)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port and hasattr(socket, "SO_REUSEPORT"):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(4096)
-    sock.setblocking(False)
-    return sock
-
-
 class Gateway:
     """The serving half of a process. `admin` and `notifier` are optional: with several
     workers the supervisor owns them."""
@@ -77,6 +60,7 @@ class Gateway:
         self._reload_lock = asyncio.Lock()
         self._watch: asyncio.Task[None] | None = None
         self.on_reload: list[Any] = []  # callbacks(ok: bool) (sd_notify, admin)
+        self.count_reloads = True  # False in workers: their supervisor counts
         self.tls: Any = None
 
     def load(self) -> None:
@@ -99,7 +83,8 @@ class Gateway:
             self.tls = CertReloader(server["tls"]["cert"], server["tls"]["key"])
             ssl_ctx = self.tls.context
         if sock is None:
-            sock = bind_socket(server.get("listen", "0.0.0.0:8080"))
+            host, port = parse_listen(server.get("listen", "0.0.0.0:8080"))
+            sock = bind_socket(host, port, reuse_port=False)
         loop = asyncio.get_running_loop()
         srv = await loop.create_server(self.dispatcher.protocol, sock=sock, ssl=ssl_ctx,
                                        backlog=4096)
@@ -108,14 +93,14 @@ class Gateway:
 
     def watch(self) -> None:
         """Reload on file changes (the config and the files it references)."""
-        self._watch = asyncio.ensure_future(watch_files(self._watched, self._on_files))
+        self._watch = asyncio.ensure_future(watch_files(self.watched, self._on_files))
 
-    def _watched(self) -> list[str]:
+    def watched(self) -> list[str]:
         return [self.config_path, *self.snapshot.files]
 
     async def _on_files(self) -> None:
         if self.tls is not None:
-            self.tls.maybe_reload()
+            self.tls.check()
         await self.reload("file change")
 
     async def reload(self, reason: str) -> bool:
@@ -125,23 +110,23 @@ class Gateway:
             try:
                 snap = load_snapshot(self.config_path, self.registry)
             except ConfigError as exc:
-                CONFIG_RELOADS.labels("failure").inc()
+                self._count("failure")
                 for issue in exc.issues:
                     self.access_log.event("error", "config reload failed", issue=str(issue))
                 self._notify(False)
                 return False
             except Exception as exc:  # noqa: BLE001 - a reload must never kill the server
-                CONFIG_RELOADS.labels("failure").inc()
+                self._count("failure")
                 self.access_log.event("error", "config reload failed", error=repr(exc))
                 self._notify(False)
                 return False
             old = self.snapshot
             self.snapshot = snap
-            assert self.dispatcher is not None
-            server_config(snap.config, self.dispatcher.cfg)
-            self.dispatcher.snapshot = snap
+            if self.dispatcher is not None:
+                server_config(snap.config, self.dispatcher.cfg)
+                self.dispatcher.snapshot = snap
             self.registry.commit()
-            CONFIG_RELOADS.labels("success").inc()
+            self._count("success")
             self.access_log.event("info", "config reloaded", reason=reason, sha256=snap.sha256,
                                   routes=len(snap.routes))
             if old.config.get("server", {}).get("listen") != snap.config.get("server", {}).get(
@@ -149,6 +134,10 @@ class Gateway:
                 self.access_log.event("warning", "server.listen changed: restart to apply")
             self._notify(True)
             return True
+
+    def _count(self, result: str) -> None:
+        if self.count_reloads:
+            CONFIG_RELOADS.labels(result).inc()
 
     def _notify(self, ok: bool) -> None:
         for cb in self.on_reload:

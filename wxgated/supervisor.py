@@ -148,6 +148,11 @@ class Supervisor:
         return self._sock.getsockname()[:2] if self._sock is not None else None
 
     @property
+    def ready(self) -> bool:
+        """Every worker reported ready and no shutdown has begun (for /readyz)."""
+        return self._state == "running"
+
+    @property
     def pids(self) -> dict[int, int]:
         """Worker index → pid of the live process."""
         return {s.index: s.pid for s in self._slots if s.proc is not None and s.pid}

@@ -14,7 +14,7 @@ from typing import Any
 
 from wxgated.config.context import CompileContext
 from wxgated.config.errors import ConfigError, Issue, SemanticError
-from wxgated.config.spec import frozen
+from wxgated.config.spec import frozen, worker_count
 from wxgated.filters import FILTERS
 from wxgated.handlers import TERMINALS
 from wxgated.http.message import Handler
@@ -77,6 +77,7 @@ def compile_document(doc: Any, registry: Registry) -> Snapshot:
     ctx = CompileContext(config=cfg, registry=registry, source=doc.source)
     issues: list[Issue] = []
     try:
+        _check_shared_state(cfg)
         ctx.services = _services(cfg, registry)
         ctx.upstreams = build_upstreams(cfg.get("upstreams", {}), registry, ctx.services)
     except SemanticError as exc:
@@ -108,6 +109,19 @@ def compile_document(doc: Any, registry: Registry) -> Snapshot:
                     versions=VersionSources.parse(cfg.get("versioning"))
                     if versioned or "versioning" in cfg else None,
                     versioned=versioned)
+
+
+def _check_shared_state(cfg: dict[str, Any]) -> None:
+    """Sessions in per-process memory would log users out whenever another worker
+    answers: several workers need a shared state backend once logins are involved."""
+    if worker_count(cfg) <= 1 or cfg.get("state", {}).get("backend", "memory") != "memory":
+        return
+    for route in cfg.get("routes", []):
+        if "wechat" in route or any("jwt_auth" in f for f in route.get("filters", [])):
+            raise SemanticError(
+                f"server.workers > 1 with state.backend memory: sessions would not be shared "
+                f"between workers (route {route['name']!r} uses them); use state.backend redis",
+                ("server", "workers"))
 
 
 def route_methods(rcfg: dict[str, Any]) -> list[str] | None:

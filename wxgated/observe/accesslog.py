@@ -26,6 +26,7 @@ class AccessLog:
         self._scheduled = False
         self._sec = -1
         self._sec_text = ""
+        self._pid = f',"pid":{os.getpid()}}}\n'  # which worker served it
 
     def _ts(self, now: float) -> str:
         sec = int(now)
@@ -45,7 +46,8 @@ class AccessLog:
             f'"status":{status},"upstream":"{req.upstream}","target":"{req.target}",'
             f'"duration_ms":{duration * 1000.0:.3f},'
             f'"upstream_ms":{"null" if up_ms < 0 else format(up_ms, ".3f")},'
-            f'"bytes_in":{bytes_in},"bytes_out":{bytes_out},"client_ip":"{req.client_ip}"}}\n'
+            f'"bytes_in":{bytes_in},"bytes_out":{bytes_out},"client_ip":"{req.client_ip}"'
+            + self._pid
         )
         self._buf.append(line)
         if len(self._buf) >= _MAX_BATCH:

@@ -84,4 +84,4 @@ def test_secrets_from_the_environment_are_not_echoed_in_errors(tmp_path: Path) -
     with pytest.raises(ConfigError) as info:
         load_and_validate(str(path), env={"KEY": "not-base64-top-secret!"})
     assert "top-secret" not in str(info.value)
-    assert "32 random bytes in base64" in str(info.value)
+    assert "32 random bytes as base64 or 64 hex digits" in str(info.value)

@@ -110,6 +110,8 @@ def gw(upstream: ThreadedApp, tmp_path_factory: pytest.TempPathFactory) -> Itera
             {"name": "keep-host", "match": {"path": "/kh/*rest"}, "filters": [{"strip_prefix": 1}],
              "upstream": "svc", "preserve_host": True},
             {"name": "dead", "match": {"path": "/dead"}, "upstream": "dead"},
+            {"name": "small", "match": {"path": "/small/*rest"}, "filters": [{"strip_prefix": 1}],
+             "upstream": "svc", "timeout": "200ms", "max_body": "16B"},
         ],
     }
     proc = GatewayProcess(tmp_path_factory.mktemp("gw"), config).start()
@@ -296,3 +298,19 @@ def test_access_log_has_one_json_line_per_request(gw: GatewayProcess) -> None:
     assert line["duration_ms"] >= line["upstream_ms"] >= 0
     assert line["bytes_in"] > 0 and line["bytes_out"] > 0 and line["client_ip"] == "127.0.0.1"
     assert json.loads(json.dumps(line))["ts"].endswith("Z")
+
+
+async def test_route_timeout_and_max_body_override_the_defaults(gw: GatewayProcess) -> None:
+    status, _, doc = await get_json(gw.url + "/small/slow?s=0.4")  # svc allows 500ms
+    assert status == 504 and doc["code"] == 504
+    status, _, _ = await get_json(gw.url + "/small/echo", method="POST", data=b"x" * 16)
+    assert status == 200
+    status, _, doc = await get_json(gw.url + "/small/echo", method="POST", data=b"x" * 17)
+    assert status == 413 and doc["code"] == 413
+
+    async def gen():
+        for _ in range(4):
+            yield b"x" * 8
+
+    status, _, doc = await get_json(gw.url + "/small/echo", method="POST", data=gen())
+    assert status == 413  # counted on the stream, not trusted from a header

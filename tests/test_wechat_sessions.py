@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from wxgated.config.units import parse_encryption_key
 from wxgated.state import StateBackend, StateError, open_backend
-from wxgated.wechat.crypto import SecretBox, parse_encryption_key
+from wxgated.wechat.crypto import SecretBox
 from wxgated.wechat.sessions import SessionStore
 
 KEY = os.urandom(32)

@@ -15,9 +15,10 @@ from typing import Any
 from wxgated.config.context import CompileContext
 from wxgated.config.errors import ConfigError, Issue, SemanticError
 from wxgated.config.spec import frozen, worker_count
+from wxgated.config.units import parse_size
 from wxgated.filters import FILTERS
 from wxgated.handlers import TERMINALS
-from wxgated.http.message import Handler
+from wxgated.http.message import Handler, Request, Response
 from wxgated.observe.metrics import RouteMetrics
 from wxgated.registry import Registry, aclose_quietly, close_quietly
 from wxgated.router import RouteConflict, Router
@@ -152,11 +153,21 @@ def _compile_route(rcfg: dict[str, Any], index: int, ctx: CompileContext) -> Rou
         filter_names.append(fname)
     for f in reversed(filters):
         handler = f.wrap(handler)
+    if "max_body" in rcfg:
+        handler = _body_capped(handler, parse_size(rcfg["max_body"]))
     match = rcfg["match"]
     return Route(name=name, path=match["path"], methods=tuple(match.get("methods") or ()),
                  host=match.get("host"), terminal=terminal_key, filters=tuple(filter_names),
                  chain=handler, metrics=RouteMetrics(name),
                  websocket=bool(rcfg.get("websocket", True)))
+
+
+def _body_capped(inner: Handler, limit: int) -> Handler:
+    async def capped(req: Request) -> Response:
+        req.body.cap(limit)
+        return await inner(req)
+
+    return capped
 
 
 def _services(cfg: dict[str, Any], registry: Registry) -> dict[str, Any]:

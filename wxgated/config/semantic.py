@@ -9,8 +9,6 @@ value to fix. Filters and terminals check their own options at compile time
 
 from __future__ import annotations
 
-import base64
-import binascii
 import difflib
 import ipaddress
 import os
@@ -19,7 +17,7 @@ from typing import Any
 
 from wxgated.config.errors import Issue
 from wxgated.config.loader import Document, iter_file_refs
-from wxgated.config.units import parse_duration
+from wxgated.config.units import parse_duration, parse_encryption_key
 
 Check = Callable[[Document, dict[str, Any]], Iterator[Issue]]
 
@@ -186,20 +184,13 @@ def state_settings(doc: Document, data: dict[str, Any]) -> Iterator[Issue]:
         yield doc.issue_at(at, "sessions are stored in Redis, so state.encryption_key is "
                            "required (a session_key must never sit in Redis in clear)")
     key = state.get("encryption_key")
-    if isinstance(key, str) and key and _key_bytes(key) != 32:
-        yield doc.issue_at(("state", "encryption_key"), "state.encryption_key must be 32 "
-                           "random bytes in base64 (e.g. from `openssl rand -base64 32`)")
-
-
-def _key_bytes(text: str) -> int:
-    """Length of a base64 (standard or URL-safe alphabet) key; -1 when not base64."""
-    t = text.strip()
-    for alt in (None, b"-_"):
+    if isinstance(key, str) and key:
         try:
-            return len(base64.b64decode(t + "=" * (-len(t) % 4), altchars=alt, validate=True))
-        except (binascii.Error, ValueError):
-            continue
-    return -1
+            parse_encryption_key(key)
+        except ValueError:
+            yield doc.issue_at(("state", "encryption_key"), "state.encryption_key must be 32 "
+                               "random bytes as base64 or 64 hex digits (e.g. from "
+                               "`openssl rand -base64 32`)")
 
 
 def jwt_keys(doc: Document, data: dict[str, Any]) -> Iterator[Issue]:

@@ -11,6 +11,8 @@ as "1.5h", and plain numbers (seconds). Sizes: "512", "10KB" (decimal, 1000), "6
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from decimal import Decimal
 
@@ -75,3 +77,25 @@ def _show(value: object) -> str:
     if isinstance(value, str):
         return '"' + value.replace('"', '\\"') + '"'
     return repr(value)
+
+
+def parse_encryption_key(text: str) -> bytes:
+    """`state.encryption_key`: 32 bytes written as base64 (std or url-safe alphabet, padding
+    optional) or as 64 hex digits.
+
+    Generate one with `python -c "import secrets; print(secrets.token_hex(32))"`.
+    """
+    text = text.strip()
+    if len(text) == 64:
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            pass
+    b64 = text.replace("-", "+").replace("_", "/")
+    try:
+        key = base64.b64decode(b64 + "=" * (-len(b64) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 32:
+        raise ValueError("state.encryption_key must be 32 bytes as 64 hex digits or base64")
+    return key

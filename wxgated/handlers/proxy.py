@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from wxgated.config.spec import duration
 from wxgated.handlers.base import Terminal, register_terminal
 from wxgated.handlers.websocket import build_upgrader, wants_websocket
 from wxgated.http.headers import request_block, response_headers
@@ -18,6 +19,7 @@ def build(value: str, route: dict[str, Any], ctx: Any) -> Handler:
     upstream = ctx.upstreams[value]
     preserve_host = bool(route.get("preserve_host", False))
     upgrade = build_upgrader(upstream, route) if route.get("websocket", True) else None
+    read_timeout = duration(route["timeout"], 0.0) if "timeout" in route else None
 
     async def proxy(req: Request) -> Response:
         if req.ctx.get("upgrade_buffer") is not None and wants_websocket(req):
@@ -28,7 +30,7 @@ def build(value: str, route: dict[str, Any], ctx: Any) -> Handler:
                                     req.header(b"host"), req.trace_id, preserve_host)
         try:
             ex = await forward(upstream, req, req.method, req.target_uri.encode("latin-1"),
-                               lines, host, req.body)
+                               lines, host, req.body, read_timeout)
         except UpstreamError as exc:
             raise to_http_error(exc) from None
         conn = ex.conn

@@ -48,6 +48,14 @@ class Body:
         """True once streaming has started, so the body cannot be sent again."""
         return self._feeder is not None and self._feeder.started and self._buffered is None
 
+    def cap(self, limit: int) -> None:
+        """Lower the size limit for this body (a route's own `max_body`)."""
+        if self.length is not None and self.length > limit:
+            raise HTTPError(413, "request body too large")
+        feeder = self._feeder
+        if feeder is not None and hasattr(feeder, "limit"):
+            feeder.limit = min(feeder.limit, limit)
+
     async def read(self, limit: int | None = None) -> bytes:
         if self._buffered is not None:
             return self._buffered

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from wxgated.config.units import parse_encryption_key
 from wxgated.state.base import StateBackend
 from wxgated.wechat.client import WeChatClient, WeChatError
-from wxgated.wechat.crypto import SecretBox, parse_encryption_key
+from wxgated.wechat.crypto import SecretBox
 from wxgated.wechat.jwt_keys import KeyRing, TokenError
 from wxgated.wechat.sessions import Session, SessionRecord, SessionStore
 from wxgated.wechat.settings import SettingsError, WeChatSettings

@@ -106,28 +106,6 @@ def push_signature_ok(token: str, timestamp: str, nonce: str, signature: str) ->
     return _same(push_signature(token, timestamp, nonce), signature)
 
 
-def parse_encryption_key(text: str) -> bytes:
-    """`state.encryption_key`: 32 bytes written as base64 (std or url-safe alphabet, padding
-    optional) or as 64 hex digits.
-
-    Generate one with `python -c "import secrets; print(secrets.token_hex(32))"`.
-    """
-    text = text.strip()
-    if len(text) == 64:
-        try:
-            return bytes.fromhex(text)
-        except ValueError:
-            pass
-    b64 = text.replace("-", "+").replace("_", "/")
-    try:
-        key = base64.b64decode(b64 + "=" * (-len(b64) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        key = b""
-    if len(key) != 32:
-        raise ValueError("state.encryption_key must be 32 bytes as 64 hex digits or base64")
-    return key
-
-
 class SecretBox:
     """AES-256-GCM for secrets kept in the state backend (session_key at rest).
 

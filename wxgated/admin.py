@@ -13,7 +13,12 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from wxgated.observe.metrics import REGISTRY
+from wxgated.observe.metrics import REGISTRY, flush
+
+
+def _local_metrics() -> bytes:
+    flush()
+    return generate_latest(REGISTRY)
 
 
 class Admin:
@@ -21,7 +26,7 @@ class Admin:
                  metrics: Callable[[], bytes] | None = None) -> None:
         self.snapshot = snapshot
         self.ready = ready
-        self.metrics = metrics or (lambda: generate_latest(REGISTRY))
+        self.metrics = metrics or _local_metrics
         self.started = time.time()
         self.runner: web.AppRunner | None = None
 

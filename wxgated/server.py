@@ -23,6 +23,7 @@ from wxgated.http.dispatch import GatewayDispatcher
 from wxgated.http.server import ServerConfig
 from wxgated.observe.accesslog import AccessLog
 from wxgated.observe.metrics import CONFIG_RELOADS
+from wxgated.observe.metrics import flush as flush_metrics
 from wxgated.registry import Registry
 from wxgated.reloader import watch_files
 from wxgated.workerproc import bind_socket, parse_listen
@@ -90,6 +91,14 @@ class Gateway:
                                        backlog=4096)
         self.servers.append(srv)
         self.ready = True
+        self._flush_metrics()
+
+    def _flush_metrics(self) -> None:
+        """Hand locally counted metrics to prometheus twice a second (worker snapshots
+        and scrapes between flushes see at most 0.5 s old values)."""
+        flush_metrics()
+        if not self.dispatcher or not self.dispatcher.shutting_down:
+            asyncio.get_running_loop().call_later(0.5, self._flush_metrics)
 
     def watch(self) -> None:
         """Reload on file changes (the config and the files it references)."""
@@ -167,6 +176,7 @@ class Gateway:
                 elif not conn.closed:
                     conn.transport.close()
         self.access_log.flush()
+        flush_metrics()
         await self.registry.aclose_all()
 
 

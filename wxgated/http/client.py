@@ -20,6 +20,7 @@ from typing import Any
 
 import httptools
 
+from wxgated.http.deadlines import Deadlines
 from wxgated.upstream.errors import (
     UpstreamBroken,
     UpstreamConnectError,
@@ -41,7 +42,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.uses = 0
         self.idle_since = 0.0
         self._reset()
-        self._timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0
         self._timeout_value = 0.0
         self.write_paused = False
         self._drain: asyncio.Future[None] | None = None
@@ -101,8 +102,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.complete = True
             self.parser = httptools.HttpResponseParser(self)
             self._wake()
-        if self._timer is not None:
-            self._arm(self._timeout_value)
+        if self.deadline:
+            self.deadline = self.loop.time() + self._timeout_value
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -162,18 +163,17 @@ class UpstreamConnection(asyncio.Protocol):
                 w.set_result(None)
 
     def _arm(self, seconds: float) -> None:
-        self._disarm()
         self._timeout_value = seconds
         if seconds > 0:
-            self._timer = self.loop.call_later(seconds, self._on_timeout)
+            self.deadline = self.loop.time() + seconds
+            self.pool.deadlines.add(self)
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline = 0.0
+        self.pool.deadlines.discard(self)
 
-    def _on_timeout(self) -> None:
-        self._timer = None
+    def on_deadline(self) -> None:
+        self.pool.deadlines.discard(self)
         if self.error is None and not self.complete:
             self.error = UpstreamTimeout("upstream read timed out")
             self.transport.abort()
@@ -201,8 +201,8 @@ class UpstreamConnection(asyncio.Protocol):
                 transport.writelines([b"%x\r\n" % len(chunk), chunk, b"\r\n"])
             else:
                 transport.write(chunk)
-            if self._timer is not None:
-                self._arm(self._timeout_value)  # the read timeout counts from the last byte
+            if self.deadline:  # the read timeout counts from the last byte
+                self.deadline = self.loop.time() + self._timeout_value
             while self.write_paused and not self.closed:
                 self._drain = self.loop.create_future()
                 await self._drain
@@ -282,6 +282,7 @@ class ConnectionPool:
         self.idle: list[UpstreamConnection] = []
         self.busy: set[UpstreamConnection] = set()
         self.closing = False
+        self.deadlines = Deadlines(0.05)  # read timeouts of exchanges in flight
 
     async def acquire(self, connect_timeout: float) -> tuple[UpstreamConnection, bool]:
         """A connection and whether it was reused (a reused one may be stale)."""

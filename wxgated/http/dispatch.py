@@ -12,11 +12,12 @@ import time
 from typing import Any
 
 from wxgated.http.clientip import ClientIPResolver
+from wxgated.http.deadlines import Deadlines
 from wxgated.http.envelope import envelope, error_response
 from wxgated.http.message import Body, HTTPError, Request, Response
 from wxgated.http.server import Dispatcher, GatewayProtocol, ServerConfig
 from wxgated.observe.accesslog import AccessLog
-from wxgated.observe.metrics import IN_FLIGHT, RouteMetrics
+from wxgated.observe.metrics import RouteMetrics, in_flight_source
 from wxgated.observe.trace import trace_id_for
 from wxgated.versioning import request_version
 
@@ -32,11 +33,11 @@ class GatewayDispatcher(Dispatcher):
         self.access_log = access_log
         self.client_ip = client_ip
         self.connections: set[GatewayProtocol] = set()
+        self.deadlines = Deadlines(0.25)  # header and idle timeouts of client connections
         self.shutting_down = False
         self.in_flight = 0
         self._unmatched = RouteMetrics("")
-        self._inc = IN_FLIGHT.inc
-        self._dec = IN_FLIGHT.dec
+        in_flight_source(lambda: self.in_flight)
         self._time = time.monotonic
 
     def protocol(self) -> GatewayProtocol:
@@ -61,7 +62,6 @@ class GatewayDispatcher(Dispatcher):
         if host is not None:
             req.host = host.decode("latin-1")
         self.in_flight += 1
-        self._inc()
         return req
 
     async def handle(self, req: Request) -> Response:
@@ -91,7 +91,6 @@ class GatewayDispatcher(Dispatcher):
 
     def done(self, req: Request, status: int, bytes_in: int, bytes_out: int) -> None:
         self.in_flight -= 1
-        self._dec()
         duration = self._time() - req.start
         route = req.route
         metrics = route.metrics if route is not None else self._unmatched

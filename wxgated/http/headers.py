@@ -8,7 +8,7 @@ X-Real-IP, Via, and the trace headers.
 from __future__ import annotations
 
 import hashlib
-import os
+from random import getrandbits
 
 HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
@@ -25,12 +25,19 @@ _RESPONSE_DROP = frozenset({
 VIA = b"1.1 wxgated"
 
 
+_NO_TOKENS: frozenset[bytes] = frozenset()
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
+
+
 def connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
     """Header names listed in Connection (they are hop-by-hop too)."""
-    names: set[bytes] = set()
+    names: set[bytes] | None = None
     for k, v in headers:
         if k == b"connection":
-            names.update(t.strip().lower() for t in v.split(b","))
+            tokens = {t.strip().lower() for t in v.split(b",")}
+            names = tokens if names is None else names | tokens
+    if names is None or names <= _PLAIN_CONNECTION:
+        return _NO_TOKENS  # the usual case: nothing beyond the standard hop-by-hop set
     return frozenset(names)
 
 
@@ -65,8 +72,7 @@ def request_block(headers: list[tuple[bytes, bytes]], peer_ip: str, client_ip: s
     lines.append(b"via: " + via + b"\r\n")
     tid = trace_id.encode()
     lines.append(b"x-trace-id: " + tid + b"\r\n")
-    lines.append(b"traceparent: 00-" + trace_hex(trace_id) + b"-" + os.urandom(8).hex().encode()
-                 + b"-01\r\n")
+    lines.append(b"traceparent: 00-" + trace_hex(trace_id) + b"-%016x-01\r\n" % getrandbits(64))
     return b"".join(lines), (client_host or b"") if keep_host else b""
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import httptools
 
 from wxgated.http.body import RequestBody
+from wxgated.http.deadlines import Deadlines
 from wxgated.http.message import Body, Request, Response
 from wxgated.http.writer import ResponseWriter, simple_response
 
@@ -51,6 +52,7 @@ class Dispatcher:
 
     cfg: ServerConfig
     connections: set[GatewayProtocol]
+    deadlines: Deadlines
     shutting_down: bool
 
     async def handle(self, req: Request) -> Response:  # pragma: no cover - interface
@@ -87,8 +89,9 @@ class GatewayProtocol(asyncio.Protocol):
         self._header_size = 0
         self._body: RequestBody | None = None
         self._bytes_in = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0
         self._parsing = False
+        self._waiter: asyncio.Future[None] | None = None  # the cycle task, parked
 
     # -- connection ---------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -103,12 +106,14 @@ class GatewayProtocol(asyncio.Protocol):
             self.closed = True
             return
         conns.add(self)
+        self.d.deadlines.add(self)
         self._arm(self.cfg.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.d.connections.discard(self)
-        self._disarm()
+        self.d.deadlines.discard(self)
+        self._wake_cycle()
         if self.writer is not None:
             self.writer.connection_lost()
         if self._body is not None:
@@ -151,19 +156,14 @@ class GatewayProtocol(asyncio.Protocol):
             self._body.fail(ConnectionResetError("client closed before the body ended"))
         return None
 
-    # -- timers -------------------------------------------------------------
+    # -- timeouts (swept by the dispatcher's Deadlines, no loop timer per request) -----
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        if seconds > 0:
-            self._timer = self.loop.call_later(seconds, self._timeout)
+        self.deadline = self.loop.time() + seconds if seconds > 0 else 0.0
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline = 0.0
 
-    def _timeout(self) -> None:
-        self._timer = None
+    def on_deadline(self) -> None:
         if self.active or self.closed:
             return
         if self._parsing:  # slow client: header or body not complete in time
@@ -237,7 +237,10 @@ class GatewayProtocol(asyncio.Protocol):
         if not self.active:
             self._disarm()
             self.active = True
-            self.loop.create_task(self._cycle())
+            if self._waiter is not None:
+                self._wake_cycle()
+            else:
+                self.loop.create_task(self._cycle())
         elif len(self.pipeline) > MAX_PIPELINE:
             self.pause_reading()
 
@@ -253,38 +256,59 @@ class GatewayProtocol(asyncio.Protocol):
 
     # -- request cycles -----------------------------------------------------
     async def _cycle(self) -> None:
-        """Answer queued requests one at a time, in arrival order."""
+        """Answer queued requests one at a time, in arrival order.
+
+        One task per connection, parked on a future between requests: creating a Task
+        per request was a measurable share of the hot path."""
+        while await self._answer_pipeline():
+            self._waiter = self.loop.create_future()
+            await self._waiter
+            if self.closed or not self.active:
+                return
+
+    async def _answer_pipeline(self) -> bool:
+        """Answer what is queued; False when the connection is done with."""
         writer = self.writer
         assert writer is not None
+        d = self.d
         while self.pipeline and not self.closed:
             req, body = self.pipeline.popleft()
             if body is not None and body.too_large:
-                resp = self.d.reject(req, 413, "request body too large")
+                resp = d.reject(req, 413, "request body too large")
                 req.keep_alive = False
             else:
-                resp = await self.d.handle(req)
-            keep = req.keep_alive and not self.d.shutting_down
+                resp = await d.handle(req)
+            keep = req.keep_alive and not d.shutting_down
             if body is not None and not body.done:
                 keep = False  # unread body still on the wire: can't find the next request
             if self.reading_paused and len(self.pipeline) <= MAX_PIPELINE // 2:
                 self.resume_reading()
             keep = await writer.write(req, resp, keep)
-            self.d.done(req, resp.status, self._bytes_in, writer.bytes_out)
+            d.done(req, resp.status, self._bytes_in, writer.bytes_out)
             self._bytes_in = 0
             if resp.upgrade is not None and resp.status == 101:
                 self.active = False
                 resp.upgrade(self.transport, self)
-                return
+                return False
             if not keep:
                 self.transport.close()
                 self.closed = True
                 break
         self.active = False
-        if not self.closed:
-            if self.d.shutting_down:
-                self.transport.close()
-            else:
-                self._arm(self.cfg.header_timeout if self._parsing else self.cfg.idle_timeout)
+        if self.closed:
+            return False
+        if d.shutting_down:
+            self.transport.close()
+            return False
+        self._arm(self.cfg.header_timeout if self._parsing else self.cfg.idle_timeout)
+        return True
+
+    def _wake_cycle(self) -> None:
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
 
     def _on_upgrade(self, rest: bytes) -> None:
         """llhttp stopped at an Upgrade request; bytes after its head belong to the new

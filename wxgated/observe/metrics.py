@@ -4,9 +4,18 @@ All metrics live in one CollectorRegistry, `REGISTRY`, exposed on the admin list
 Label children are resolved once per route/upstream (see `RouteMetrics`), never per
 request: prometheus_client's `labels()` lookup is measurable on the hot path.
 Modules that own a metric define it here so the names stay in one place.
+
+The per-request metrics go one step further: `LocalCounter` / `LocalHistogram` count in
+plain ints on the event-loop thread and `flush()` adds the totals to the prometheus
+children before every scrape and twice a second (for the multi-worker snapshots).
+prometheus_client takes a lock on every inc/observe; at ~6 per proxied request that
+was a measurable share of the CPU (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -68,6 +77,89 @@ WEBSOCKETS_OPEN = Gauge(
 )
 
 
+_LOCAL: dict[tuple[str, tuple[str, ...]], Any] = {}  # (metric, labels) -> local, for flush()
+_GAUGE_SOURCES: list[Any] = []  # callables feeding IN_FLIGHT at flush time
+
+
+class LocalCounter:
+    """A counter child's increments, kept in an int until the next flush."""
+
+    __slots__ = ("child", "n")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.n = 0
+
+    def inc(self) -> None:
+        self.n += 1
+
+    def flush(self) -> None:
+        if self.n:
+            n, self.n = self.n, 0
+            self.child.inc(n)
+
+
+class LocalHistogram:
+    """A histogram child's observations, bucketed locally until the next flush."""
+
+    __slots__ = ("child", "bounds", "counts", "total", "dirty")
+
+    def __init__(self, child: Any, bounds: tuple[float, ...]) -> None:
+        self.child = child
+        self.bounds = bounds + (float("inf"),)
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+        self.dirty = False
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.dirty = True
+
+    def flush(self) -> None:
+        if not self.dirty:
+            return
+        self.dirty = False
+        # the same per-bucket (non-cumulative) counts prometheus_client keeps itself
+        buckets = self.child._buckets
+        for i, c in enumerate(self.counts):
+            if c:
+                buckets[i].inc(c)
+                self.counts[i] = 0
+        self.child._sum.inc(self.total)
+        self.total = 0.0
+
+
+def in_flight_source(fn: Any) -> None:
+    """Register a callable returning this process's in-flight request count."""
+    _GAUGE_SOURCES.append(fn)
+
+
+def flush() -> None:
+    """Move locally counted values into the prometheus registry (loop thread only)."""
+    for m in _LOCAL.values():
+        m.flush()
+    if _GAUGE_SOURCES:
+        IN_FLIGHT.set(sum(fn() for fn in _GAUGE_SOURCES))
+
+
+def local_counter(metric: Counter, *labels: str) -> LocalCounter:
+    """The one LocalCounter for these labels (reused across reloads)."""
+    key = (metric._name, labels)
+    local = _LOCAL.get(key)
+    if local is None:
+        local = _LOCAL[key] = LocalCounter(metric.labels(*labels))
+    return local  # type: ignore[no-any-return]
+
+
+def local_histogram(metric: Histogram, *labels: str) -> LocalHistogram:
+    key = (metric._name, labels)
+    local = _LOCAL.get(key)
+    if local is None:
+        local = _LOCAL[key] = LocalHistogram(metric.labels(*labels), _BUCKETS)
+    return local  # type: ignore[no-any-return]
+
+
 class RouteMetrics:
     """Per-route children, resolved lazily per (method, status) and then reused."""
 
@@ -75,16 +167,16 @@ class RouteMetrics:
 
     def __init__(self, route: str) -> None:
         self.route = route
-        self._count: dict[tuple[str, int], Counter] = {}
-        self._dur: dict[str, Histogram] = {}
+        self._count: dict[tuple[str, int], LocalCounter] = {}
+        self._dur: dict[str, LocalHistogram] = {}
 
     def observe(self, method: str, status: int, seconds: float) -> None:
         key = (method, status)
         c = self._count.get(key)
         if c is None:
-            c = self._count[key] = REQUESTS.labels(self.route, method, str(status))
-        c.inc()
+            c = self._count[key] = local_counter(REQUESTS, self.route, method, str(status))
+        c.n += 1
         h = self._dur.get(method)
         if h is None:
-            h = self._dur[method] = REQUEST_DURATION.labels(self.route, method)
+            h = self._dur[method] = local_histogram(REQUEST_DURATION, self.route, method)
         h.observe(seconds)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from random import getrandbits
 
 _MAX_LEN = 128
 
@@ -20,4 +20,4 @@ def trace_id_for(x_trace_id: bytes | None, traceparent: bytes | None) -> str:
                 return parts[1].decode().lower()
             except ValueError:
                 pass
-    return os.urandom(16).hex()
+    return f"{getrandbits(128):032x}"  # unique, not secret: no syscall per request

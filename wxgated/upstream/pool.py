@@ -14,7 +14,12 @@ from urllib.parse import urlsplit
 
 from wxgated.http.client import ConnectionPool, UpstreamConnection
 from wxgated.http.message import Body, Request
-from wxgated.observe.metrics import UPSTREAM_DURATION, UPSTREAM_REQUESTS
+from wxgated.observe.metrics import (
+    UPSTREAM_DURATION,
+    UPSTREAM_REQUESTS,
+    local_counter,
+    local_histogram,
+)
 from wxgated.upstream.errors import UpstreamConnectError, UpstreamError, UpstreamUnavailable
 
 
@@ -65,9 +70,9 @@ class Target:
     def count(self, status: int | str) -> None:
         child = self._status_children.get(status)  # type: ignore[call-overload]
         if child is None:
-            child = UPSTREAM_REQUESTS.labels(self.upstream, self.key, str(status))
+            child = local_counter(UPSTREAM_REQUESTS, self.upstream, self.key, str(status))
             self._status_children[status] = child  # type: ignore[index]
-        child.inc()
+        child.n += 1
 
     def close(self) -> None:
         self.pool.close()
@@ -144,7 +149,7 @@ class Upstream:
         self.read_timeout = read_timeout
         self.retry = retry  # upstream.retry.RetryPolicy or None
         self.budget = budget  # upstream.retry.RetryBudget or None
-        self.duration = UPSTREAM_DURATION.labels(name)
+        self.duration = local_histogram(UPSTREAM_DURATION, name)
 
     def pick(self, req: Request | None, exclude: Any = frozenset()) -> Target:
         target = self.balancer.pick(req, exclude)

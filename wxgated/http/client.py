@@ -50,6 +50,7 @@ class UpstreamConnection(asyncio.Protocol):
     def _reset(self) -> None:
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
+        self.has_length = False
         self.head_done = False
         self.complete = False
         self.chunks: deque[bytes] = deque()
@@ -117,7 +118,10 @@ class UpstreamConnection(asyncio.Protocol):
         pass
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        name = name.lower()
+        if name == b"content-length" or name == b"transfer-encoding":
+            self.has_length = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -127,11 +131,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.status = status
         self.head_done = True
         self.keep_alive = self.parser.should_keep_alive()
-        if status not in (204, 304) and not self.head_request:
-            has_len = any(k == b"content-length" or k == b"transfer-encoding"
-                          for k, _ in self.headers)
-            self.close_delimited = not has_len
-        self._wake()
+        if not self.has_length and status != 204 and status != 304 and not self.head_request:
+            self.close_delimited = True
+        if self.waiter is not None:
+            self._wake()
 
     def on_body(self, chunk: bytes) -> None:
         self.chunks.append(chunk)
@@ -139,13 +142,15 @@ class UpstreamConnection(asyncio.Protocol):
         if self.buffered > HIGH_WATER and not self.reading_paused:
             self.reading_paused = True
             self.transport.pause_reading()
-        self._wake()
+        if self.waiter is not None:
+            self._wake()
 
     def on_message_complete(self) -> None:
         if not self.head_done:
             return  # end of an interim 1xx answer
         self.complete = True
-        self._wake()
+        if self.waiter is not None:
+            self._wake()
 
     # -- helpers ----------------------------------------------------------------------
     def _wake(self) -> None:
@@ -209,14 +214,15 @@ class UpstreamConnection(asyncio.Protocol):
         if chunked and not self.closed:
             transport.write(b"0\r\n\r\n")
 
-    async def read_head(self) -> tuple[int, list[tuple[bytes, bytes]]]:
+    async def read_head(self) -> None:
+        """Wait until the answer head is in (`status`, `headers`)."""
         while not self.head_done:
             if self.error is not None:
                 raise self.error
             if self.closed:
                 raise UpstreamConnectError("upstream closed the connection")
-            await self._wait()
-        return self.status, self.headers
+            self.waiter = self.loop.create_future()
+            await self.waiter
 
     def take_body(self) -> bytes:
         """The whole body, when it arrived with the head (the common small answer)."""
@@ -284,9 +290,11 @@ class ConnectionPool:
         self.closing = False
         self.deadlines = Deadlines(0.05)  # read timeouts of exchanges in flight
 
-    async def acquire(self, connect_timeout: float) -> tuple[UpstreamConnection, bool]:
-        """A connection and whether it was reused (a reused one may be stale)."""
+    def take_idle(self) -> UpstreamConnection | None:
+        """A live idle keep-alive connection (it may still turn out stale), or None."""
         idle = self.idle
+        if not idle:
+            return None
         now = self.loop.time()
         while idle:
             conn = idle.pop()
@@ -294,10 +302,13 @@ class ConnectionPool:
                 conn.abort()
                 continue
             self.busy.add(conn)
-            return conn, True
+            return conn
+        return None
+
+    async def connect(self, connect_timeout: float) -> UpstreamConnection:
         conn = await self._connect(connect_timeout)
         self.busy.add(conn)
-        return conn, False
+        return conn
 
     async def _connect(self, timeout: float) -> UpstreamConnection:
         loop = self.loop

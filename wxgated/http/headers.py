@@ -18,10 +18,12 @@ HOP_BY_HOP = frozenset({
 # request headers the gateway rewrites itself
 _REPLACED = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"x-real-ip", b"traceparent",
                        b"x-trace-id"})
+_SKIP = HOP_BY_HOP | _REPLACED | {b"x-forwarded-for", b"via"}
 _RESPONSE_DROP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
     b"transfer-encoding", b"upgrade",
 })
+_RESPONSE_SKIP = _RESPONSE_DROP | {b"via"}
 VIA = b"1.1 wxgated"
 
 
@@ -44,36 +46,39 @@ def connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
 def request_block(headers: list[tuple[bytes, bytes]], peer_ip: str, client_ip: str,
                   scheme: str, host: bytes | None, trace_id: str,
                   keep_host: bool) -> tuple[bytes, bytes]:
-    """The forwarded header lines (without Host/framing) and the client's Host.
+    """The forwarded header lines (without Host/framing) and the Host to send.
 
-    Returns (block, host) where block is ready to follow the request line.
+    Returns (block, host) where block is ready to follow the request line; host is
+    empty unless `keep_host` (then the upstream gets the client's Host).
     """
-    conn = connection_tokens(headers)
     xff = b""
-    client_host = host
-    lines = []
     via = VIA
+    conn: frozenset[bytes] = _NO_TOKENS
+    lines = []
     for k, v in headers:
-        if k in HOP_BY_HOP or k in _REPLACED or (conn and k in conn):
-            continue
-        if k == b"x-forwarded-for":
-            xff = v if not xff else xff + b", " + v
-            continue
-        if k == b"via":
-            via = v + b", " + VIA
+        if k in _SKIP:
+            if k == b"x-forwarded-for":
+                xff = v if not xff else xff + b", " + v
+            elif k == b"via":
+                via = v + b", " + VIA
+            elif k == b"connection":
+                conn = connection_tokens(headers)
             continue
         lines.append(k + b": " + v + b"\r\n")
+    if conn:
+        lines = [line for line in lines if line.split(b":", 1)[0] not in conn]
     peer = peer_ip.encode()
-    lines.append(b"x-forwarded-for: " + (xff + b", " + peer if xff else peer) + b"\r\n")
-    lines.append(b"x-forwarded-proto: " + scheme.encode() + b"\r\n")
-    if client_host:
-        lines.append(b"x-forwarded-host: " + client_host + b"\r\n")
-    lines.append(b"x-real-ip: " + client_ip.encode() + b"\r\n")
-    lines.append(b"via: " + via + b"\r\n")
     tid = trace_id.encode()
-    lines.append(b"x-trace-id: " + tid + b"\r\n")
-    lines.append(b"traceparent: 00-" + trace_hex(trace_id) + b"-%016x-01\r\n" % getrandbits(64))
-    return b"".join(lines), (client_host or b"") if keep_host else b""
+    lines.append(b"".join((
+        b"x-forwarded-for: ", xff + b", " + peer if xff else peer,
+        b"\r\nx-forwarded-proto: ", scheme.encode(),
+        b"\r\nx-forwarded-host: " + host if host else b"",
+        b"\r\nx-real-ip: ", client_ip.encode(),
+        b"\r\nvia: ", via,
+        b"\r\nx-trace-id: ", tid,
+        b"\r\ntraceparent: 00-", trace_hex(trace_id), b"-%016x-01\r\n" % getrandbits(64),
+    )))
+    return b"".join(lines), (host or b"") if keep_host else b""
 
 
 def trace_hex(trace_id: str) -> bytes:
@@ -89,15 +94,18 @@ def trace_hex(trace_id: str) -> bytes:
 
 def response_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """An upstream's response headers as the client gets them."""
-    conn = connection_tokens(headers)
     out = []
     via = VIA
+    conn: frozenset[bytes] = _NO_TOKENS
     for k, v in headers:
-        if k in _RESPONSE_DROP or (conn and k in conn):
-            continue
-        if k == b"via":
-            via = v + b", " + VIA
+        if k in _RESPONSE_SKIP:
+            if k == b"via":
+                via = v + b", " + VIA
+            elif k == b"connection":
+                conn = connection_tokens(headers)
             continue
         out.append((k, v))
+    if conn:
+        out = [(k, v) for k, v in out if k not in conn]
     out.append((b"via", via))
     return out

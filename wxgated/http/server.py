@@ -24,6 +24,8 @@ from wxgated.http.message import Body, Request, Response
 from wxgated.http.writer import ResponseWriter, simple_response
 
 MAX_PIPELINE = 16  # queued requests before we stop reading from the client
+LINGER_SECONDS = 2.0  # how long an unread request body is drained after an early answer
+LINGER_BYTES = 16 << 20
 _EMPTY_BODY = Body.of(b"")
 
 
@@ -279,7 +281,8 @@ class GatewayProtocol(asyncio.Protocol):
             else:
                 resp = await d.handle(req)
             keep = req.keep_alive and not d.shutting_down
-            if body is not None and not body.done:
+            unread = body is not None and not body.done
+            if unread:
                 keep = False  # unread body still on the wire: can't find the next request
             if self.reading_paused and len(self.pipeline) <= MAX_PIPELINE // 2:
                 self.resume_reading()
@@ -291,7 +294,10 @@ class GatewayProtocol(asyncio.Protocol):
                 resp.upgrade(self.transport, self)
                 return False
             if not keep:
-                self.transport.close()
+                if unread:
+                    self._linger()
+                else:
+                    self.transport.close()
                 self.closed = True
                 break
         self.active = False
@@ -302,6 +308,19 @@ class GatewayProtocol(asyncio.Protocol):
             return False
         self._arm(self.cfg.header_timeout if self._parsing else self.cfg.idle_timeout)
         return True
+
+    def _linger(self) -> None:
+        """Close after answering while the client is still sending a body (a 413, a
+        401 before the upload): half-close and discard what arrives for a moment, so
+        the client reads our answer instead of a connection reset (nginx's
+        lingering_close)."""
+        self.tunnel = _Discard(self.transport)
+        if self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
     def _wake_cycle(self) -> None:
         w = self._waiter
@@ -344,6 +363,31 @@ class GatewayProtocol(asyncio.Protocol):
                 self.transport.close()
             return True
         return False
+
+
+class _Discard:
+    """Stands in for a tunnel while lingering: input is dropped, the close waits."""
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.left = LINGER_BYTES
+
+    def from_client(self, data: bytes) -> None:
+        self.left -= len(data)
+        if self.left < 0:
+            self.transport.close()
+
+    def client_lost(self) -> None:
+        pass
+
+    def client_paused(self) -> None:
+        pass
+
+    def client_resumed(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        self.transport.close()
 
 
 class HeaderTooLarge(Exception):

@@ -79,14 +79,14 @@ class ResponseWriter:
         """Send `resp`; returns whether the connection may carry another request."""
         status = resp.status
         head_only = req.method == "HEAD" or status in _NO_BODY or status < 200
+        headers = resp.headers
         parts = [status_line(status)]
+        parts += [k + b": " + v + b"\r\n" for k, v in headers if k not in _FRAMING]
         length = None
-        for k, v in resp.headers:
-            if k in _FRAMING:
+        if len(parts) <= len(headers):  # some framing header was set by the handler
+            for k, v in headers:
                 if k == b"content-length":
                     length = v
-                continue
-            parts.append(k + b": " + v + b"\r\n")
         parts.append(b"x-trace-id: " + req.trace_id.encode() + b"\r\n")
         stream = resp.stream
         chunked = False

@@ -10,7 +10,8 @@ Why it works this way:
 - Passive ejection lasts `base × ejection count` (capped): a target that keeps failing is
   kept out longer each time, and the count decays after clean periods so an old incident
   does not punish it forever.
-- The last healthy target of an upstream is never ejected (`HealthGroup.can_eject`):
+- The last healthy target of an upstream is never taken out, by passive ejection or by
+  failed active checks (`HealthGroup.can_eject`):
   when everything looks bad, some traffic to the least bad target beats a certain 503.
 - Ejection ends on a timer, which nobody signals; `healthy(now)` notices the expiry
   itself, so the `on_change` callback (the metric) follows without a timer task.
@@ -130,6 +131,9 @@ class TargetHealth:
             self._passes = 0
             self._fails += 1
             if self._active_ok and self._fails >= self.unhealthy_after:
+                group = self.group
+                if group is not None and not group.can_eject(self):
+                    return False  # the last healthy target stays in; out once another is back
                 self._active_ok = False
                 self._notify()
                 return True
@@ -176,6 +180,7 @@ class TargetHealth:
             "active_ok": self._active_ok,
             "ejected_for": round(max(0.0, self._ejected_until - now), 3),
             "ejections": self._ejections,
+            "failed_checks": self._fails,
         }
 
     def _notify(self) -> None:
@@ -218,8 +223,13 @@ class HealthGroup:
 
 
 def health_gauge(upstream: str, target: str) -> Callable[[bool], None]:
-    """An `on_change` that sets `wxgated_upstream_target_healthy{upstream,target}`."""
+    """An `on_change` that sets `wxgated_upstream_target_healthy{upstream,target}`.
+
+    The series starts at 1: a new TargetHealth takes traffic, and `on_change` only fires
+    on a change, so a gauge left at the default 0 would report a healthy target ejected.
+    """
     child = TARGET_HEALTHY.labels(upstream, target)
+    child.set(1)
 
     def update(healthy: bool) -> None:
         child.set(1 if healthy else 0)

@@ -99,38 +99,40 @@ async def exchange_once(target: Target, head: bytes, body: Body, head_request: b
     sat idle); when that happens before any answer byte and the body can be sent again,
     the request goes once more on a fresh connection, as nginx and browsers do.
     """
-    for fresh_only in (False, True):
-        conn, reused = await target.pool.acquire(connect_timeout)
-        if fresh_only and reused:
-            conn.abort()
-            conn, reused = await target.pool.acquire(connect_timeout)
+    pool = target.pool
+    conn = pool.take_idle()
+    reused = conn is not None
+    if conn is None:
+        conn = await pool.connect(connect_timeout)
+    while True:
         conn.begin(head_request, read_timeout)
         try:
-            await _send(conn, head, body)
-            status, headers = await conn.read_head()
-            return Exchange(status, headers, conn, target)
+            if body.length == 0 or body.buffered is not None:
+                data = body.buffered
+                conn.transport.write(
+                    head + b"\r\n" if not data
+                    else head + b"content-length: %d\r\n\r\n" % len(data) + data)
+            else:
+                await _send_stream(conn, head, body)
+            if not conn.head_done:
+                await conn.read_head()
+            return Exchange(conn.status, conn.headers, conn, target)
         except UpstreamConnectError:
             conn.abort()
-            replayable = body.empty or body.buffered is not None
-            if not (reused and not conn.got_bytes and replayable) or fresh_only:
+            replayable = body.length == 0 or body.buffered is not None
+            if not (reused and not conn.got_bytes and replayable):
                 raise
         except BaseException:
             conn.abort()
             raise
-    raise AssertionError("unreachable")
+        reused = False
+        conn = await pool.connect(connect_timeout)
 
 
-async def _send(conn: UpstreamConnection, head: bytes, body: Body) -> None:
-    if body.empty:
-        conn.transport.write(head + b"\r\n")
-        return
-    data = body.buffered
-    if data is not None:
-        conn.transport.write(head + b"content-length: %d\r\n\r\n" % len(data) + data)
-        return
+async def _send_stream(conn: UpstreamConnection, head: bytes, body: Body) -> None:
     if body.length is not None:
-        await conn.send_body(head + b"content-length: %d\r\n\r\n" % body.length, body.__aiter__(),
-                             False)
+        await conn.send_body(head + b"content-length: %d\r\n\r\n" % body.length,
+                             body.__aiter__(), False)
     else:
         await conn.send_body(head + b"transfer-encoding: chunked\r\n\r\n", body.__aiter__(),
                              True)

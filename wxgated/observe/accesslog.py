@@ -18,6 +18,13 @@ from typing import Any
 _MAX_BATCH = 256
 
 
+def _json_str(text: str) -> str:
+    """A JSON string literal; the common plain-ASCII case skips the encoder."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return json.dumps(text)
+
+
 class AccessLog:
     def __init__(self, enabled: bool = True, fd: int | None = None) -> None:
         self.enabled = enabled
@@ -41,8 +48,8 @@ class AccessLog:
         route = req.route.name if req.route is not None else ""
         up_ms = req.upstream_ms
         line = (
-            f'{{"ts":"{self._ts(time.time())}","trace_id":{json.dumps(req.trace_id)},'
-            f'"route":"{route}","method":"{req.method}","path":{json.dumps(req.orig_path)},'
+            f'{{"ts":"{self._ts(time.time())}","trace_id":{_json_str(req.trace_id)},'
+            f'"route":"{route}","method":"{req.method}","path":{_json_str(req.orig_path)},'
             f'"status":{status},"upstream":"{req.upstream}","target":"{req.target}",'
             f'"duration_ms":{duration * 1000.0:.3f},'
             f'"upstream_ms":{"null" if up_ms < 0 else format(up_ms, ".3f")},'

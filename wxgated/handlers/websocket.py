@@ -11,7 +11,6 @@ answer is returned as a plain response and the connection is closed.
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from typing import Any
 
@@ -145,16 +144,7 @@ async def _handshake(target: Target, head: bytes, connect_timeout: float,
     """Send the upgrade request on a new connection and read the answer: a 101 (the
     connection is then the upstream end of a tunnel) or a whole refusal."""
     loop = asyncio.get_running_loop()
-    pool = target.pool
-    try:
-        async with asyncio.timeout(connect_timeout):
-            _, side = await loop.create_connection(
-                lambda: UpstreamSide(loop), pool.host, pool.port, ssl=pool.ssl,
-                server_hostname=pool.server_hostname if pool.ssl else None)
-    except TimeoutError:
-        raise UpstreamTimeout(f"connect to {pool.host}:{pool.port} timed out") from None
-    except (OSError, ssl.SSLError) as exc:
-        raise UpstreamConnectError(f"connect to {pool.host}:{pool.port}: {exc}") from None
+    side: UpstreamSide = await target.pool.open(lambda: UpstreamSide(loop), connect_timeout)
     side.transport.write(head)
     try:
         async with asyncio.timeout(read_timeout):

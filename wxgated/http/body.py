@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from wxgated.http.message import BodyFeeder, HTTPError
+from wxgated.http.waiters import wake
 
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
@@ -61,11 +62,8 @@ class RequestBody(BodyFeeder):
             self._wake()
 
     def _wake(self) -> None:
-        w = self.waiter
-        if w is not None:
-            self.waiter = None
-            if not w.done():
-                w.set_result(None)
+        w, self.waiter = self.waiter, None
+        wake(w)
 
     # -- read by the handler ---------------------------------------------------
     async def chunks(self) -> AsyncIterator[bytes]:

@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httptools
 
 from wxgated.http.deadlines import Deadlines
+from wxgated.http.waiters import wake
 from wxgated.upstream.errors import (
     UpstreamBroken,
     UpstreamConnectError,
@@ -154,18 +155,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- helpers ----------------------------------------------------------------------
     def _wake(self) -> None:
-        w = self.waiter
-        if w is not None:
-            self.waiter = None
-            if not w.done():
-                w.set_result(None)
+        w, self.waiter = self.waiter, None
+        wake(w)
 
     def _wake_drain(self) -> None:
-        w = self._drain
-        if w is not None:
-            self._drain = None
-            if not w.done():
-                w.set_result(None)
+        w, self._drain = self._drain, None
+        wake(w)
 
     def _arm(self, seconds: float) -> None:
         self._timeout_value = seconds
@@ -306,16 +301,17 @@ class ConnectionPool:
         return None
 
     async def connect(self, connect_timeout: float) -> UpstreamConnection:
-        conn = await self._connect(connect_timeout)
+        conn: UpstreamConnection = await self.open(lambda: UpstreamConnection(self),
+                                                   connect_timeout)
         self.busy.add(conn)
         return conn
 
-    async def _connect(self, timeout: float) -> UpstreamConnection:
-        loop = self.loop
+    async def open(self, factory: Callable[[], asyncio.Protocol], timeout: float) -> Any:
+        """A new connection to this target with `factory`'s protocol (TLS as configured)."""
         try:
             async with asyncio.timeout(timeout):
-                _, proto = await loop.create_connection(
-                    lambda: UpstreamConnection(self), self.host, self.port, ssl=self.ssl,
+                _, proto = await self.loop.create_connection(
+                    factory, self.host, self.port, ssl=self.ssl,
                     server_hostname=self.server_hostname if self.ssl else None)
         except TimeoutError:
             raise UpstreamTimeout(f"connect to {self.host}:{self.port} timed out") from None

@@ -21,6 +21,7 @@ import httptools
 from wxgated.http.body import RequestBody
 from wxgated.http.deadlines import Deadlines
 from wxgated.http.message import Body, Request, Response
+from wxgated.http.waiters import wake
 from wxgated.http.writer import ResponseWriter, simple_response
 
 MAX_PIPELINE = 16  # queued requests before we stop reading from the client
@@ -323,11 +324,8 @@ class GatewayProtocol(asyncio.Protocol):
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
     def _wake_cycle(self) -> None:
-        w = self._waiter
-        if w is not None:
-            self._waiter = None
-            if not w.done():
-                w.set_result(None)
+        w, self._waiter = self._waiter, None
+        wake(w)
 
     def _on_upgrade(self, rest: bytes) -> None:
         """llhttp stopped at an Upgrade request; bytes after its head belong to the new

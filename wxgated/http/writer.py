@@ -12,6 +12,7 @@ from http import HTTPStatus
 from typing import Any
 
 from wxgated.http.message import Request, Response
+from wxgated.http.waiters import wake
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _STATUS_LINES = {
@@ -64,11 +65,8 @@ class ResponseWriter:
         self._wake()
 
     def _wake(self) -> None:
-        w = self.waiter
-        if w is not None:
-            self.waiter = None
-            if not w.done():
-                w.set_result(None)
+        w, self.waiter = self.waiter, None
+        wake(w)
 
     async def drain(self) -> None:
         while self.paused and not self.lost:

@@ -60,6 +60,24 @@ async def test_fifty_concurrent_phone_calls_fetch_the_token_once(
         fresh.server.stop()
 
 
+async def test_admin_access_token_when_wechat_fails(gateway: Any, upstream: ThreadedApp,
+                                                    client: Client) -> None:
+    fresh = StandIn()
+    try:
+        g = gateway(base_config(fresh.url, upstream.url, HS_KEYS))
+        fresh.wx.fail_next(100)  # system busy, again and again
+        status, doc, headers = await client.call("GET", g.admin + "/-/wechat/access_token")
+        assert (status, doc["errcode"]) == (503, -1) and headers["Retry-After"]
+        fresh.wx.fail_next(0)  # WeChat is back: the next caller gets a token
+        status, doc, _ = await client.call("GET", g.admin + "/-/wechat/access_token")
+        assert status == 200 and fresh.wx.token_ok(doc["access_token"])
+        await asyncio.sleep(0.2)
+        assert "Traceback" not in g.stderr()
+        assert_no_secrets([SECRET], [g.stdout(), g.stderr()], client.seen)
+    finally:
+        fresh.server.stop()
+
+
 # -- two gateways, one Redis ------------------------------------------------------------
 
 

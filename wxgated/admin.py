@@ -78,7 +78,14 @@ class Admin:
         tokens = self.snapshot().services.get("tokens")
         if tokens is None:
             return web.json_response({"error": "wechat is not configured"}, status=404)
-        token = await tokens.get()
+        from wxgated.wechat.client import WeChatError
+
+        try:
+            token = await tokens.get()
+        except WeChatError as err:  # WeChat down or refusing: say so, no 500 + traceback
+            return web.json_response(
+                {"error": "WeChat did not hand out an access_token", "errcode": err.errcode},
+                status=503, headers={"Retry-After": "1"})
         return web.json_response({"access_token": token})
 
 

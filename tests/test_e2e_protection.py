@@ -410,6 +410,14 @@ async def test_breaker_opens_half_opens_and_closes(gw: GatewayProcess,
     assert circuit(gw, apps) == ("closed", 0)
     results = await get_many(gw.url + "/cb/x", 3)
     assert [s for s, _, _ in results] == [200] * 3 and cb.total == 9
+    # a 4xx is the client's fault: it never opens the breaker
+    cb.status = 404
+    try:
+        results = await get_many(gw.url + "/cb/x", 6)
+    finally:
+        cb.status = 200
+    assert [s for s, _, _ in results] == [404] * 6 and cb.total == 15
+    assert circuit(gw, apps) == ("closed", 0)
 
 
 # --- limits ----------------------------------------------------------------------------
@@ -496,6 +504,7 @@ async def test_hash_is_sticky_and_adding_a_target_moves_few_keys_keeping_state(
         apps["K"].status = 500
         tripped = await get_many(gw.url + "/keep/x", 3)
         assert [s for s, _, _ in tripped] == [500, 500, 503] and apps["K"].total == 2
+        assert 28 <= int(tripped[2][1]["Retry-After"]) <= 30  # open_for: 30s
         limited = await get_many(gw.url + "/keep-limited", 3)
         assert [s for s, _, _ in limited] == [200, 200, 429]
 

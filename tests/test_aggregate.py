@@ -15,7 +15,7 @@ from wxgated.config.context import CompileContext
 from wxgated.config.errors import SemanticError
 from wxgated.handlers import TERMINALS
 from wxgated.http.message import Body, Handler, Request, Response
-from wxgated.observe.metrics import REGISTRY
+from wxgated.observe.metrics import REGISTRY, flush
 from wxgated.registry import Registry
 from wxgated.upstream.build import build_upstream
 
@@ -285,9 +285,11 @@ async def test_steps_after_a_failed_optional_step_are_partial_too(env: Env) -> N
 async def test_backend_calls_count_in_upstream_metrics(env: Env) -> None:
     handler = env.build({"backends": [{"upstream": "users", "path": "/users/1", "as": "u"}]})
     labels = {"upstream": "users", "target": env.url, "status": "200"}
+    flush()  # per-request metrics are counted locally and handed over at flush
     before = REGISTRY.get_sample_value("wxgated_upstream_requests_total", labels) or 0.0
     await run(handler)
     await run(handler)
+    flush()
     assert REGISTRY.get_sample_value("wxgated_upstream_requests_total", labels) == before + 2
 
 

@@ -305,11 +305,6 @@ async def test_post_is_not_retried_unless_methods_says_so(gw: GatewayProcess,
     assert r1.hits["/post2"] == 3 and r2.hits["/post2"] == 6
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "forward.forward decides `replayable = body.empty or body.buffered is not None` once, "
-    "before any try, so a request with a streamed body is never retried, even when the "
-    "connect failed and not one body byte was sent; it should ask `not body.consumed` "
-    "after the failed try"))
 async def test_body_not_yet_sent_is_retried_on_connect_error(
         gw: GatewayProcess, apps: dict[str, Backend]) -> None:
     # PUT is idempotent, so retried by default; the dead target never saw the body

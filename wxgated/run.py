@@ -67,9 +67,9 @@ async def serve_single(gw: Gateway) -> None:
     stop = asyncio.Event()
 
     def on_hup() -> None:
-        notifier.reloading()
-        asyncio.ensure_future(reload_with_certs(gw, "SIGHUP"))
+        asyncio.ensure_future(gw.reload("SIGHUP"))
 
+    gw.before_reload.append(notifier.reloading)
     gw.on_reload.append(lambda ok: notifier.ready(
         status="config reloaded" if ok else "reload failed; old config serving"))
     install_signals(loop, on_hup, lambda signame: stop.set())
@@ -81,14 +81,6 @@ async def serve_single(gw: Gateway) -> None:
     if watchdog is not None:
         watchdog.cancel()
     await admin.close()
-
-
-async def reload_with_certs(gw: Gateway, reason: str) -> bool:
-    """A SIGHUP reload also re-reads the TLS pair: workers learn of file changes only
-    through the supervisor's SIGHUP, and `systemctl reload` after a renewal must work."""
-    if gw.tls is not None:
-        gw.tls.check()
-    return await gw.reload(reason)
 
 
 def admin_listen(gw: Gateway) -> str:
@@ -158,7 +150,7 @@ async def _worker(gw: Gateway, sock: Any) -> None:
     stop = asyncio.Event()
 
     async def reload() -> None:
-        worker_reloaded(await reload_with_certs(gw, "SIGHUP"))
+        worker_reloaded(await gw.reload("SIGHUP"))
 
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
     loop.add_signal_handler(signal.SIGTERM, stop.set)

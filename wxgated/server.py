@@ -60,7 +60,8 @@ class Gateway:
         self.ready = False
         self._reload_lock = asyncio.Lock()
         self._watch: asyncio.Task[None] | None = None
-        self.on_reload: list[Any] = []  # callbacks(ok: bool) (sd_notify, admin)
+        self.before_reload: list[Any] = []  # callbacks() (sd_notify RELOADING=1)
+        self.on_reload: list[Any] = []  # callbacks(ok: bool) (sd_notify READY=1)
         self.count_reloads = True  # False in workers: their supervisor counts
         self.tls: Any = None
 
@@ -108,14 +109,17 @@ class Gateway:
         return [self.config_path, *self.snapshot.files]
 
     async def _on_files(self) -> None:
-        if self.tls is not None:
-            self.tls.check()
         await self.reload("file change")
 
     async def reload(self, reason: str) -> bool:
+        """Re-read the config (and the TLS pair: a renewed certificate needs no restart)."""
         from wxgated.config.compile import load_snapshot
 
+        for cb in self.before_reload:
+            cb()
         async with self._reload_lock:
+            if self.tls is not None:
+                self.tls.check()
             try:
                 snap = load_snapshot(self.config_path, self.registry)
             except ConfigError as exc:

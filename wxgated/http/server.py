@@ -105,8 +105,8 @@ class GatewayProtocol(asyncio.Protocol):
         conns = self.d.connections
         if self.cfg.max_connections and len(conns) >= self.cfg.max_connections:
             transport.write(simple_response(503, b"too many connections", close=True))
-            transport.close()
             self.closed = True
+            self._linger()  # let the client read the 503 before its request is dropped
             return
         conns.add(self)
         self.d.deadlines.add(self)

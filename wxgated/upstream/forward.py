@@ -70,7 +70,7 @@ async def forward(up: Upstream, req: Request | None, method: str, uri: bytes, li
         target.count(status if error is None else error.reason)
         if retry is None or not retry.should_retry(method, attempt, status,
                                                    None if error is None else error.reason,
-                                                   replayable) \
+                                                   replayable or not body.consumed) \
                 or (deadline is not None and time.monotonic() >= deadline) \
                 or (budget is not None and not budget.try_spend()):
             if error is not None:

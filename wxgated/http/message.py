@@ -54,6 +54,8 @@ class Body:
             raise HTTPError(413, "request body too large")
         feeder = self._feeder
         if feeder is not None and hasattr(feeder, "limit"):
+            if feeder.received > limit:  # already arrived (a small chunked body)
+                raise HTTPError(413, "request body too large")
             feeder.limit = min(feeder.limit, limit)
 
     async def read(self, limit: int | None = None) -> bytes:

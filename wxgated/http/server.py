@@ -20,13 +20,19 @@ import httptools
 
 from wxgated.http.body import RequestBody
 from wxgated.http.deadlines import Deadlines
+from wxgated.http.framing import (
+    Discard,
+    HeaderTooLarge,
+    body_framing,
+    header_value,
+    origin_form,
+)
 from wxgated.http.message import Body, Request, Response
 from wxgated.http.waiters import wake
 from wxgated.http.writer import ResponseWriter, simple_response
 
 MAX_PIPELINE = 16  # queued requests before we stop reading from the client
 LINGER_SECONDS = 2.0  # how long an unread request body is drained after an early answer
-LINGER_BYTES = 16 << 20
 _EMPTY_BODY = Body.of(b"")
 
 
@@ -214,7 +220,7 @@ class GatewayProtocol(asyncio.Protocol):
         parser = self.parser
         url = self._url
         if url[:1] != b"/":
-            url = _origin_form(url)
+            url = origin_form(url)
         path_b, _, query_b = url.partition(b"?")
         path = path_b.decode("latin-1")
         query = query_b.decode("latin-1")
@@ -224,10 +230,10 @@ class GatewayProtocol(asyncio.Protocol):
         req.version = parser.get_http_version()
         req.keep_alive = parser.should_keep_alive()
         req.transport = self.transport
-        length, chunked = _body_framing(headers)
+        length, chunked = body_framing(headers)
         body = None
         if chunked or length:
-            expect = _header(headers, b"expect")
+            expect = header_value(headers, b"expect")
             body = RequestBody(self, self.cfg.max_body, length,
                                expect is not None and expect.lower() == b"100-continue")
             if length is not None and length > self.cfg.max_body:
@@ -315,7 +321,7 @@ class GatewayProtocol(asyncio.Protocol):
         401 before the upload): half-close and discard what arrives for a moment, so
         the client reads our answer instead of a connection reset (nginx's
         lingering_close)."""
-        self.tunnel = _Discard(self.transport)
+        self.tunnel = Discard(self.transport)
         if self.reading_paused:
             self.reading_paused = False
             self.transport.resume_reading()
@@ -361,65 +367,3 @@ class GatewayProtocol(asyncio.Protocol):
                 self.transport.close()
             return True
         return False
-
-
-class _Discard:
-    """Stands in for a tunnel while lingering: input is dropped, the close waits."""
-
-    def __init__(self, transport: Any) -> None:
-        self.transport = transport
-        self.left = LINGER_BYTES
-
-    def from_client(self, data: bytes) -> None:
-        self.left -= len(data)
-        if self.left < 0:
-            self.transport.close()
-
-    def client_lost(self) -> None:
-        pass
-
-    def client_paused(self) -> None:
-        pass
-
-    def client_resumed(self) -> None:
-        pass
-
-    def shutdown(self) -> None:
-        self.transport.close()
-
-
-class HeaderTooLarge(Exception):
-    """Raised from a parser callback; httptools wraps it, the size counter tells why."""
-
-
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    for k, v in headers:
-        if k == name:
-            return v
-    return None
-
-
-def _body_framing(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool]:
-    """(content-length, chunked). llhttp has already refused ambiguous framing."""
-    length = None
-    chunked = False
-    for k, v in headers:
-        if k == b"content-length":
-            length = int(v)
-        elif k == b"transfer-encoding":
-            chunked = True
-    return length, chunked
-
-
-def _origin_form(url: bytes) -> bytes:
-    """Absolute-form request targets (`GET http://host/path`) become origin-form."""
-    if url == b"*":
-        return b"*"
-    try:
-        parsed = httptools.parse_url(url)
-    except httptools.HttpParserInvalidURLError:
-        return b"/"
-    out = parsed.path or b"/"
-    if parsed.query:
-        out += b"?" + parsed.query
-    return out

@@ -44,6 +44,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self._reset()
         self.deadline = 0.0
+        self.bucket = 0  # the pool's Deadlines bucket
         self._timeout_value = 0.0
         self.write_paused = False
         self._drain: asyncio.Future[None] | None = None
@@ -105,7 +106,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.parser = httptools.HttpResponseParser(self)
             self._wake()
         if self.deadline:
-            self.deadline = self.loop.time() + self._timeout_value
+            self.pool.deadlines.arm(self, self.loop.time() + self._timeout_value)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -165,15 +166,13 @@ class UpstreamConnection(asyncio.Protocol):
     def _arm(self, seconds: float) -> None:
         self._timeout_value = seconds
         if seconds > 0:
-            self.deadline = self.loop.time() + seconds
-            self.pool.deadlines.add(self)
+            self.pool.deadlines.arm(self, self.loop.time() + seconds)
 
     def _disarm(self) -> None:
-        self.deadline = 0.0
-        self.pool.deadlines.discard(self)
+        if self.deadline:
+            self.pool.deadlines.arm(self, 0.0)
 
     def on_deadline(self) -> None:
-        self.pool.deadlines.discard(self)
         if self.error is None and not self.complete:
             self.error = UpstreamTimeout("upstream read timed out")
             self.transport.abort()
@@ -202,7 +201,7 @@ class UpstreamConnection(asyncio.Protocol):
             else:
                 transport.write(chunk)
             if self.deadline:  # the read timeout counts from the last byte
-                self.deadline = self.loop.time() + self._timeout_value
+                self.pool.deadlines.arm(self, self.loop.time() + self._timeout_value)
             while self.write_paused and not self.closed:
                 self._drain = self.loop.create_future()
                 await self._drain

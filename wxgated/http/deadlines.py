@@ -1,11 +1,12 @@
-"""Coarse timeouts for many connections: one periodic sweep, no timer per request.
+"""Coarse timeouts for many connections: buckets swept on one timer, no timer per request.
 
 Arming and cancelling a loop timer for every request (header timeout, idle timeout,
-upstream read timeout) cost several loop-timer operations per proxied request. Here
-a connection just writes its `deadline` (loop time, 0 = none); a sweep that runs every
-`resolution` seconds, only while something is registered, calls `on_deadline()` on
-the ones that passed. Timeouts fire up to one `resolution` late, which is fine for
-timeouts measured in hundreds of milliseconds and up.
+upstream read timeout) cost several loop-timer operations per proxied request. Here a
+connection's deadline puts it in a bucket of `resolution` seconds; one timer per
+`resolution` pops the buckets whose time has come and calls `on_deadline()` on their
+members. Re-arming moves a connection between buckets only when its bucket changes, and
+a sweep touches only expired buckets, so 50k idle connections cost nothing between
+their deadlines. Timeouts fire up to one `resolution` late.
 """
 
 from __future__ import annotations
@@ -15,37 +16,50 @@ from typing import Any
 
 
 class Deadlines:
-    __slots__ = ("resolution", "items", "_handle", "_loop")
+    __slots__ = ("resolution", "buckets", "_handle", "_loop")
 
     def __init__(self, resolution: float) -> None:
         self.resolution = resolution
-        self.items: set[Any] = set()
+        self.buckets: dict[int, set[Any]] = {}  # bucket index -> members
         self._handle: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
 
-    def add(self, obj: Any) -> None:
-        self.items.add(obj)
-        if self._handle is None:
-            self._handle = self._loop.call_later(self.resolution, self._sweep)
-
-    def discard(self, obj: Any) -> None:
-        self.items.discard(obj)
+    def arm(self, obj: Any, deadline: float) -> None:
+        """Set `obj.deadline` (loop time; 0 disarms). `obj.bucket` is ours to keep."""
+        obj.deadline = deadline
+        idx = int(deadline / self.resolution) + 1 if deadline else 0
+        old = obj.bucket
+        if idx == old:
+            return
+        if old:
+            members = self.buckets.get(old)
+            if members is not None:
+                members.discard(obj)
+        obj.bucket = idx
+        if idx:
+            members = self.buckets.get(idx)
+            if members is None:
+                members = self.buckets[idx] = set()
+            members.add(obj)
+            if self._handle is None:
+                self._handle = self._loop.call_later(self.resolution, self._sweep)
 
     def _sweep(self) -> None:
         self._handle = None
-        now = self._loop.time()
-        expired = [o for o in self.items if 0 < o.deadline <= now]
-        for obj in expired:
-            obj.deadline = 0.0
-            try:
-                obj.on_deadline()
-            except Exception:  # noqa: BLE001 - one broken connection must not stop the sweep
-                self.items.discard(obj)
-        if self.items:
+        now = int(self._loop.time() / self.resolution)
+        for idx in sorted(i for i in self.buckets if i <= now):
+            for obj in self.buckets.pop(idx):
+                obj.bucket = 0
+                obj.deadline = 0.0
+                try:
+                    obj.on_deadline()
+                except Exception:  # noqa: BLE001 - one broken connection must not stop the sweep
+                    pass
+        if self.buckets:
             self._handle = self._loop.call_later(self.resolution, self._sweep)
 
     def close(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        self.items.clear()
+        self.buckets.clear()

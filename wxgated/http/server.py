@@ -99,6 +99,7 @@ class GatewayProtocol(asyncio.Protocol):
         self._body: RequestBody | None = None
         self._bytes_in = 0
         self.deadline = 0.0
+        self.bucket = 0  # the Deadlines bucket we sit in
         self._parsing = False
         self._waiter: asyncio.Future[None] | None = None  # the cycle task, parked
 
@@ -115,13 +116,12 @@ class GatewayProtocol(asyncio.Protocol):
             self._linger()  # let the client read the 503 before its request is dropped
             return
         conns.add(self)
-        self.d.deadlines.add(self)
         self._arm(self.cfg.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.d.connections.discard(self)
-        self.d.deadlines.discard(self)
+        self._disarm()
         self._wake_cycle()
         if self.writer is not None:
             self.writer.connection_lost()
@@ -167,10 +167,11 @@ class GatewayProtocol(asyncio.Protocol):
 
     # -- timeouts (swept by the dispatcher's Deadlines, no loop timer per request) -----
     def _arm(self, seconds: float) -> None:
-        self.deadline = self.loop.time() + seconds if seconds > 0 else 0.0
+        self.d.deadlines.arm(self, self.loop.time() + seconds if seconds > 0 else 0.0)
 
     def _disarm(self) -> None:
-        self.deadline = 0.0
+        if self.deadline:
+            self.d.deadlines.arm(self, 0.0)
 
     def on_deadline(self) -> None:
         if self.active or self.closed:

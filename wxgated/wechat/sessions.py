@@ -40,6 +40,9 @@ class SessionStore:
         self.state = state
         self.ttl = ttl
         self._box = box
+        # sid -> (stored bytes, Session): the per-request revocation check still reads the
+        # state backend every time, but skips decoding when the stored value is unchanged
+        self._parsed: dict[str, tuple[bytes, Session]] = {}
 
     def __repr__(self) -> str:
         return f"SessionStore(state={self.state.name!r}, ttl={self.ttl}, encrypted={self._box is not None})"
@@ -59,20 +62,28 @@ class SessionStore:
         if not sid:
             return None
         raw = await self.state.get(PREFIX + sid)
-        if raw is None:
-            return None
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            raise StateError(f"session {sid[:6]}… is not JSON") from None
-        return doc if isinstance(doc, dict) else None
+        return None if raw is None else _decode(sid, raw)
 
     async def lookup(self, sid: str) -> Session | None:
         """The session without its secret: what a per-request revocation check needs."""
-        doc = await self._load(sid)
+        if not sid:
+            return None
+        raw = await self.state.get(PREFIX + sid)
+        if raw is None:
+            self._parsed.pop(sid, None)
+            return None
+        hit = self._parsed.get(sid)
+        if hit is not None and hit[0] == raw:
+            return hit[1]
+        doc = _decode(sid, raw)
         if doc is None:
             return None
-        return Session(sid, str(doc["openid"]), _opt(doc.get("unionid")), float(doc["created"]))  # type: ignore[arg-type]
+        session = Session(sid, str(doc["openid"]), _opt(doc.get("unionid")),
+                          float(doc["created"]))  # type: ignore[arg-type]
+        if len(self._parsed) >= _PARSED_MAX:
+            self._parsed.clear()
+        self._parsed[sid] = (raw, session)
+        return session
 
     async def get(self, sid: str) -> SessionRecord | None:
         doc = await self._load(sid)
@@ -98,8 +109,20 @@ class SessionStore:
         return await self.state.set(PREFIX + sid, raw, self.ttl)
 
     async def revoke(self, sid: str) -> bool:
+        self._parsed.pop(sid, None)
         return await self.state.delete(PREFIX + sid) if sid else False
 
 
 def _opt(value: object) -> str | None:
     return str(value) if value else None
+
+
+_PARSED_MAX = 10_000
+
+
+def _decode(sid: str, raw: bytes) -> dict[str, object] | None:
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise StateError(f"session {sid[:6]}… is not JSON") from None
+    return doc if isinstance(doc, dict) else None

@@ -62,3 +62,13 @@ def test_admin_paths_are_not_served_publicly(gateway: Any) -> None:
         status, body = get(gw.url + path)
         assert status == 404, path
         assert json.loads(body)["code"] == 404
+
+
+def test_demo_secrets_are_flagged_at_startup_without_being_logged(gateway: Any) -> None:
+    gw = gateway({**CONFIG, "jwt": {"keys": [
+        {"kid": "k1", "alg": "HS256", "secret": "change-me-in-production-0123456789"}]}})
+    get(gw.url + "/ping")
+    gw.stop()
+    err = gw.stderr()
+    assert "demo JWT_SECRET" in err
+    assert "change-me-in-production" not in err + gw.stdout()

@@ -46,9 +46,24 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
+# the fallbacks of the shipped routes.yaml: fine for a local trial, fatal in production
+DEMO_SECRETS = frozenset({"change-me-in-production-0123456789", "demosecret"})
+
+
+def warn_demo_secrets(cfg: dict[str, Any]) -> None:
+    """Say loudly when the shipped fallback secrets are in use (never the values)."""
+    secrets = [k.get("secret") for k in cfg.get("jwt", {}).get("keys", [])]
+    secrets.append(cfg.get("wechat", {}).get("secret"))
+    if any(s in DEMO_SECRETS for s in secrets):
+        logging.getLogger("wxgated").warning(
+            "running with the demo JWT_SECRET / WX_SECRET fallbacks of the shipped "
+            "routes.yaml: anyone can mint tokens; set them in the environment")
+
+
 async def _main(gw: Gateway) -> int:
     gw.load()
     tune_gc()
+    warn_demo_secrets(gw.snapshot.config)
     n = worker_count(gw.snapshot.config)
     if n > 1:
         return await serve_supervised(gw, n)

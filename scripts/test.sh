@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up everything the tests need and run the whole suite (ruff + pytest).
+# Set up everything the tests need and run the whole suite (ruff + mypy + pytest).
 # Installs redis-server from Debian when it is missing (the tests start their own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,4 +14,5 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 bash scripts/setup.sh test
 .venv/bin/ruff check wxgated tests bench
+.venv/bin/python -m mypy wxgated
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

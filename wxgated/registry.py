@@ -52,11 +52,11 @@ class Registry:
         """The object for `key`: the live one when `spec` is unchanged, else a new one."""
         hit = self._next.get(key)
         if hit is not None and hit[0] == spec:
-            return hit[1]  # type: ignore[no-any-return]
+            return hit[1]
         hit = self._live.get(key)
         if hit is not None and hit[0] == spec:
             self._next[key] = hit
-            return hit[1]  # type: ignore[no-any-return]
+            return hit[1]
         obj = factory()
         self._next[key] = (spec, obj)
         return obj

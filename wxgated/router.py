@@ -240,10 +240,10 @@ class Router:
             self._wild.append((suffix, tree))
             self._wild.sort(key=lambda st: -len(st[0]))
             return tree
-        tree = self._exact.get(hkey)
-        if tree is None:
-            tree = self._exact[hkey] = _Tree()
-        return tree
+        found = self._exact.get(hkey)
+        if found is None:
+            found = self._exact[hkey] = _Tree()
+        return found
 
     @staticmethod
     def _check_conflict(tree: _Tree, shape: tuple[str, ...], meths: tuple[str, ...],

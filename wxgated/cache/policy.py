@@ -78,9 +78,9 @@ def cache_key(req: Request, spec: KeySpec) -> str | None:
     for name in spec.headers:
         v = req.header(name)
         parts.append("" if v is None else v.decode("latin-1"))
-    for name in spec.claims:
-        v = None if claims is None else claims.get(name)
-        if v is None and name == "openid" and claims is not None:
+    for claim in spec.claims:
+        v = None if claims is None else claims.get(claim)
+        if v is None and claim == "openid" and claims is not None:
             v = claims.get("sub")  # the gateway's own tokens keep the openid in `sub`
         parts.append("" if v is None else str(v))
     raw = "\x00".join(parts).encode("utf-8", "surrogateescape")

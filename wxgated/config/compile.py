@@ -186,7 +186,7 @@ def _services(cfg: dict[str, Any], registry: Registry) -> dict[str, Any]:
     return services
 
 
-class _Bundle(dict):  # type: ignore[type-arg]
+class _Bundle(dict):
     """A dict of services that the registry can close as one."""
 
     def close(self) -> None:

@@ -207,6 +207,7 @@ class _Builder:
         try:
             if isinstance(node, yaml.SequenceNode):
                 return [self.node(item, path + (i,)) for i, item in enumerate(node.value)]
+            assert isinstance(node, yaml.MappingNode)  # the composer makes only these three
             return self.mapping(node, path)
         finally:
             self._active.discard(id(node))

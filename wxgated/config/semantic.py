@@ -180,7 +180,9 @@ def state_settings(doc: Document, data: dict[str, Any]) -> Iterator[Issue]:
                            'wechat.backend is "redis" but state.redis.url is not set')
     sessions = wechat.get("backend", backend) if isinstance(wechat, dict) else None
     if sessions == "redis" and not state.get("encryption_key"):
-        at = ("wechat", "backend") if "backend" in wechat else ("state", "backend")
+        # sessions is only set when wechat is a mapping
+        at = ("wechat", "backend") if isinstance(wechat, dict) and "backend" in wechat \
+            else ("state", "backend")
         yield doc.issue_at(at, "sessions are stored in Redis, so state.encryption_key is "
                            "required (a session_key must never sit in Redis in clear)")
     key = state.get("encryption_key")

@@ -63,17 +63,36 @@ def _issues(doc: Document, err: ValidationError) -> list[Issue]:
         if picked != [err]:
             return [issue for sub in picked for issue in _issues(doc, sub)]
     if "propertyNames" in err.absolute_schema_path:
-        hint = PATTERN_HINTS.get(err.schema.get("pattern", ""), err.message)
+        hint = PATTERN_HINTS.get(_schema(err).get("pattern", ""), err.message)
         return [doc.issue_at(path + (err.instance,), f'invalid name "{err.instance}" in '
                              f"{_where(path)}: {hint}", at_key=True)]
     if v == "additionalProperties":
-        return [doc.issue_at(path + (k,), _unknown_key(doc, path, k, err.schema), at_key=True)
+        return [doc.issue_at(path + (k,), _unknown_key(doc, path, k, _schema(err)), at_key=True)
                 for k in _extra_keys(err)]
     if v == "required":
-        missing = [k for k in err.validator_value if k not in err.instance]
+        instance = _instance(err)
+        missing = [k for k in _rule_value(err) if k not in instance]
         return [doc.issue_at(path, f'missing required key "{k}" in {_where(path)}', at_key=True)
                 for k in missing]
     return [doc.issue_at(path, _message(err, path))]
+
+
+# Errors from iter_errors always have these fields set; the jsonschema stubs also allow
+# an unset sentinel (errors built by hand) and a boolean schema (build_schema has none).
+def _schema(err: ValidationError) -> Schema:
+    schema = err.schema
+    assert isinstance(schema, dict)
+    return schema
+
+
+def _instance(err: ValidationError) -> Any:
+    """The offending config value: any YAML value."""
+    return err.instance
+
+
+def _rule_value(err: ValidationError) -> Any:
+    """The failed keyword's argument (the enum's options, the pattern, the bound...)."""
+    return err.validator_value
 
 
 def _pick(err: ValidationError) -> list[ValidationError]:
@@ -99,9 +118,10 @@ def _shape_mismatch(e: ValidationError) -> bool:
 
 
 def _extra_keys(err: ValidationError) -> list[str]:
-    props = err.schema.get("properties", {})
-    patterns = err.schema.get("patternProperties", {})
-    return [k for k in err.instance
+    schema = _schema(err)
+    props = schema.get("properties", {})
+    patterns = schema.get("patternProperties", {})
+    return [k for k in _instance(err)
             if k not in props and not any(re.search(p, k) for p in patterns)]
 
 
@@ -118,14 +138,14 @@ def _unknown_key(doc: Document, path: tuple[Any, ...], key: str, schema: Schema)
 
 
 def _message(err: ValidationError, path: tuple[Any, ...]) -> str:
-    v, where, schema = err.validator, _where(path), err.schema
+    v, where, schema = err.validator, _where(path), _schema(err)
     val = _value(err.instance, path)
     if v == "type":
         return f"{where}: expected {_expected(schema)}, got {val}{_filter_hint(err, path)}"
     if v == "pattern":
         return _pattern_message(err, where, val)
     if v == "enum":
-        options = list(err.validator_value)
+        options = list(_rule_value(err))
         shown = ", ".join(str(o) for o in dict.fromkeys(str(o) for o in options))
         return f"{where}: invalid value {val}; expected one of: {shown}" + \
             _suggest(str(err.instance), [str(o) for o in options])
@@ -146,7 +166,7 @@ def _count_message(err: ValidationError, path: tuple[Any, ...], where: str) -> s
     if v == "minProperties" and in_filters:
         return f"{where}: empty filter item; write {{filter_name: options}}"
     if v == "maxProperties" and in_filters:
-        names = ", ".join(err.instance)
+        names = ", ".join(_instance(err))
         return f"{where}: one list item holds one filter, found {names}; give each its own item"
     if v == "minItems":
         return f"{where}: needs at least {n} item{'s' if n != 1 else ''}"
@@ -162,16 +182,16 @@ def _count_message(err: ValidationError, path: tuple[Any, ...], where: str) -> s
 
 
 def _pattern_message(err: ValidationError, where: str, val: str) -> str:
-    pattern = err.validator_value
+    pattern = _rule_value(err)
     if pattern in (units.DURATION_PATTERN, units.POSITIVE_DURATION_PATTERN):
         try:
-            units.parse_duration(err.instance)
+            units.parse_duration(_instance(err))
         except ValueError as exc:
             return f"{where}: {exc}"
         return f"{where}: must be greater than 0, got {val}"
     if pattern == units.SIZE_PATTERN:
         try:
-            units.parse_size(err.instance)
+            units.parse_size(_instance(err))
         except ValueError as exc:
             return f"{where}: {exc}"
     hint = PATTERN_HINTS.get(pattern, f"must match {pattern}")

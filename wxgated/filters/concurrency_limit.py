@@ -95,7 +95,7 @@ class ConcurrencyLimit(Filter):
 
     def __init__(self, config: Any, ctx: Any) -> None:
         super().__init__(config, ctx)
-        cfg = {"max": config} if isinstance(config, int) else dict(config or {})
+        cfg: dict[str, Any] = {"max": config} if isinstance(config, int) else dict(config or {})
         limit = int(cfg["max"])
         try:
             parts = parse_key_spec(cfg["key"]) if "key" in cfg else None

@@ -74,13 +74,15 @@ class WebSocketProxy:
         status: int | None = None
         error: UpstreamError | None = None
         side: UpstreamSide | None = None
+        outcome: int | str  # the status, or the error's reason: what the counter is keyed by
         target.active += 1
         try:
             side = await _handshake(target, self._head(req, target), up.connect_timeout,
                                     up.read_timeout)
-            status = side.status
+            status = outcome = side.status
         except UpstreamError as exc:
             error = exc
+            outcome = exc.reason
         except BaseException:
             target.active -= 1
             if target.breaker is not None:
@@ -92,7 +94,7 @@ class WebSocketProxy:
         req.target = target.key
         req.upstream_ms = elapsed * 1000.0
         record_verdict(target, status, error, start + elapsed)
-        target.count(status if error is None else error.reason)
+        target.count(outcome)
         if error is not None or side is None or not side.switched:
             target.active -= 1
             if side is not None:

@@ -105,7 +105,7 @@ def match_versioned(snap: Any, req: Request) -> tuple[Any, dict[str, str], tuple
     if tree is not None:
         found = tree.match(req.method, req.host, req.path)
         if found[0] is not None:
-            return found  # type: ignore[no-any-return]
+            return found
         fallback = snap.router.match(req.method, req.host, req.path)
-        return fallback if fallback[0] is not None or fallback[2] else found  # type: ignore[no-any-return]
-    return snap.router.match(req.method, req.host, req.path)  # type: ignore[no-any-return]
+        return fallback if fallback[0] is not None or fallback[2] else found
+    return snap.router.match(req.method, req.host, req.path)

@@ -88,6 +88,10 @@ class BodyFeeder:
     """The interface the server protocol implements for a request's body."""
 
     started: bool = False
+    # Only feeders that enforce a size limit have these (`Body.cap` checks with hasattr);
+    # annotated, not assigned, so the class gains no attributes.
+    received: int
+    limit: int
 
     def chunks(self) -> AsyncIterator[bytes]:  # pragma: no cover - interface
         raise NotImplementedError

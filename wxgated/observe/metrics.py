@@ -149,7 +149,7 @@ def local_counter(metric: Counter, *labels: str) -> LocalCounter:
     local = _LOCAL.get(key)
     if local is None:
         local = _LOCAL[key] = LocalCounter(metric.labels(*labels))
-    return local  # type: ignore[no-any-return]
+    return local
 
 
 def local_histogram(metric: Histogram, *labels: str) -> LocalHistogram:
@@ -157,7 +157,7 @@ def local_histogram(metric: Histogram, *labels: str) -> LocalHistogram:
     local = _LOCAL.get(key)
     if local is None:
         local = _LOCAL[key] = LocalHistogram(metric.labels(*labels), _BUCKETS)
-    return local  # type: ignore[no-any-return]
+    return local
 
 
 class RouteMetrics:

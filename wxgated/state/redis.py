@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import secrets
 from collections.abc import Awaitable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
@@ -113,7 +113,8 @@ class RedisState:
         return await self.run(go())
 
     async def get(self, key: str) -> bytes | None:
-        value = await self.run(self.client.get(self.prefix + key))
+        # bytes: the client is built without decode_responses (its stubs also allow str)
+        value = cast("bytes | None", await self.run(self.client.get(self.prefix + key)))
         return None if value is None else bytes(value)
 
     async def set(

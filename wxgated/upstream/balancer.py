@@ -35,7 +35,8 @@ KINDS = ("round_robin", "least_conn", "hash")
 
 
 class Balancer(Protocol):
-    targets: Sequence[Any]
+    @property
+    def targets(self) -> Sequence[Any]: ...  # read-only, so a tuple attribute satisfies it
 
     def pick(self, req: Any, exclude: set[Any] | frozenset[Any] = _EMPTY) -> Any | None:
         """A target for `req`, avoiding `exclude` (already tried) when another is available.

@@ -6,6 +6,8 @@ A target (its connection pool, breaker and health state) is kept across reloads 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from wxgated.config.spec import duration, frozen
@@ -33,7 +35,7 @@ def build_upstream(name: str, ucfg: dict[str, Any], registry: Registry) -> Upstr
                           idle_timeout=duration(keepalive.get("idle_timeout"), 60.0),
                           tls_verify=bool(tls.get("verify", True)), ca_file=tls.get("ca_file"))
         targets.append(registry.keep(("target", name, spec.url), spec,
-                                     lambda spec=spec: Target(name, spec)))
+                                     partial(Target, name, spec)))
     _guard(name, ucfg, targets, registry)
     timeouts = ucfg.get("timeouts", {})
     retry = budget = None
@@ -66,13 +68,22 @@ def _guard(name: str, ucfg: dict[str, Any], targets: list[Target], registry: Reg
     for t in targets:
         t.failure_statuses, t.failure_errors = statuses, errors
         t.breaker = None if cb is None else registry.keep(
-            ("breaker", name, t.key), frozen(cb),
-            lambda t=t: CircuitBreaker.from_config(cb, CIRCUIT_STATE.labels(name, t.key).set))
+            ("breaker", name, t.key), frozen(cb), partial(_new_breaker, cb, name, t.key))
         t.health = registry.keep(
-            ("health", name, t.key), frozen((hc, ph)),
-            lambda t=t: TargetHealth.from_config(hc, ph, health_gauge(name, t.key)))
+            ("health", name, t.key), frozen((hc, ph)), partial(_new_health, hc, ph, name, t.key))
     HealthGroup([t.health for t in targets])
     if hc is not None:
         checker = registry.keep(("checker", name), frozen((hc, [t.key for t in targets])),
                                 lambda: ActiveChecker.from_config(name, targets, hc))
         checker.start()
+
+
+# Factories for registry.keep, called only when the registry has no live object, so the
+# metric children they create belong to breakers and health states actually in use.
+def _new_breaker(cb: Mapping[str, Any], upstream: str, key: str) -> CircuitBreaker:
+    return CircuitBreaker.from_config(cb, CIRCUIT_STATE.labels(upstream, key).set)
+
+
+def _new_health(hc: Mapping[str, Any] | None, ph: Mapping[str, Any] | None, upstream: str,
+                key: str) -> TargetHealth:
+    return TargetHealth.from_config(hc, ph, health_gauge(upstream, key))

@@ -45,15 +45,17 @@ async def forward(up: Upstream, req: Request | None, method: str, uri: bytes, li
         target.active += 1
         status: int | None = None
         error: UpstreamError | None = None
+        outcome: int | str  # the status, or the error's reason: what the counter is keyed by
         try:
             try_timeout = timeout
             if deadline is not None:
                 try_timeout = max(0.001, min(timeout, deadline - start))
             ex = await exchange_once(target, head, body, head_request, up.connect_timeout,
                                      try_timeout)
-            status = ex.status
+            status = outcome = ex.status
         except UpstreamError as exc:
             error = exc
+            outcome = exc.reason
         except BaseException:
             if target.breaker is not None:
                 target.breaker.cancel()  # no verdict (client gone, body too large)
@@ -67,7 +69,7 @@ async def forward(up: Upstream, req: Request | None, method: str, uri: bytes, li
             req.target = target.key
             req.upstream_ms = elapsed * 1000.0
         record_verdict(target, status, error, start + elapsed)
-        target.count(status if error is None else error.reason)
+        target.count(outcome)
         if retry is None or not retry.should_retry(method, attempt, status,
                                                    None if error is None else error.reason,
                                                    replayable or not body.consumed) \

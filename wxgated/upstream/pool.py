@@ -58,7 +58,7 @@ class Target:
         self.breaker: Any = None  # upstream.breaker.CircuitBreaker, when configured
         self.failure_statuses: frozenset[int] = frozenset(range(500, 600))
         self.failure_errors: frozenset[str] | None = None  # None: every transport error
-        self._status_children: dict[int, Any] = {}
+        self._status_children: dict[int | str, Any] = {}
 
     @property
     def available(self) -> bool:
@@ -68,10 +68,10 @@ class Target:
         return self.breaker is None or not self.breaker.blocked(now)
 
     def count(self, status: int | str) -> None:
-        child = self._status_children.get(status)  # type: ignore[call-overload]
+        child = self._status_children.get(status)
         if child is None:
             child = local_counter(UPSTREAM_REQUESTS, self.upstream, self.key, str(status))
-            self._status_children[status] = child  # type: ignore[index]
+            self._status_children[status] = child
         child.n += 1
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import NamedTuple, TypeVar
 
 from wxgated.state.base import StateBackend, StateError
-from wxgated.wechat.client import WeChatClient, WeChatError
+from wxgated.wechat.client import JsonDict, WeChatClient, WeChatError
 
 T = TypeVar("T")
 log = logging.getLogger("wxgated.wechat.tokens")
@@ -169,7 +169,7 @@ class TokenKeeper:
                 log.warning("could not share the new access_token: %s", err)
         return token.value
 
-    async def _fetch(self, bad: str | None) -> dict[str, object]:
+    async def _fetch(self, bad: str | None) -> JsonDict:
         if not self.use_stable:
             return await self.client.get_token()
         doc = await self.client.get_stable_token()

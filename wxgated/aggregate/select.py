@@ -112,10 +112,6 @@ class Shape:
             renames=tuple(renames),
         )
 
-    @property
-    def identity(self) -> bool:
-        return not (self.unwrap or self.allow is not None or self.deny or self.renames)
-
     def apply(self, value: Any) -> Any:
         for key in self.unwrap:
             value = value.get(key) if isinstance(value, dict) else None

@@ -88,6 +88,3 @@ def parse_cache_control(values: Iterable[bytes | str] | bytes | str | None) -> C
     )
 
 
-def header_values(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
-    """Every value of a (lower-case) header name; Cache-Control may span lines."""
-    return [v for k, v in headers if k == name]

@@ -36,7 +36,6 @@ class Route:
     filters: tuple[str, ...]
     chain: Handler
     metrics: RouteMetrics
-    websocket: bool = True
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,8 +157,7 @@ def _compile_route(rcfg: dict[str, Any], index: int, ctx: CompileContext) -> Rou
     match = rcfg["match"]
     return Route(name=name, path=match["path"], methods=tuple(match.get("methods") or ()),
                  host=match.get("host"), terminal=terminal_key, filters=tuple(filter_names),
-                 chain=handler, metrics=RouteMetrics(name),
-                 websocket=bool(rcfg.get("websocket", True)))
+                 chain=handler, metrics=RouteMetrics(name))
 
 
 def _body_capped(inner: Handler, limit: int) -> Handler:

@@ -40,7 +40,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: Any = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
-        self.uses = 0
         self.idle_since = 0.0
         self._reset()
         self.deadline = 0.0
@@ -64,7 +63,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.close_delimited = False
         self.keep_alive = True
         self.reading_paused = False
-        self.upgraded = b""
 
     # -- asyncio.Protocol -------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -90,8 +88,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upg:
-            self.upgraded = data[upg.args[0]:]
+        except httptools.HttpParserUpgrade:
             self.complete = True
             self.keep_alive = False
             self._wake()
@@ -186,7 +183,6 @@ class UpstreamConnection(asyncio.Protocol):
     def begin(self, head_request: bool, read_timeout: float) -> None:
         self._reset()
         self.head_request = head_request
-        self.uses += 1
         self._arm(read_timeout)
 
     async def send_body(self, head: bytes, body: AsyncIterator[bytes], chunked: bool) -> None:

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -52,7 +51,6 @@ log = logging.getLogger(__name__)
 
 ENV = "WXGATED_METRICS_DIR"
 INTERVAL_ENV = "WXGATED_METRICS_INTERVAL"
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 _SUMMED = ("counter", "histogram", "summary")
 _WALKABLE = (Counter, Gauge, Histogram, Summary)
 

@@ -19,7 +19,6 @@ Why it works this way:
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Container, Iterable, Mapping
 from typing import Any
@@ -233,10 +232,6 @@ class CircuitBreaker:
             return max(0.0, self._half_open_at + self.open_for - now)
         return 0.0
 
-    def retry_after_header(self, now: float) -> bytes:
-        """`Retry-After` value: whole seconds, at least 1."""
-        return str(max(1, math.ceil(self.retry_after(now)))).encode()
-
     def snapshot(self, now: float) -> dict[str, object]:
         """State for `/-/upstreams`."""
         return {
@@ -339,16 +334,6 @@ def failure_rules(
         DEFAULT_FAILURE_STATUSES if statuses is None else parse_statuses(statuses),
         None if errors is None else frozenset(errors),
     )
-
-
-def all_open(breakers: Iterable[CircuitBreaker], now: float) -> bool:
-    """True when every breaker refuses now: the upstream answers 503 without a call."""
-    any_seen = False
-    for b in breakers:
-        if not b.blocked(now):
-            return False
-        any_seen = True
-    return any_seen
 
 
 def min_retry_after(breakers: Iterable[CircuitBreaker], now: float) -> float:

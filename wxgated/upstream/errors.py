@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from wxgated.http.message import HTTPError
 
 
@@ -43,5 +45,5 @@ def to_http_error(exc: UpstreamError) -> HTTPError:
     """The gateway envelope for a failed exchange (502, 503 with Retry-After, 504)."""
     headers = []
     if isinstance(exc, UpstreamUnavailable):
-        headers.append((b"retry-after", str(max(1, round(exc.retry_after))).encode()))
+        headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after))).encode()))
     return HTTPError(exc.status, str(exc), headers=headers)

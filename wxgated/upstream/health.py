@@ -111,10 +111,6 @@ class TargetHealth:
         return self._active_ok
 
     @property
-    def ejected(self) -> bool:
-        return self._ejected_until != 0.0
-
-    @property
     def ejections(self) -> int:
         return self._ejections
 
@@ -217,9 +213,6 @@ class HealthGroup:
 
     def record_passive(self, target: TargetHealth, success: bool, now: float) -> bool:
         return target.record_passive(success, now, self)
-
-    def any_healthy(self, now: float) -> bool:
-        return any(m.healthy(now) for m in self.members)
 
 
 def health_gauge(upstream: str, target: str) -> Callable[[bool], None]:

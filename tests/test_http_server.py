@@ -174,3 +174,24 @@ def test_idle_keep_alive_connection_is_closed(gw: GatewayProcess) -> None:
         start = time.monotonic()
         assert s.recv(65536) == b""
         assert 1.5 < time.monotonic() - start < 5
+
+
+def test_header_trickled_byte_by_byte_still_times_out(gw: GatewayProcess) -> None:
+    """A slowloris client can't keep a connection by sending a byte now and then."""
+    head = b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        start = time.monotonic()
+        got = b""
+        for byte in head:
+            try:
+                s.sendall(bytes([byte]))
+            except OSError:
+                break
+            s.settimeout(0.2)
+            try:
+                got = s.recv(65536)
+            except TimeoutError:
+                continue
+            break
+        assert got.startswith(b"HTTP/1.1 408")
+        assert time.monotonic() - start < 3

@@ -102,7 +102,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.complete = True
             self.parser = httptools.HttpResponseParser(self)
             self._wake()
-        if self.deadline:
+        if not self.complete and self.deadline:  # a streamed body: time from its last byte
             self.pool.deadlines.arm(self, self.loop.time() + self._timeout_value)
 
     def pause_writing(self) -> None:
@@ -248,7 +248,8 @@ class UpstreamConnection(asyncio.Protocol):
                 self.abort()
 
     def finish(self) -> None:
-        self._disarm()
+        # no disarm: the deadline fires on a complete exchange as a no-op, and the next
+        # begin() re-arms (mostly into the same bucket, which costs nothing)
         if self.keep_alive and not self.closed and self.error is None:
             self.pool.release(self)
         else:

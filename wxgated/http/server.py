@@ -101,6 +101,7 @@ class GatewayProtocol(asyncio.Protocol):
         self.deadline = 0.0
         self.bucket = 0  # the Deadlines bucket we sit in
         self._parsing = False
+        self._head_timed = False
         self._waiter: asyncio.Future[None] | None = None  # the cycle task, parked
 
     # -- connection ---------------------------------------------------------
@@ -152,6 +153,11 @@ class GatewayProtocol(asyncio.Protocol):
         self._bytes_in += len(data)
         try:
             self.parser.feed_data(data)
+            if self._parsing and not self.active and not self._head_timed:
+                # a request still incomplete after this read: the header timeout runs from
+                # here, once per request (whole requests, the usual case, skip the timer)
+                self._head_timed = True
+                self._arm(self.cfg.header_timeout)
         except httptools.HttpParserUpgrade as upg:
             self._on_upgrade(data[upg.args[0]:])
         except httptools.HttpParserError as exc:
@@ -199,8 +205,7 @@ class GatewayProtocol(asyncio.Protocol):
         self._headers = []
         self._header_size = 0
         self._parsing = True
-        if not self.active:
-            self._arm(self.cfg.header_timeout)
+        self._head_timed = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -245,7 +250,7 @@ class GatewayProtocol(asyncio.Protocol):
         self._body = body
         self.pipeline.append((req, body))
         if not self.active:
-            self._disarm()
+            # no disarm: an idle deadline that fires while a request is active is ignored
             self.active = True
             if self._waiter is not None:
                 self._wake_cycle()

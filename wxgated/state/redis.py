@@ -25,6 +25,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from wxgated.state.base import StateError
+from wxgated.state.resp import ReplyError, RespClient
 
 T = TypeVar("T")
 
@@ -87,6 +88,9 @@ class RedisState:
                 url, max_connections=max_connections, timeout=timeout, **common
             )
             self.client = Redis(connection_pool=pool)
+        # the per-request calls (rate-limit script, session GET) take a leaner client
+        self.fast = (RespClient(url, timeout)
+                     if not cluster and url.startswith("redis://") else None)
 
     def key(self, key: str) -> str:
         return self.prefix + key
@@ -104,6 +108,18 @@ class RedisState:
     async def run_script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """One round trip normally (EVALSHA); EVAL once after a restart or SCRIPT FLUSH."""
 
+        fast = self.fast
+        if fast is not None:
+            try:
+                try:
+                    return await fast.call("EVALSHA", script.sha, len(keys), *keys, *args)
+                except ReplyError as e:
+                    if not str(e).startswith("NOSCRIPT"):
+                        raise
+                    return await fast.call("EVAL", script.source, len(keys), *keys, *args)
+            except ReplyError as e:
+                raise StateError(f"redis: {e}") from None
+
         async def go() -> Any:
             try:
                 return await self.client.evalsha(script.sha, len(keys), *keys, *args)
@@ -113,6 +129,12 @@ class RedisState:
         return await self.run(go())
 
     async def get(self, key: str) -> bytes | None:
+        if self.fast is not None:
+            try:
+                value = await self.fast.call("GET", self.prefix + key)
+            except ReplyError as e:
+                raise StateError(f"redis: {e}") from None
+            return None if value is None else bytes(value)
         # bytes: the client is built without decode_responses (its stubs also allow str)
         value = cast("bytes | None", await self.run(self.client.get(self.prefix + key)))
         return None if value is None else bytes(value)
@@ -149,6 +171,8 @@ class RedisState:
         await self.run(self.client.ping())
 
     async def close(self) -> None:
+        if self.fast is not None:
+            self.fast.close()
         try:
             if isinstance(self.client, RedisCluster):
                 await self.client.aclose()

@@ -13,14 +13,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wxgated.http.client import ConnectionPool, UpstreamConnection
-from wxgated.http.message import Body, Request
+from wxgated.http.message import Body
 from wxgated.observe.metrics import (
     UPSTREAM_DURATION,
     UPSTREAM_REQUESTS,
     local_counter,
     local_histogram,
 )
-from wxgated.upstream.errors import UpstreamConnectError, UpstreamError, UpstreamUnavailable
+from wxgated.tlsctx import client_context
+from wxgated.upstream.errors import UpstreamConnectError, UpstreamError
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,7 @@ class Target:
         self.port = parts.port or (443 if self.tls else 80)
         default_port = self.port == (443 if self.tls else 80)
         self.host_header = (self.host if default_port else f"{self.host}:{self.port}").encode()
-        ssl_ctx = None
-        if self.tls:
-            from wxgated.tlsctx import client_context
-
-            ssl_ctx = client_context(spec.tls_verify, spec.ca_file)
+        ssl_ctx = client_context(spec.tls_verify, spec.ca_file) if self.tls else None
         self.pool = ConnectionPool(self.host, self.port, ssl_ctx, self.host, spec.max_idle,
                                    spec.idle_timeout)
         self.active = 0
@@ -152,12 +149,6 @@ class Upstream:
         self.retry = retry  # upstream.retry.RetryPolicy or None
         self.budget = budget  # upstream.retry.RetryBudget or None
         self.duration = local_histogram(UPSTREAM_DURATION, name)
-
-    def pick(self, req: Request | None, exclude: Any = frozenset()) -> Target:
-        target = self.balancer.pick(req, exclude)
-        if target is None:
-            raise UpstreamUnavailable(f"no available target in upstream {self.name}")
-        return target
 
     async def fetch(self, method: str, path_and_query: str, headers: list[tuple[bytes, bytes]],
                     body: bytes, timeout: float) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

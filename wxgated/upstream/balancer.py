@@ -46,8 +46,8 @@ class Balancer(Protocol):
         """
 
 
-class RoundRobin:
-    """nginx's smooth weighted round robin over the available targets."""
+class _Weighted:
+    """Targets with weights and smooth-WRR state; subclasses choose in `_select`."""
 
     __slots__ = ("targets", "_weights", "_current")
 
@@ -61,6 +61,15 @@ class RoundRobin:
         if i < 0 and exclude:
             i = self._select(_EMPTY)
         return None if i < 0 else self.targets[i]
+
+    def _select(self, exclude: set[Any] | frozenset[Any]) -> int:
+        raise NotImplementedError
+
+
+class RoundRobin(_Weighted):
+    """nginx's smooth weighted round robin over the available targets."""
+
+    __slots__ = ()
 
     def _select(self, exclude: set[Any] | frozenset[Any]) -> int:
         current = self._current
@@ -82,21 +91,10 @@ class RoundRobin:
         return best
 
 
-class LeastConn:
+class LeastConn(_Weighted):
     """Fewest in-flight requests relative to weight; ties go round robin (smooth WRR)."""
 
-    __slots__ = ("targets", "_weights", "_current")
-
-    def __init__(self, targets: Sequence[Any]) -> None:
-        self.targets = tuple(targets)
-        self._weights = [t.weight for t in self.targets]
-        self._current = [0] * len(self.targets)
-
-    def pick(self, req: Any, exclude: set[Any] | frozenset[Any] = _EMPTY) -> Any | None:
-        i = self._select(exclude)
-        if i < 0 and exclude:
-            i = self._select(_EMPTY)
-        return None if i < 0 else self.targets[i]
+    __slots__ = ()
 
     def _select(self, exclude: set[Any] | frozenset[Any]) -> int:
         targets = self.targets

@@ -141,10 +141,11 @@ def _compile_route(rcfg: dict[str, Any], index: int, ctx: CompileContext) -> Rou
         handler = TERMINALS[terminal_key].build(rcfg[terminal_key], rcfg, ctx)
     except SemanticError as exc:
         raise SemanticError(exc.message, (terminal_key, *exc.path)) from None
-    filter_names = []
+    filter_names: list[str] = []
     filters = []
     for j, item in enumerate(rcfg.get("filters", [])):
         (fname, fcfg), = item.items()
+        ctx.filter_ordinal = filter_names.count(fname)
         try:
             filters.append(FILTERS[fname](fcfg, ctx))
         except SemanticError as exc:

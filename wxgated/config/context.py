@@ -17,3 +17,6 @@ class CompileContext:
     services: dict[str, Any] = field(default_factory=dict)  # process-wide: "state", "wechat", "jwt", ...
     route_name: str = ""
     route: dict[str, Any] = field(default_factory=dict)  # the raw config of the route being built
+    # how many filters of the same kind come before this one in its route (0 for the
+    # first), so two rate_limits on one route keep separate state across reloads
+    filter_ordinal: int = 0

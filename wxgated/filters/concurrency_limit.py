@@ -62,16 +62,6 @@ class ReleasingStream:
         self._finish()
 
 
-def _ordinal(ctx: Any, config: Any) -> int:
-    n = 0
-    for item in (ctx.route or {}).get("filters", []):
-        if isinstance(item, dict) and "concurrency_limit" in item:
-            if item["concurrency_limit"] is config:
-                return n
-            n += 1
-    return 0
-
-
 @register
 class ConcurrencyLimit(Filter):
     name = "concurrency_limit"
@@ -105,7 +95,7 @@ class ConcurrencyLimit(Filter):
         route = ctx.route_name
         self.key_of = None if parts is None else request_key(
             parts, route, on_missing, what="concurrency limit")
-        n = _ordinal(ctx, config)
+        n = ctx.filter_ordinal
         ident = ("concurrency", route) if n == 0 else ("concurrency", route, n)
         self.gate: InFlight = ctx.registry.keep(
             ident, (limit, parts, on_missing), lambda: InFlight(limit))

@@ -102,17 +102,6 @@ def _pick(table: list[tuple[bytes, bytes]], n: int) -> tuple[bytes, bytes]:
     return table[n] if n < len(table) else (table[0][0], str(n).encode())
 
 
-def _ordinal(ctx: Any, config: Any) -> int:
-    """Which rate_limit of its route this is, so two on one route keep separate buckets."""
-    n = 0
-    for item in (ctx.route or {}).get("filters", []):
-        if isinstance(item, dict) and "rate_limit" in item:
-            if item["rate_limit"] is config:
-                return n
-            n += 1
-    return 0
-
-
 def _redis_state(ctx: Any, state_cfg: dict[str, Any]) -> Any:
     from wxgated.state.redis import RedisState
 
@@ -155,7 +144,7 @@ class RateLimit(Filter):
         state_cfg = ctx.config.get("state") or {}
         cfg = self.cfg = parse_config(config or {}, state_cfg)
         route = ctx.route_name
-        n = _ordinal(ctx, config)
+        n = ctx.filter_ordinal
         self.key_of = request_key(cfg.key, route, cfg.on_missing_key)
         self.headers = _Headers(cfg.rate)
         self.rejected = RATELIMIT_REJECTED.labels(route)
@@ -177,67 +166,50 @@ class RateLimit(Filter):
         self._healthy = True
 
     def wrap(self, next: Handler) -> Handler:
-        return self._wrap_local(next) if self.local is not None else self._wrap_remote(next)
+        local = self.local.decide if self.local is not None else None
+        remote = self._remote_decision
+        key_of = self.key_of
+        ok_headers = self.headers.ok
+        refuse = self._refuse
+
+        async def run(req: Request) -> Response:
+            if local is not None:
+                d = local(key_of(req))
+            else:
+                remote_d = await remote(key_of(req))
+                if remote_d is None:  # degraded and allowed: no RateLimit-* to report
+                    return await next(req)
+                d = remote_d
+            if not d[0]:
+                raise refuse(d)
+            hdrs = ok_headers(d)
+            try:
+                resp = await next(req)
+            except HTTPError as e:
+                e.headers = e.headers + hdrs
+                raise
+            resp.headers = resp.headers + hdrs
+            return resp
+
+        return run
 
     def _refuse(self, d: Decision) -> HTTPError:
         self.rejected.inc()
         return HTTPError(429, "rate limit exceeded", headers=self.headers.refused(d))
 
-    def _wrap_local(self, next: Handler) -> Handler:
-        assert self.local is not None
-        decide = self.local.decide
-        key_of = self.key_of
-        ok_headers = self.headers.ok
-        refuse = self._refuse
-
-        async def run(req: Request) -> Response:
-            d = decide(key_of(req))
-            if not d[0]:
-                raise refuse(d)
-            hdrs = ok_headers(d)
+    async def _remote_decision(self, key: str) -> Decision | None:
+        """The Redis decision; None when made without Redis and allowed (on_backend_error)."""
+        if time.monotonic() >= self._down_until:
             try:
-                resp = await next(req)
-            except HTTPError as e:
-                e.headers = e.headers + hdrs
-                raise
-            resp.headers = resp.headers + hdrs
-            return resp
-
-        return run
-
-    def _wrap_remote(self, next: Handler) -> Handler:
-        decide = self.remote.decide
-        key_of = self.key_of
-        ok_headers = self.headers.ok
-        refuse = self._refuse
-        degraded = self._degraded
-
-        async def run(req: Request) -> Response:
-            key = key_of(req)
-            d = None
-            if time.monotonic() >= self._down_until:
-                try:
-                    d = await decide(key)
-                except StateError as e:
-                    self._failed(e)
-                else:
-                    if not self._healthy:
-                        self._recovered()
-            if d is None:
-                degraded()
-                return await next(req)
-            if not d[0]:
-                raise refuse(d)
-            hdrs = ok_headers(d)
-            try:
-                resp = await next(req)
-            except HTTPError as e:
-                e.headers = e.headers + hdrs
-                raise
-            resp.headers = resp.headers + hdrs
-            return resp
-
-        return run
+                d: Decision = await self.remote.decide(key)
+            except StateError as e:
+                self._failed(e)
+            else:
+                if not self._healthy:
+                    self._recovered()
+                return d
+        self._degraded()
+        return None
 
     def _degraded(self) -> None:
         """Decide without the backend: count, then let through or raise the 503."""

@@ -17,7 +17,7 @@ from typing import Any
 import httptools
 
 from wxgated.config.spec import duration
-from wxgated.http.headers import VIA, connection_tokens, request_block
+from wxgated.http.headers import request_block, response_headers
 from wxgated.http.message import Handler, Request, Response
 from wxgated.http.wstunnel import Tunnel
 from wxgated.observe.metrics import WEBSOCKETS_OPEN
@@ -34,10 +34,6 @@ from wxgated.upstream.pool import Target, Upstream
 DEFAULT_IDLE = 300.0
 MAX_REFUSAL_BODY = 1 << 20  # a non-101 answer is buffered whole, up to this
 _NO_EXCLUDE: frozenset[Any] = frozenset()
-# framing and per-connection headers of the 101; the writer adds `connection: upgrade`
-_SWITCH_DROP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te",
-                          b"trailer", b"transfer-encoding", b"content-length"})
-
 
 def wants_websocket(req: Request) -> bool:
     """An Upgrade to WebSocket (other upgrades, e.g. h2c, are optional for the server
@@ -102,11 +98,11 @@ class WebSocketProxy:
             if error is not None:
                 raise to_http_error(error) from None
             assert side is not None
-            return Response(side.status, _answer_headers(side.headers, False),
+            return Response(side.status, response_headers(side.headers),
                             b"".join(side.body))
         tunnel = Tunnel(side, target, self.gauge, self.idle,
                         req.ctx.get("upgrade_buffer") or b"", up.read_timeout)
-        resp = Response(101, _answer_headers(side.headers, True))
+        resp = Response(101, response_headers(side.headers, switching=True))
         resp.upgrade = tunnel.start
         return resp
 
@@ -117,28 +113,6 @@ class WebSocketProxy:
             req.method.encode(), b" ", req.target_uri.encode("latin-1"), b" HTTP/1.1\r\nhost: ",
             host or target.host_header, b"\r\n", lines, b"connection: upgrade\r\nupgrade: ",
             req.header(b"upgrade") or b"websocket", b"\r\n\r\n"))
-
-
-def _answer_headers(headers: list[tuple[bytes, bytes]],
-                    switching: bool) -> list[tuple[bytes, bytes]]:
-    """The upstream's answer head for the client: hop-by-hop headers go, except that a
-    101 keeps `Upgrade` (Sec-WebSocket-* are end-to-end and always stay)."""
-    named = connection_tokens(headers)
-    if switching:
-        named = named - {b"upgrade"}
-    else:
-        named = named | {b"upgrade"}
-    out = []
-    via = VIA
-    for k, v in headers:
-        if k in _SWITCH_DROP or k in named:
-            continue
-        if k == b"via":
-            via = v + b", " + VIA
-            continue
-        out.append((k, v))
-    out.append((b"via", via))
-    return out
 
 
 async def _handshake(target: Target, head: bytes, connect_timeout: float,

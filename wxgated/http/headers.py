@@ -24,6 +24,7 @@ _RESPONSE_DROP = frozenset({
     b"transfer-encoding", b"upgrade",
 })
 _RESPONSE_SKIP = _RESPONSE_DROP | {b"via"}
+_SWITCH_SKIP = _RESPONSE_SKIP - {b"upgrade"}
 VIA = b"1.1 wxgated"
 
 
@@ -92,13 +93,16 @@ def trace_hex(trace_id: str) -> bytes:
     return hashlib.md5(trace_id.encode(), usedforsecurity=False).hexdigest().encode()
 
 
-def response_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """An upstream's response headers as the client gets them."""
+def response_headers(headers: list[tuple[bytes, bytes]],
+                     switching: bool = False) -> list[tuple[bytes, bytes]]:
+    """An upstream's response headers as the client gets them. A 101 (`switching`) keeps
+    `Upgrade`; the writer adds `connection: upgrade` itself."""
+    skip = _SWITCH_SKIP if switching else _RESPONSE_SKIP
     out = []
     via = VIA
     conn: frozenset[bytes] = _NO_TOKENS
     for k, v in headers:
-        if k in _RESPONSE_SKIP:
+        if k in skip:
             if k == b"via":
                 via = v + b", " + VIA
             elif k == b"connection":
@@ -106,6 +110,8 @@ def response_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, by
             continue
         out.append((k, v))
     if conn:
+        if switching:
+            conn = conn - {b"upgrade"}
         out = [(k, v) for k, v in out if k not in conn]
     out.append((b"via", via))
     return out

@@ -92,6 +92,7 @@ class Gateway:
                                        backlog=4096)
         self.servers.append(srv)
         self.ready = True
+        start_health_checks(self.snapshot)
         self._flush_metrics()
 
     def _flush_metrics(self) -> None:
@@ -139,6 +140,8 @@ class Gateway:
                 server_config(snap.config, self.dispatcher.cfg)
                 self.dispatcher.snapshot = snap
             self.registry.commit()
+            if self.dispatcher is not None:
+                start_health_checks(snap)
             self._count("success")
             self.access_log.event("info", "config reloaded", reason=reason, sha256=snap.sha256,
                                   routes=len(snap.routes))
@@ -182,6 +185,13 @@ class Gateway:
         self.access_log.flush()
         flush_metrics()
         await self.registry.aclose_all()
+
+
+def start_health_checks(snap: Any) -> None:
+    """Active checks run only where traffic is served (idempotent for kept checkers)."""
+    for upstream in snap.upstreams.values():
+        if upstream.checker is not None:
+            upstream.checker.start()
 
 
 def install_signals(loop: asyncio.AbstractEventLoop, on_reload: Any, on_stop: Any) -> None:

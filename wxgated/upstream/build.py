@@ -1,7 +1,12 @@
 """Build the Snapshot's upstreams from `upstreams:`, reusing long-lived targets.
 
 A target (its connection pool, breaker and health state) is kept across reloads under
-("target", upstream, url) as long as the settings that shape it are unchanged.
+("target", upstream, url) as long as the settings that shape it are unchanged. Breaker
+and health state are made with the target rather than attached to a live one, so a
+reload that fails to compile leaves the serving targets exactly as they were; changing
+a breaker or health setting therefore renews that target (and its pool).
+Active health checks are built here but started by the serving Gateway after the swap,
+so `wxgated check` and a supervisor's validating copy probe nothing.
 """
 
 from __future__ import annotations
@@ -28,15 +33,23 @@ def build_upstreams(cfg: dict[str, Any], registry: Registry,
 def build_upstream(name: str, ucfg: dict[str, Any], registry: Registry) -> Upstream:
     keepalive = ucfg.get("keepalive", {})
     tls = ucfg.get("tls", {})
+    cb = ucfg.get("circuit_breaker")
+    hc = ucfg.get("health_check")
+    ph = ucfg.get("passive_health")
+    guards = (frozen(cb), frozen((hc, ph)))
     targets = []
     for t in ucfg["targets"]:
         spec = TargetSpec(url=t["url"], weight=int(t.get("weight", 1)),
                           max_idle=int(keepalive.get("max_idle", 64)),
                           idle_timeout=duration(keepalive.get("idle_timeout"), 60.0),
                           tls_verify=bool(tls.get("verify", True)), ca_file=tls.get("ca_file"))
-        targets.append(registry.keep(("target", name, spec.url), spec,
-                                     partial(Target, name, spec)))
-    _guard(name, ucfg, targets, registry)
+        targets.append(registry.keep(("target", name, spec.url), (spec, guards),
+                                     partial(_new_target, name, spec, cb, hc, ph)))
+    HealthGroup([t.health for t in targets])
+    checker = None
+    if hc is not None:
+        checker = registry.keep(("checker", name), frozen((hc, [t.key for t in targets])),
+                                lambda: ActiveChecker.from_config(name, targets, hc))
     timeouts = ucfg.get("timeouts", {})
     retry = budget = None
     if "retries" in ucfg:
@@ -52,34 +65,20 @@ def build_upstream(name: str, ucfg: dict[str, Any], registry: Registry) -> Upstr
     return Upstream(name, targets, balancer,
                     connect_timeout=duration(timeouts.get("connect"), 1.0),
                     read_timeout=duration(timeouts.get("read"), 30.0),
-                    retry=retry, budget=budget)
-
-
-def _guard(name: str, ucfg: dict[str, Any], targets: list[Target], registry: Registry) -> None:
-    """Attach breakers, health state and the active checker to the targets.
-
-    Each is kept in the registry under its own spec, so changing a breaker setting
-    resets that breaker without dropping the target's warm connections.
-    """
-    cb = ucfg.get("circuit_breaker")
-    hc = ucfg.get("health_check")
-    ph = ucfg.get("passive_health")
-    statuses, errors = failure_rules(cb)
-    for t in targets:
-        t.failure_statuses, t.failure_errors = statuses, errors
-        t.breaker = None if cb is None else registry.keep(
-            ("breaker", name, t.key), frozen(cb), partial(_new_breaker, cb, name, t.key))
-        t.health = registry.keep(
-            ("health", name, t.key), frozen((hc, ph)), partial(_new_health, hc, ph, name, t.key))
-    HealthGroup([t.health for t in targets])
-    if hc is not None:
-        checker = registry.keep(("checker", name), frozen((hc, [t.key for t in targets])),
-                                lambda: ActiveChecker.from_config(name, targets, hc))
-        checker.start()
+                    retry=retry, budget=budget, checker=checker)
 
 
 # Factories for registry.keep, called only when the registry has no live object, so the
 # metric children they create belong to breakers and health states actually in use.
+def _new_target(name: str, spec: TargetSpec, cb: Mapping[str, Any] | None,
+                hc: Mapping[str, Any] | None, ph: Mapping[str, Any] | None) -> Target:
+    target = Target(name, spec)
+    target.failure_statuses, target.failure_errors = failure_rules(cb)
+    target.breaker = None if cb is None else _new_breaker(cb, name, target.key)
+    target.health = _new_health(hc, ph, name, target.key)
+    return target
+
+
 def _new_breaker(cb: Mapping[str, Any], upstream: str, key: str) -> CircuitBreaker:
     return CircuitBreaker.from_config(cb, CIRCUIT_STATE.labels(upstream, key).set)
 

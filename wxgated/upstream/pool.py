@@ -140,7 +140,7 @@ class Upstream:
 
     def __init__(self, name: str, targets: list[Target], balancer: Any,
                  connect_timeout: float, read_timeout: float, retry: Any = None,
-                 budget: Any = None) -> None:
+                 budget: Any = None, checker: Any = None) -> None:
         self.name = name
         self.targets = targets
         self.balancer = balancer
@@ -148,6 +148,7 @@ class Upstream:
         self.read_timeout = read_timeout
         self.retry = retry  # upstream.retry.RetryPolicy or None
         self.budget = budget  # upstream.retry.RetryBudget or None
+        self.checker = checker  # upstream.health.ActiveChecker, started by the serving Gateway
         self.duration = local_histogram(UPSTREAM_DURATION, name)
 
     async def fetch(self, method: str, path_and_query: str, headers: list[tuple[bytes, bytes]],

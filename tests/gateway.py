@@ -14,13 +14,7 @@ from typing import Any
 
 import yaml
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import free_port
 
 
 class GatewayProcess:

@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.conftest import ThreadedApp
-from tests.gateway import GatewayProcess, free_port
+from tests.conftest import ThreadedApp, free_port
+from tests.gateway import GatewayProcess
 
 
 def upstream_app() -> web.Application:

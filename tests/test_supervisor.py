@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.gateway import free_port
+from tests.conftest import free_port
 from wxgated.supervisor import backoff_delay
 from wxgated.workerproc import parse_listen
 

@@ -75,10 +75,7 @@ async def chain_for(serve: Any) -> AsyncIterator[Any]:
 
     yield build
     registry.commit()
-    for _, obj in registry.items():
-        close = getattr(obj, "close", None)
-        if close is not None:
-            close()
+    await registry.aclose_all()
 
 
 def request(path: str, method: str = "GET") -> Request:

@@ -100,9 +100,7 @@ async def test_explicit_redis_store_opens_its_own_connection(redis_url: str) -> 
     registry.commit()
     assert isinstance(await run(chain, make_req("5.5.5.5")), Response)
     assert isinstance(await run(chain, make_req("5.5.5.5")), HTTPError)
-    for _, obj in registry.items():
-        if isinstance(obj, RedisState):
-            await obj.close()
+    await registry.aclose_all()
 
 
 async def test_hung_redis_with_allow_lets_requests_through_within_the_timeout(

@@ -81,5 +81,3 @@ class Registry:
             await aclose_quietly(obj)
         self._live = {}
 
-    def items(self) -> list[tuple[Any, Any]]:
-        return [(k, obj) for k, (_, obj) in self._live.items()]

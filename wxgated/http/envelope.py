@@ -20,14 +20,19 @@ def envelope(
     headers: Headers | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Response:
-    doc: dict[str, Any] = {"code": code, "msg": msg, "data": data, "trace_id": trace_id}
-    if extra:
-        doc.update(extra)
-    body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+    body = envelope_body(code, msg, data, trace_id, extra)
     hdrs: Headers = [(b"content-type", JSON_TYPE)]
     if headers:
         hdrs.extend(headers)
     return Response(status, hdrs, body)
+
+
+def envelope_body(code: int, msg: str, data: Any = None, trace_id: str = "",
+                  extra: dict[str, Any] | None = None) -> bytes:
+    doc: dict[str, Any] = {"code": code, "msg": msg, "data": data, "trace_id": trace_id}
+    if extra:
+        doc.update(extra)
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def error_response(err: HTTPError, trace_id: str) -> Response:

@@ -112,7 +112,7 @@ class GatewayProtocol(asyncio.Protocol):
         self.writer = ResponseWriter(transport, self)
         conns = self.d.connections
         if self.cfg.max_connections and len(conns) >= self.cfg.max_connections:
-            transport.write(simple_response(503, b"too many connections", close=True))
+            transport.write(simple_response(503, b"too many connections"))
             self.closed = True
             self._linger()  # let the client read the 503 before its request is dropped
             return
@@ -195,7 +195,7 @@ class GatewayProtocol(asyncio.Protocol):
         if self.active or self.pipeline:
             self.transport.close()  # can't answer out of order; drop the connection
             return
-        self.transport.write(simple_response(status, msg.encode(), close=True))
+        self.transport.write(simple_response(status, msg.encode()))
         self.transport.close()
         self.closed = True
 

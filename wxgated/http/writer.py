@@ -11,6 +11,7 @@ import asyncio
 from http import HTTPStatus
 from typing import Any
 
+from wxgated.http.envelope import JSON_TYPE, envelope_body
 from wxgated.http.message import Request, Response
 from wxgated.http.waiters import wake
 
@@ -30,15 +31,12 @@ def status_line(status: int) -> bytes:
     return line
 
 
-def simple_response(status: int, text: bytes, close: bool = False) -> bytes:
-    """A minimal plain-text answer for errors found before a Request exists."""
-    import json
-
-    body = json.dumps({"code": status, "msg": text.decode("latin-1"), "data": None,
-                       "trace_id": ""}).encode()
-    conn = b"connection: close\r\n" if close else b""
-    return (status_line(status) + b"content-type: application/json; charset=utf-8\r\n"
-            + b"content-length: %d\r\n" % len(body) + conn + b"\r\n" + body)
+def simple_response(status: int, text: bytes) -> bytes:
+    """The whole envelope answer, closing the connection, for errors found before a
+    Request exists (a refused parse, too many connections)."""
+    body = envelope_body(status, text.decode("latin-1"))
+    return (status_line(status) + b"content-type: " + JSON_TYPE + b"\r\ncontent-length: %d"
+            % len(body) + b"\r\nconnection: close\r\n\r\n" + body)
 
 
 class ResponseWriter:

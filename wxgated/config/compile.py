@@ -125,11 +125,14 @@ def _check_shared_state(cfg: dict[str, Any]) -> None:
 
 
 def route_methods(rcfg: dict[str, Any]) -> list[str] | None:
-    """The methods a route answers: a route with `cors` also takes its preflights."""
+    """The methods a route answers: its own, plus those its filters answer themselves
+    (`cors` takes the preflight OPTIONS)."""
     methods = rcfg["match"].get("methods")
-    if methods and "OPTIONS" not in methods and any("cors" in f for f in rcfg.get("filters", [])):
-        return [*methods, "OPTIONS"]
-    return methods
+    if not methods:
+        return methods
+    extra = [m for item in rcfg.get("filters", []) for name in item
+             for m in FILTERS[name].own_methods if m not in methods]
+    return [*methods, *dict.fromkeys(extra)] if extra else methods
 
 
 def _compile_route(rcfg: dict[str, Any], index: int, ctx: CompileContext) -> Route:

@@ -22,6 +22,8 @@ FILTERS: dict[str, type[Filter]] = {}
 class Filter:
     name: ClassVar[str]
     schema: ClassVar[dict[str, Any]]
+    # methods the filter answers itself, added to its route's `match.methods` (cors: OPTIONS)
+    own_methods: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any, ctx: Any) -> None:
         """`ctx` is the CompileContext (wxgated.config.context): route name, upstreams,

@@ -13,7 +13,7 @@ Origin`, which keeps shared caches from mixing answers for different origins).
   (a credentialed wildcard would let any site read users' data).
 - Defaults: `methods` are the route's `match.methods` (else the common six); `headers`
   are DEFAULT_HEADERS, enough for JSON bodies, Bearer tokens, trace ids and versions.
-  The route must accept OPTIONS (list it in `match.methods`) for preflights to arrive.
+  The route takes OPTIONS for the preflights without listing it (`own_methods`).
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ def _csv(items: Any, default: tuple[str, ...]) -> tuple[str, ...]:
 @register
 class CorsFilter(Filter):
     name = "cors"
+    own_methods = ("OPTIONS",)
     schema = {
         "type": "object",
         "additionalProperties": False,

@@ -23,12 +23,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from wxgated.config import schema
 from wxgated.config.spec import duration
 from wxgated.upstream.breaker import CONNECT_ERROR, TIMEOUT, SlidingCounter
 
-IDEMPOTENT_METHODS: frozenset[str] = frozenset(
-    {"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"}
-)
+# the schema's default for `retries.methods` (RFC 9110 §9.2.2), one list for both
+IDEMPOTENT_METHODS: frozenset[str] = frozenset(schema.IDEMPOTENT_METHODS)
 ERROR_CAUSES: frozenset[str] = frozenset({CONNECT_ERROR, TIMEOUT})
 
 

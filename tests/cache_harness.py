@@ -132,12 +132,9 @@ class Harness:
         registry.commit()
         return handler
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         for r in self.registries:
-            for _, obj in r.items():
-                close = getattr(obj, "close", None)
-                if close is not None:
-                    close()
+            await r.aclose_all()
 
 
 def request(path: str, method: str = "GET", headers: dict[str, str] | None = None,

@@ -20,7 +20,7 @@ async def env(serve: Any) -> AsyncIterator[tuple[Harness, dict[str, Any]]]:
     app = upstream_app()
     h = Harness(await serve(app))
     yield h, app[STATE]
-    h.close()
+    await h.aclose()
 
 
 async def test_second_request_is_a_hit_with_age(env: Any) -> None:

@@ -23,7 +23,7 @@ async def env(serve: Any) -> AsyncIterator[tuple[Harness, dict[str, Any]]]:
     app = upstream_app()
     h = Harness(await serve(app))
     yield h, app[STATE]
-    h.close()
+    await h.aclose()
 
 
 async def test_ttl_caps_the_upstream_max_age(env: Any) -> None:

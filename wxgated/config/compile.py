@@ -36,6 +36,9 @@ class Route:
     filters: tuple[str, ...]
     chain: Handler
     metrics: RouteMetrics
+    # the callback path for body-less requests (wxgated.handlers.fastproxy), when the
+    # terminal has one and every filter can decide synchronously
+    fast: Any = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -154,6 +157,7 @@ def _compile_route(rcfg: dict[str, Any], index: int, ctx: CompileContext) -> Rou
         except SemanticError as exc:
             raise SemanticError(exc.message, ("filters", j, fname, *exc.path)) from None
         filter_names.append(fname)
+    fast = _fast_path(handler, filters)
     for f in reversed(filters):
         handler = f.wrap(handler)
     if "max_body" in rcfg:
@@ -161,7 +165,17 @@ def _compile_route(rcfg: dict[str, Any], index: int, ctx: CompileContext) -> Rou
     match = rcfg["match"]
     return Route(name=name, path=match["path"], methods=tuple(match.get("methods") or ()),
                  host=match.get("host"), terminal=terminal_key, filters=tuple(filter_names),
-                 chain=handler, metrics=RouteMetrics(name))
+                 chain=handler, metrics=RouteMetrics(name), fast=fast)
+
+
+def _fast_path(terminal: Any, filters: list[Any]) -> Any:
+    make = getattr(terminal, "fast_path", None)
+    if make is None:
+        return None
+    checks = [f.sync_check() for f in filters]
+    if any(c is None for c in checks):
+        return None
+    return make(tuple(checks))
 
 
 def _body_capped(inner: Handler, limit: int) -> Handler:

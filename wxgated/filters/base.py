@@ -7,14 +7,15 @@ never means editing a central schema by hand.
 
 Chains are onions built once at compile time: `wrap(next)` returns the handler that
 runs this filter around `next`. Filters that only touch the request may override
-`wrap` to return a cheaper closure.
+`wrap` to return a cheaper closure. A filter that decides from the request alone, without
+awaiting, also offers `sync_check`, which lets its routes take the proxy's callback path.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from wxgated.http.message import Handler, Request, Response
+from wxgated.http.message import Handler, Request, Response, SyncCheck
 
 FILTERS: dict[str, type[Filter]] = {}
 
@@ -40,6 +41,11 @@ class Filter:
 
     async def handle(self, req: Request, next: Handler) -> Response:
         return await next(req)
+
+    def sync_check(self) -> SyncCheck | None:
+        """This filter as a synchronous check for the fast path, or None when it needs
+        to await or to see the response (then its routes take the coroutine path)."""
+        return None
 
 
 def register(cls: type[Filter]) -> type[Filter]:

@@ -28,12 +28,11 @@ from wxgated.upstream.errors import (
     UpstreamTimeout,
     to_http_error,
 )
-from wxgated.upstream.forward import admit, record_verdict
+from wxgated.upstream.forward import NO_EXCLUDE, admit, settle
 from wxgated.upstream.pool import Target, Upstream
 
 DEFAULT_IDLE = 300.0
 MAX_REFUSAL_BODY = 1 << 20  # a non-101 answer is buffered whole, up to this
-_NO_EXCLUDE: frozenset[Any] = frozenset()
 
 def wants_websocket(req: Request) -> bool:
     """An Upgrade to WebSocket (other upgrades, e.g. h2c, are optional for the server
@@ -63,36 +62,27 @@ class WebSocketProxy:
     async def __call__(self, req: Request) -> Response:
         up = self.upstream
         try:
-            target = admit(up, req, _NO_EXCLUDE)
+            target = admit(up, req, NO_EXCLUDE)
         except UpstreamError as exc:
             raise to_http_error(exc) from None
         start = time.monotonic()
         status: int | None = None
         error: UpstreamError | None = None
         side: UpstreamSide | None = None
-        outcome: int | str  # the status, or the error's reason: what the counter is keyed by
         target.active += 1
         try:
             side = await _handshake(target, self._head(req, target), up.connect_timeout,
                                     up.read_timeout)
-            status = outcome = side.status
+            status = side.status
         except UpstreamError as exc:
             error = exc
-            outcome = exc.reason
         except BaseException:
             target.active -= 1
             if target.breaker is not None:
                 target.breaker.cancel()
             raise
-        elapsed = time.monotonic() - start
-        up.duration.observe(elapsed)
-        req.upstream = up.name
-        req.target = target.key
-        req.upstream_ms = elapsed * 1000.0
-        record_verdict(target, status, error, start + elapsed)
-        target.count(outcome)
+        settle(up, req, target, status, error, start)
         if error is not None or side is None or not side.switched:
-            target.active -= 1
             if side is not None:
                 side.transport.close()
             if error is not None:
@@ -100,6 +90,7 @@ class WebSocketProxy:
             assert side is not None
             return Response(side.status, response_headers(side.headers),
                             b"".join(side.body))
+        target.active += 1  # the tunnel holds its target until it closes
         tunnel = Tunnel(side, target, self.gauge, self.idle,
                         req.ctx.get("upgrade_buffer") or b"", up.read_timeout)
         resp = Response(101, response_headers(side.headers, switching=True))

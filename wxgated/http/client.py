@@ -6,8 +6,12 @@ need. One `UpstreamConnection` carries one exchange at a time (no upstream pipel
 Small answers that arrive whole with their head are handed over as bytes, so the
 common case is one read and one write; larger ones stream with backpressure.
 
-Timeouts use one loop timer per connection rather than asyncio.wait_for, which would
-cost a Task per request.
+Timeouts are swept by the pool's bucketed Deadlines rather than asyncio.wait_for, which
+would cost a Task per request.
+
+An exchange is awaited (`read_head`, `stream_body`) or, on the fast path, watched by a
+`listener` called once, from the protocol callbacks, when the head is in or the
+exchange failed: no future, no task switch (wxgated.handlers.fastproxy).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.buffered = 0
         self.error: UpstreamError | None = None
         self.waiter: asyncio.Future[None] | None = None
+        self.listener: Callable[[UpstreamConnection], None] | None = None
         self.got_bytes = False
         self.head_request = False
         self.close_delimited = False
@@ -104,6 +109,8 @@ class UpstreamConnection(asyncio.Protocol):
             self._wake()
         if not self.complete and self.deadline:  # a streamed body: time from its last byte
             self.pool.deadlines.arm(self, self.loop.time() + self._timeout_value)
+        if self.listener is not None and self.head_done:
+            self._tell()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -153,8 +160,16 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- helpers ----------------------------------------------------------------------
     def _wake(self) -> None:
+        if self.listener is not None:
+            self._tell()
+            return
         w, self.waiter = self.waiter, None
         wake(w)
+
+    def _tell(self) -> None:
+        listener, self.listener = self.listener, None
+        assert listener is not None
+        listener(self)
 
     def _wake_drain(self) -> None:
         w, self._drain = self._drain, None

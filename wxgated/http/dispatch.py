@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from wxgated.http.clientip import ClientIPResolver
@@ -64,7 +65,8 @@ class GatewayDispatcher(Dispatcher):
         self.in_flight += 1
         return req
 
-    async def handle(self, req: Request) -> Response:
+    def _match(self, req: Request) -> Response | None:
+        """Set the request's route and params; the 404/405 answer when none matches."""
         snap = self.snapshot
         if snap.versions is None:
             route, params, allow = snap.router.match(req.method, req.host, req.path)
@@ -78,13 +80,42 @@ class GatewayDispatcher(Dispatcher):
             return envelope(404, None, trace_id=req.trace_id, code=404, msg="not found")
         req.route = route
         req.params = params
+        return None
+
+    async def handle(self, req: Request) -> Response:
+        if req.route is None:
+            miss = self._match(req)
+            if miss is not None:
+                return miss
+        return await self.settle(req, req.route.chain(req))
+
+    async def settle(self, req: Request, work: Awaitable[Response]) -> Response:
         try:
-            return await route.chain(req)
+            return await work
         except HTTPError as err:
             return error_response(err, req.trace_id)
         except Exception:
-            log.exception("route %s failed (trace %s)", route.name, req.trace_id)
-            return envelope(500, None, trace_id=req.trace_id, code=500, msg="internal error")
+            return self._failed(req)
+
+    def fast(self, req: Request, proto: GatewayProtocol) -> bool:
+        miss = self._match(req)
+        if miss is not None:
+            proto.answer_now(req, miss)
+            return True
+        fast = req.route.fast
+        if fast is None:
+            return False
+        try:
+            fast(req, proto)
+        except HTTPError as err:
+            proto.answer_now(req, error_response(err, req.trace_id))
+        except Exception:
+            proto.answer_now(req, self._failed(req))
+        return True
+
+    def _failed(self, req: Request) -> Response:
+        log.exception("route %s failed (trace %s)", req.route.name, req.trace_id)
+        return envelope(500, None, trace_id=req.trace_id, code=500, msg="internal error")
 
     def reject(self, req: Request, status: int, msg: str) -> Response:
         return envelope(status, None, trace_id=req.trace_id, code=status, msg=msg)

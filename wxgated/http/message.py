@@ -227,6 +227,9 @@ class Response:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+# A filter's synchronous form for the fast path: raises HTTPError to refuse the request,
+# returns the headers it adds to the response (or None).
+SyncCheck = Callable[[Request], "Headers | None"]
 
 
 class HTTPError(Exception):

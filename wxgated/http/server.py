@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Awaitable
 from time import monotonic
 from typing import Any
 
@@ -73,6 +74,15 @@ class Dispatcher:
 
     def reject(self, req: Request, status: int, msg: str) -> Response:  # pragma: no cover
         raise NotImplementedError
+
+    def fast(self, req: Request, proto: GatewayProtocol) -> bool:
+        """Take a body-less request on the callback path: True when it did, and will
+        answer through `proto.answer_now` or `proto.answer_later`."""
+        return False
+
+    async def settle(self, req: Request, work: Awaitable[Response]) -> Response:
+        """`work`'s response, or the envelope for what it raised."""
+        return await work  # pragma: no cover - interface
 
     def done(self, req: Request, status: int, bytes_in: int, bytes_out: int) -> None:
         pass  # pragma: no cover
@@ -248,16 +258,19 @@ class GatewayProtocol(asyncio.Protocol):
         else:
             req.body = _EMPTY_BODY
         self._body = body
-        self.pipeline.append((req, body))
         if not self.active:
             # no disarm: an idle deadline that fires while a request is active is ignored
             self.active = True
-            if self._waiter is not None:
-                self._wake_cycle()
-            else:
-                self.loop.create_task(self._cycle())
-        elif len(self.pipeline) > MAX_PIPELINE:
-            self.pause_reading()
+            if body is None and not parser.should_upgrade():
+                self._parsing = False  # no body: this message is complete
+                if self.d.fast(req, self):
+                    return
+            self.pipeline.append((req, body))
+            self._run_cycle()
+        else:
+            self.pipeline.append((req, body))
+            if len(self.pipeline) > MAX_PIPELINE:
+                self.pause_reading()
 
     def on_body(self, chunk: bytes) -> None:
         if self._body is not None:
@@ -293,30 +306,74 @@ class GatewayProtocol(asyncio.Protocol):
                 req.keep_alive = False
             else:
                 resp = await d.handle(req)
-            keep = req.keep_alive and not d.shutting_down
-            unread = body is not None and not body.done
-            if unread:
-                keep = False  # unread body still on the wire: can't find the next request
             if self.reading_paused and len(self.pipeline) <= MAX_PIPELINE // 2:
                 self.resume_reading()
-            keep = await writer.write(req, resp, keep)
-            d.done(req, resp.status, self._bytes_in, writer.bytes_out)
-            self._bytes_in = 0
-            if resp.upgrade is not None and resp.status == 101:
-                self.active = False
-                resp.upgrade(self.transport, self)
+            unread = body is not None and not body.done
+            keep = await writer.write(req, resp, self._may_keep(req, unread))
+            if not self._sent(req, resp, keep, unread):
                 return False
-            if not keep:
-                if unread:
-                    self._linger()
-                else:
-                    self.transport.close()
-                self.closed = True
-                break
+        return self._idle()
+
+    def answer_now(self, req: Request, resp: Response) -> None:
+        """The fast path's answer, with its body whole: written without a task switch."""
+        assert self.writer is not None
+        keep = self.writer.write_now(req, resp, self._may_keep(req, False))
+        if self._sent(req, resp, keep, False):
+            self._next()
+
+    def answer_later(self, req: Request, work: Awaitable[Response]) -> None:
+        """The fast path's answer when it needs awaiting (a new upstream connection, a
+        retry, a streamed body)."""
+        self.loop.create_task(self._answer_later(req, work))
+
+    async def _answer_later(self, req: Request, work: Awaitable[Response]) -> None:
+        assert self.writer is not None
+        resp = await self.d.settle(req, work)
+        keep = await self.writer.write(req, resp, self._may_keep(req, False))
+        if self._sent(req, resp, keep, False):
+            self._next()
+
+    def _may_keep(self, req: Request, unread: bool) -> bool:
+        # an unread body still on the wire: the next request can't be found
+        return req.keep_alive and not self.d.shutting_down and not unread
+
+    def _sent(self, req: Request, resp: Response, keep: bool, unread: bool) -> bool:
+        """Count a written response; False when the connection ends with it."""
+        assert self.writer is not None
+        self.d.done(req, resp.status, self._bytes_in, self.writer.bytes_out)
+        self._bytes_in = 0
+        if resp.upgrade is not None and resp.status == 101:
+            self.active = False
+            resp.upgrade(self.transport, self)
+            return False
+        if not keep:
+            if unread:
+                self._linger()
+            else:
+                self.transport.close()
+            self.closed = True
+            self.active = False
+            return False
+        return True
+
+    def _next(self) -> None:
+        """After a fast-path answer: the requests that queued behind it, or idle."""
+        if self.pipeline and not self.closed:
+            self._run_cycle()
+        else:
+            self._idle()
+
+    def _run_cycle(self) -> None:
+        if self._waiter is not None:
+            self._wake_cycle()
+        else:
+            self.loop.create_task(self._cycle())
+
+    def _idle(self) -> bool:
         self.active = False
         if self.closed:
             return False
-        if d.shutting_down:
+        if self.d.shutting_down:
             self.transport.close()
             return False
         self._arm(self.cfg.header_timeout if self._parsing else self.cfg.idle_timeout)

@@ -73,6 +73,35 @@ class ResponseWriter:
 
     async def write(self, req: Request, resp: Response, keep_alive: bool) -> bool:
         """Send `resp`; returns whether the connection may carry another request."""
+        stream = resp.stream
+        if stream is None:
+            return self.write_now(req, resp, keep_alive)
+        parts, keep_alive, head_only, chunked = self._head(req, resp, keep_alive)
+        head = b"".join(parts)
+        self.bytes_out = len(head)
+        if head_only:
+            await _close_stream(stream)
+            if not self.lost:
+                self.transport.write(head)
+            return keep_alive
+        return await self._write_stream(head, stream, chunked, keep_alive)
+
+    def write_now(self, req: Request, resp: Response, keep_alive: bool) -> bool:
+        """Send a response whose body is whole (`resp.stream` is None) in one write."""
+        parts, keep_alive, head_only, _ = self._head(req, resp, keep_alive)
+        if not head_only:
+            parts.append(resp.body)
+        data = b"".join(parts)
+        self.bytes_out = len(data)
+        if not self.lost:
+            self.transport.write(data)
+        return keep_alive
+
+    @staticmethod
+    def _head(req: Request, resp: Response,
+              keep_alive: bool) -> tuple[list[bytes], bool, bool, bool]:
+        """The head's parts, ending with the blank line; and keep-alive, head-only and
+        chunked as decided for this response."""
         status = resp.status
         head_only = req.method == "HEAD" or status in _NO_BODY or status < 200
         headers = resp.headers
@@ -107,22 +136,7 @@ class ResponseWriter:
         elif req.version == "1.0":
             parts.append(b"connection: keep-alive\r\n")
         parts.append(b"\r\n")
-        if stream is None:
-            if not head_only:
-                parts.append(resp.body)
-            data = b"".join(parts)
-            self.bytes_out = len(data)
-            if not self.lost:
-                self.transport.write(data)
-            return keep_alive
-        head = b"".join(parts)
-        self.bytes_out = len(head)
-        if head_only:
-            await _close_stream(stream)
-            if not self.lost:
-                self.transport.write(head)
-            return keep_alive
-        return await self._write_stream(head, stream, chunked, keep_alive)
+        return parts, keep_alive, head_only, chunked
 
     async def _write_stream(self, head: bytes, stream: Any, chunked: bool,
                             keep_alive: bool) -> bool:

@@ -4,6 +4,10 @@ The loop lives here, apart from the wire client, because it is where the policie
 meet: the balancer's pick (skipping ejected targets and open breakers), the breaker's
 admission and verdict, passive health, the retry policy with its budget and deadline,
 and the per-target metrics. Every attempt is counted where it happened.
+
+The pieces (`timeouts`, `settle`, `retry_next`) are shared with the callback fast path
+(wxgated.handlers.fastproxy), which runs a first try without a coroutine and hands
+everything else (a new connection, a retry, a streamed answer) back to `forward`.
 """
 
 from __future__ import annotations
@@ -16,72 +20,96 @@ from wxgated.upstream.breaker import classify, min_retry_after
 from wxgated.upstream.errors import UpstreamError, UpstreamUnavailable
 from wxgated.upstream.pool import Exchange, Target, Upstream, exchange_once
 
-_NO_EXCLUDE: frozenset[Any] = frozenset()
+NO_EXCLUDE: frozenset[Any] = frozenset()
+
+
+def timeouts(up: Upstream, read_timeout: float | None) -> tuple[float, float | None]:
+    """Each try's read timeout, and the deadline all tries share (None: no deadline)."""
+    timeout = read_timeout if read_timeout is not None else up.read_timeout
+    retry = up.retry
+    if retry is None:
+        return timeout, None
+    if retry.per_try_timeout:
+        timeout = min(timeout, retry.per_try_timeout)
+    return timeout, (time.monotonic() + retry.deadline if retry.deadline else None)
 
 
 async def forward(up: Upstream, req: Request | None, method: str, uri: bytes, lines: bytes,
-                  keep_host: bytes, body: Body, read_timeout: float | None = None) -> Exchange:
-    """Run the exchange, retrying per policy; raises UpstreamError when all tries fail."""
-    retry = up.retry
-    budget = up.budget
-    if budget is not None:
-        budget.record_request()
+                  keep_host: bytes, body: Body, read_timeout: float | None = None, *,
+                  target: Target | None = None, attempt: int = 1,
+                  tried: frozenset[Target] = NO_EXCLUDE) -> Exchange:
+    """Run the exchange, retrying per policy; raises UpstreamError when all tries fail.
+
+    `target` is an already admitted first target, `attempt`/`tried` say where a caller
+    that made earlier tries itself left off (the fast path)."""
+    if attempt == 1 and target is None and up.budget is not None:
+        up.budget.record_request()
     replayable = body.empty or body.buffered is not None
-    timeout = read_timeout if read_timeout is not None else up.read_timeout
-    deadline = None
-    if retry is not None:
-        if retry.per_try_timeout:
-            timeout = min(timeout, retry.per_try_timeout)
-        if retry.deadline:
-            deadline = time.monotonic() + retry.deadline
-    tried: set[Target] | frozenset[Target] = _NO_EXCLUDE
-    attempt = 1
+    timeout, deadline = timeouts(up, read_timeout)
     head_request = method == "HEAD"
     while True:
-        target = admit(up, req, tried)
+        if target is None:
+            target = admit(up, req, tried)
         host = keep_host or target.host_header
         head = (method.encode() + b" " + uri + b" HTTP/1.1\r\nhost: " + host + b"\r\n" + lines)
         start = time.monotonic()
         target.active += 1
         status: int | None = None
         error: UpstreamError | None = None
-        outcome: int | str  # the status, or the error's reason: what the counter is keyed by
         try:
             try_timeout = timeout
             if deadline is not None:
                 try_timeout = max(0.001, min(timeout, deadline - start))
             ex = await exchange_once(target, head, body, head_request, up.connect_timeout,
                                      try_timeout)
-            status = outcome = ex.status
+            status = ex.status
         except UpstreamError as exc:
             error = exc
-            outcome = exc.reason
         except BaseException:
+            target.active -= 1
             if target.breaker is not None:
                 target.breaker.cancel()  # no verdict (client gone, body too large)
             raise
-        finally:
-            target.active -= 1
-        elapsed = time.monotonic() - start
-        up.duration.observe(elapsed)
-        if req is not None:
-            req.upstream = up.name
-            req.target = target.key
-            req.upstream_ms = elapsed * 1000.0
-        record_verdict(target, status, error, start + elapsed)
-        target.count(outcome)
-        if retry is None or not retry.should_retry(method, attempt, status,
-                                                   None if error is None else error.reason,
-                                                   replayable or not body.consumed) \
-                or (deadline is not None and time.monotonic() >= deadline) \
-                or (budget is not None and not budget.try_spend()):
+        settle(up, req, target, status, error, start)
+        if not retry_next(up, method, attempt, status, error,
+                          replayable or not body.consumed, deadline):
             if error is not None:
                 raise error
             return ex
         if error is None:
             ex.conn.abort()  # a retried answer's body is not wanted
         tried = tried | {target}
+        target = None
         attempt += 1
+
+
+def settle(up: Upstream, req: Request | None, target: Target, status: int | None,
+           error: UpstreamError | None, start: float) -> None:
+    """Account for one finished try: duration, breaker and passive health, counters."""
+    target.active -= 1
+    now = time.monotonic()
+    elapsed = now - start
+    up.duration.observe(elapsed)
+    if req is not None:
+        req.upstream = up.name
+        req.target = target.key
+        req.upstream_ms = elapsed * 1000.0
+    if target.breaker is not None or target.health is not None:
+        record_verdict(target, status, error, now)
+    target.count(status if error is None else error.reason)  # type: ignore[arg-type]
+
+
+def retry_next(up: Upstream, method: str, attempt: int, status: int | None,
+               error: UpstreamError | None, replayable: bool, deadline: float | None) -> bool:
+    """After try `attempt` ended with `status` or `error`: is another try allowed?"""
+    retry = up.retry
+    if retry is None or not retry.should_retry(method, attempt, status,
+                                               None if error is None else error.reason,
+                                               replayable):
+        return False
+    if deadline is not None and time.monotonic() >= deadline:
+        return False
+    return up.budget is None or up.budget.try_spend()
 
 
 def admit(up: Upstream, req: Request | None, tried: Any) -> Target:
@@ -101,7 +129,7 @@ def admit(up: Upstream, req: Request | None, tried: Any) -> Target:
 
 
 def record_verdict(target: Target, status: int | None, error: UpstreamError | None,
-             now: float) -> None:
+                   now: float) -> None:
     breaker = target.breaker
     health = target.health
     if breaker is None and health is None:

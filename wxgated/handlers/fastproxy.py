@@ -1,0 +1,191 @@
+"""The proxy's callback path: a body-less request answered without a task switch.
+
+PERFORMANCE.md's floor (a callback-only proxy on Protocols) costs about 1.25× nginx
+per request; the coroutine path costs several times that, mostly in futures, task
+wake-ups and the await chain between the two legs. So for the common request (no
+body, no upgrade, filters that can decide synchronously) the route's FastProxy runs
+the filters' sync checks, picks and admits a target, writes the head on an idle
+keep-alive connection, and the connection's listener answers the client from the
+upstream protocol's own callback.
+
+Everything that needs waiting is handed to the coroutine path at the point it arises,
+with what was already done carried over: no idle connection, a stale one, a retry,
+a streamed answer. The accounting (`settle`) and the retry decision (`retry_next`)
+are the ones `forward` uses, so both paths count and retry alike.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from wxgated.http.envelope import error_response
+from wxgated.http.headers import request_block, response_headers
+from wxgated.http.message import Headers, HTTPError, Request, Response, SyncCheck
+from wxgated.upstream.errors import (
+    UpstreamBroken,
+    UpstreamConnectError,
+    UpstreamError,
+    to_http_error,
+)
+from wxgated.upstream.forward import NO_EXCLUDE, admit, forward, retry_next, settle, timeouts
+from wxgated.upstream.pool import Exchange, Target, Upstream
+
+__all__ = ["FastProxy", "client_response"]
+
+
+def client_response(ex: Exchange) -> Response:
+    """The client's response for an upstream answer: whole when it came with its head,
+    else streamed as it arrives."""
+    conn = ex.conn
+    headers = response_headers(ex.headers)
+    if conn.complete:
+        return Response(ex.status, headers, conn.take_body())
+    return Response(ex.status, headers, stream=conn.stream_body())
+
+
+class FastProxy:
+    """One route's fast path: `(req, proto)`; answers through `proto.answer_now` or
+    hands over with `proto.answer_later`. Raises HTTPError for a refusal."""
+
+    __slots__ = ("upstream", "checks", "preserve_host", "read_timeout")
+
+    def __init__(self, upstream: Upstream, checks: tuple[SyncCheck, ...],
+                 preserve_host: bool, read_timeout: float | None) -> None:
+        self.upstream = upstream
+        self.checks = checks
+        self.preserve_host = preserve_host
+        self.read_timeout = read_timeout
+
+    def __call__(self, req: Request, proto: Any) -> None:
+        added: Headers | None = None
+        for check in self.checks:
+            try:
+                hdrs = check(req)
+            except HTTPError as err:
+                if added:
+                    err.headers = err.headers + added
+                raise
+            if hdrs:  # an inner filter's headers come before an outer one's
+                added = hdrs if added is None else hdrs + added
+        up = self.upstream
+        lines, host = request_block(req.headers, req.peer_ip, req.client_ip, req.scheme,
+                                    req.header(b"host"), req.trace_id, self.preserve_host)
+        call = Call(self, req, proto, lines, host, added)
+        if up.budget is not None:
+            up.budget.record_request()
+        try:
+            target = admit(up, req, NO_EXCLUDE)
+        except UpstreamError as exc:
+            raise call.refusal(exc) from None
+        conn = target.pool.take_idle()
+        if conn is None:
+            proto.answer_later(req, call.slow(target))
+            return
+        timeout, deadline = timeouts(up, self.read_timeout)
+        start = time.monotonic()
+        if deadline is not None:
+            timeout = max(0.001, min(timeout, deadline - start))
+        call.target = target
+        call.start = start
+        call.deadline = deadline
+        target.active += 1
+        conn.begin(req.method == "HEAD", timeout)
+        conn.listener = call.on_head
+        conn.transport.write(b"".join((req.method.encode(), b" ",
+                                       req.target_uri.encode("latin-1"),
+                                       b" HTTP/1.1\r\nhost: ", host or target.host_header,
+                                       b"\r\n", lines, b"\r\n")))
+
+
+class Call:
+    """One request on the fast path, from the upstream write to the client answer."""
+
+    __slots__ = ("fp", "req", "proto", "lines", "host", "added", "target", "start",
+                 "deadline")
+
+    def __init__(self, fp: FastProxy, req: Request, proto: Any, lines: bytes, host: bytes,
+                 added: Headers | None) -> None:
+        self.fp = fp
+        self.req = req
+        self.proto = proto
+        self.lines = lines
+        self.host = host
+        self.added = added
+        self.target: Target | None = None
+        self.start = 0.0
+        self.deadline: float | None = None
+
+    def on_head(self, conn: Any) -> None:
+        """The connection's listener: the answer head is in, or the exchange failed."""
+        target = self.target
+        assert target is not None
+        up = self.fp.upstream
+        req = self.req
+        error = conn.error
+        if error is None and not conn.head_done:
+            error = (UpstreamConnectError if not conn.got_bytes else UpstreamBroken)(
+                "upstream closed the connection")
+        if error is not None:
+            conn.abort()
+            if isinstance(error, UpstreamConnectError) and not conn.got_bytes:
+                # a stale keep-alive connection: once more on a fresh one, as
+                # exchange_once does (the target keeps its admission)
+                target.active -= 1
+                self.proto.answer_later(req, self.slow(target))
+                return
+            settle(up, req, target, None, error, self.start)
+            self._next_try(error)
+            return
+        status = conn.status
+        settle(up, req, target, status, None, self.start)
+        if up.retry is not None and retry_next(up, req.method, 1, status, None, True,
+                                               self.deadline):
+            conn.abort()  # a retried answer's body is not wanted
+            self.proto.answer_later(req, self.slow(None, frozenset({target})))
+            return
+        headers = response_headers(conn.headers)
+        if self.added:
+            headers += self.added
+        if conn.complete:
+            self.proto.answer_now(req, Response(status, headers, conn.take_body()))
+        else:
+            self.proto.answer_later(req, _ready(Response(status, headers,
+                                                         stream=conn.stream_body())))
+
+    def _next_try(self, error: UpstreamError) -> None:
+        target = self.target
+        assert target is not None
+        req = self.req
+        if retry_next(self.fp.upstream, req.method, 1, None, error, True, self.deadline):
+            self.proto.answer_later(req, self.slow(None, frozenset({target})))
+        else:
+            self.proto.answer_now(req, error_response(self.refusal(error), req.trace_id))
+
+    async def slow(self, target: Target | None,
+                   tried: frozenset[Target] = NO_EXCLUDE) -> Response:
+        """The rest on the coroutine path: from an admitted `target`'s first try, or the
+        next try after `tried`."""
+        req = self.req
+        try:
+            ex = await forward(self.fp.upstream, req, req.method,
+                               req.target_uri.encode("latin-1"), self.lines, self.host,
+                               req.body, self.fp.read_timeout, target=target,
+                               attempt=1 if target is not None else 2, tried=tried)
+        except UpstreamError as exc:
+            raise self.refusal(exc) from None
+        resp = client_response(ex)
+        if self.added:
+            resp.headers += self.added
+        return resp
+
+    def refusal(self, exc: UpstreamError) -> HTTPError:
+        err = to_http_error(exc)
+        if self.added:
+            err.headers = err.headers + self.added
+        return err
+
+
+async def _ready(resp: Response) -> Response:
+    return resp
+

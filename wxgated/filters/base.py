@@ -48,6 +48,25 @@ class Filter:
         return None
 
 
+class RequestFilter(Filter):
+    """A filter that only edits the request, synchronously: `apply` serves both paths."""
+
+    def apply(self, req: Request) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def wrap(self, next: Handler) -> Handler:
+        apply = self.apply
+
+        async def run(req: Request) -> Response:
+            apply(req)
+            return await next(req)
+
+        return run
+
+    def sync_check(self) -> SyncCheck | None:
+        return self.apply
+
+
 def register(cls: type[Filter]) -> type[Filter]:
     if cls.name in FILTERS:
         raise RuntimeError(f"filter {cls.name!r} registered twice")

@@ -18,7 +18,7 @@ from typing import Any
 
 from wxgated.config.errors import SemanticError
 from wxgated.filters.base import Filter, register
-from wxgated.http.message import Handler, Headers, HTTPError, Request, Response
+from wxgated.http.message import Handler, Headers, HTTPError, Request, Response, SyncCheck
 
 
 def parse_when(value: Any) -> dt.datetime:
@@ -86,3 +86,7 @@ class DeprecationFilter(Filter):
             raise
         resp.headers.extend(self.headers)
         return resp
+
+    def sync_check(self) -> SyncCheck | None:
+        headers = self.headers
+        return lambda req: headers

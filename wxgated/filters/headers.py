@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from wxgated.config.errors import SemanticError
-from wxgated.filters.base import Filter, register
+from wxgated.filters.base import Filter, RequestFilter, register
 from wxgated.http.message import Handler, Headers, Request, Response
 
 _MAP = {"type": "object", "additionalProperties": {"type": "string"}}
@@ -46,7 +46,7 @@ class _HeaderEdit:
 
 
 @register
-class RequestHeaders(Filter):
+class RequestHeaders(RequestFilter):
     name = "request_headers"
     schema = SCHEMA
 
@@ -54,14 +54,8 @@ class RequestHeaders(Filter):
         super().__init__(config, ctx)
         self.edit = _HeaderEdit(config, identity_ok=False)
 
-    def wrap(self, next: Handler) -> Handler:
-        edit = self.edit
-
-        async def request_headers(req: Request) -> Response:
-            req.headers = edit.apply(req.headers)
-            return await next(req)
-
-        return request_headers
+    def apply(self, req: Request) -> None:
+        req.headers = self.edit.apply(req.headers)
 
 
 @register

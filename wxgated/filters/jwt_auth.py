@@ -21,7 +21,7 @@ from typing import Any
 
 from wxgated.config.errors import SemanticError
 from wxgated.filters.base import Filter, register
-from wxgated.http.message import Handler, Request, Response
+from wxgated.http.message import Handler, Request, Response, SyncCheck
 from wxgated.wechat.auth import Authenticator, TokenSource, unauthorized
 from wxgated.wechat.jwt_keys import TokenError
 
@@ -84,29 +84,43 @@ class JWTAuth(Filter):
 
     def wrap(self, next: Handler) -> Handler:
         authenticate = self.auth.authenticate
-        optional, mapped, drop = self.optional, self.mapped, self.drop
+        apply = self._apply
 
         async def jwt_auth(req: Request) -> Response:
-            found = await authenticate(req)
-            headers = [h for h in req.headers if h[0] not in drop]
-            if found is None:
-                if not optional:
-                    raise unauthorized(MISSING)
-                req.headers = headers
-                return await next(req)
-            claims, unionid = found
-            req.claims = claims
-            headers.append((OPENID, str(claims["sub"]).encode()))
-            if unionid:
-                headers.append((UNIONID, str(unionid).encode()))
-            for claim, name in mapped:
-                v = claims.get(claim)
-                if v is not None and (raw := _value(v)) is not None:
-                    headers.append((name, raw))
-            req.headers = headers
+            apply(req, await authenticate(req))
             return await next(req)
 
         return jwt_auth
+
+    def sync_check(self) -> SyncCheck | None:
+        if not self.auth.synchronous:
+            return None  # sessions in Redis: the check awaits
+        authenticate = self.auth.authenticate_now
+        apply = self._apply
+
+        def jwt_auth(req: Request) -> None:
+            apply(req, authenticate(req))
+
+        return jwt_auth
+
+    def _apply(self, req: Request, found: tuple[dict[str, Any], str | None] | None) -> None:
+        """The identity headers for the upstream (any the client sent are dropped)."""
+        headers = [h for h in req.headers if h[0] not in self.drop]
+        if found is None:
+            if not self.optional:
+                raise unauthorized(MISSING)
+            req.headers = headers
+            return
+        claims, unionid = found
+        req.claims = claims
+        headers.append((OPENID, str(claims["sub"]).encode()))
+        if unionid:
+            headers.append((UNIONID, str(unionid).encode()))
+        for claim, name in self.mapped:
+            v = claims.get(claim)
+            if v is not None and (raw := _value(v)) is not None:
+                headers.append((name, raw))
+        req.headers = headers
 
     async def handle(self, req: Request, next: Handler) -> Response:
         return await self.wrap(next)(req)

@@ -34,7 +34,7 @@ from wxgated.config.errors import SemanticError
 from wxgated.config.spec import frozen
 from wxgated.config.units import POSITIVE_DURATION_PATTERN, parse_duration
 from wxgated.filters.base import Filter, register
-from wxgated.http.message import Handler, Headers, HTTPError, Request, Response
+from wxgated.http.message import Handler, Headers, HTTPError, Request, Response, SyncCheck
 from wxgated.limits.gcra import Decision, Rate
 from wxgated.limits.keys import request_key
 from wxgated.limits.local import DEFAULT_MAX_KEYS, LocalStore
@@ -192,6 +192,22 @@ class RateLimit(Filter):
             return resp
 
         return run
+
+    def sync_check(self) -> SyncCheck | None:
+        if self.local is None:
+            return None  # the bucket is in Redis: the decision awaits
+        local = self.local.decide
+        key_of = self.key_of
+        ok_headers = self.headers.ok
+        refuse = self._refuse
+
+        def rate_limit(req: Request) -> Headers:
+            d = local(key_of(req))
+            if not d[0]:
+                raise refuse(d)
+            return ok_headers(d)
+
+        return rate_limit
 
     def _refuse(self, d: Decision) -> HTTPError:
         self.rejected.inc()

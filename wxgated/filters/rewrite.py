@@ -9,14 +9,14 @@ import re
 from typing import Any
 
 from wxgated.config.errors import SemanticError
-from wxgated.filters.base import Filter, register
-from wxgated.http.message import Handler, Request, Response
+from wxgated.filters.base import RequestFilter, register
+from wxgated.http.message import Request
 
 _PARAM = re.compile(r"\{param\.([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @register
-class Rewrite(Filter):
+class Rewrite(RequestFilter):
     name = "rewrite"
     schema = {
         "type": "object",
@@ -37,16 +37,10 @@ class Rewrite(Filter):
         self.to = config["to"]
         self.params = tuple(_PARAM.findall(self.to))
 
-    def wrap(self, next: Handler) -> Handler:
-        regex, to, params = self.regex, self.to, self.params
-
-        async def rewrite(req: Request) -> Response:
-            template = to
-            for p in params:
-                template = template.replace("{param." + p + "}", req.params.get(p, ""))
-            req.path = regex.sub(template, req.path, count=1)
-            if not req.path.startswith("/"):
-                req.path = "/" + req.path
-            return await next(req)
-
-        return rewrite
+    def apply(self, req: Request) -> None:
+        template = self.to
+        for p in self.params:
+            template = template.replace("{param." + p + "}", req.params.get(p, ""))
+        req.path = self.regex.sub(template, req.path, count=1)
+        if not req.path.startswith("/"):
+            req.path = "/" + req.path

@@ -129,6 +129,26 @@ def test_smuggling_shapes_are_rejected_with_400_and_close(gw: GatewayProcess, na
     assert json.loads(out.partition(b"\r\n\r\n")[2])["code"] == 400
 
 
+def test_bytes_after_a_closing_request_do_not_cost_its_answer(gw: GatewayProcess) -> None:
+    """llhttp refuses data after `Connection: close`; the request before it was fine and
+    is answered, the rest is dropped with the connection."""
+    for first in (b"GET /echo/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                  b"POST /echo/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                  b"Content-Length: 2\r\n\r\nhi"):
+        out = raw_request(gw.port, first + b"GET /echo/after HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = responses(out)
+        assert [s for s, _ in got] == [200], out[:300]
+        assert json.loads(got[0][1])["path"] == "/echo/x"
+
+
+def test_bad_request_behind_good_ones_is_answered_after_them(gw: GatewayProcess) -> None:
+    good = b"".join(b"GET /echo/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(2))
+    out = raw_request(gw.port, good + b"GET /echo/a HTTP/1.1\r\nHost: x\r\nX A: b\r\n\r\n")
+    got = responses(out)
+    assert [s for s, _ in got] == [200, 200, 400]
+    assert [json.loads(b)["path"] for _, b in got[:2]] == ["/echo/0", "/echo/1"]
+
+
 def test_header_too_large_is_431(gw: GatewayProcess) -> None:
     out = raw_request(gw.port, b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4000 + b"\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 431")

@@ -39,6 +39,7 @@ from urllib.parse import unquote
 
 _NO_ALLOW: tuple[str, ...] = ()
 _HOST_CACHE_MAX = 1024
+_HITS_MAX = 4096
 
 
 class RouteConflict(Exception):
@@ -182,6 +183,10 @@ class Router:
         self._wild: list[tuple[str, _Tree]] = []  # (".suffix", tree), longest first
         self._host_cache: dict[str, tuple[_Tree, ...]] = {}
         self._only: tuple[_Tree, ...] | None = (self._hostless,)
+        # (method, host, path) -> the lookup's answer, params as items: most traffic
+        # repeats a few hundred URLs, and a hit costs one dict probe instead of a walk
+        self._hits: dict[tuple[str, str, str], tuple[Any, tuple[tuple[str, str], ...],
+                                                     tuple[str, ...]]] = {}
         self._routes: list[tuple[str | None, str, tuple[str, ...], Any]] = []
 
     # ---- building (compile time) ------------------------------------------------
@@ -228,6 +233,7 @@ class Router:
 
     def _tree(self, hkey: str | None) -> _Tree:
         self._host_cache.clear()
+        self._hits.clear()
         if hkey is None:
             return self._hostless
         self._only = None
@@ -274,6 +280,18 @@ class Router:
     def match(self, method: str, host: str, path: str
               ) -> tuple[Any | None, dict[str, str], tuple[str, ...]]:
         """(value, params, ()) on a match, (None, {}, allow) for 405, (None, {}, ()) for 404."""
+        key = (method, host if self._only is None else "", path)
+        hit = self._hits.get(key)
+        if hit is not None:
+            return hit[0], dict(hit[1]) if hit[1] else {}, hit[2]
+        value, params, allow = found = self._match(method, host, path)
+        if len(self._hits) >= _HITS_MAX:
+            self._hits.clear()  # bounded: a scan of random URLs cannot grow it
+        self._hits[key] = (value, tuple(params.items()), allow)
+        return found
+
+    def _match(self, method: str, host: str, path: str
+               ) -> tuple[Any | None, dict[str, str], tuple[str, ...]]:
         trees = self._only
         if trees is None:
             trees = self._host_cache.get(host)

@@ -48,7 +48,7 @@ class FastProxy:
     """One route's fast path: `(req, proto)`; answers through `proto.answer_now` or
     hands over with `proto.answer_later`. Raises HTTPError for a refusal."""
 
-    __slots__ = ("upstream", "checks", "preserve_host", "read_timeout")
+    __slots__ = ("upstream", "checks", "preserve_host", "read_timeout", "timeout")
 
     def __init__(self, upstream: Upstream, checks: tuple[SyncCheck, ...],
                  preserve_host: bool, read_timeout: float | None) -> None:
@@ -56,6 +56,8 @@ class FastProxy:
         self.checks = checks
         self.preserve_host = preserve_host
         self.read_timeout = read_timeout
+        # without retries there is no deadline: the try's timeout is fixed
+        self.timeout = timeouts(upstream, read_timeout)[0] if upstream.retry is None else None
 
     def __call__(self, req: Request, proto: Any) -> None:
         added: Headers | None = None
@@ -82,13 +84,15 @@ class FastProxy:
         if conn is None:
             proto.answer_later(req, call.slow(target))
             return
-        timeout, deadline = timeouts(up, self.read_timeout)
         start = time.monotonic()
-        if deadline is not None:
-            timeout = max(0.001, min(timeout, deadline - start))
+        timeout = self.timeout
+        if timeout is None:
+            timeout, deadline = timeouts(up, self.read_timeout)
+            if deadline is not None:
+                timeout = max(0.001, min(timeout, deadline - start))
+            call.deadline = deadline
         call.target = target
         call.start = start
-        call.deadline = deadline
         target.active += 1
         conn.begin(req.method == "HEAD", timeout)
         conn.listener = call.on_head
@@ -144,10 +148,11 @@ class Call:
             conn.abort()  # a retried answer's body is not wanted
             self.proto.answer_later(req, self.slow(None, frozenset({target})))
             return
+        complete = conn.complete
         headers = response_headers(conn.headers)
         if self.added:
             headers += self.added
-        if conn.complete:
+        if complete:
             self.proto.answer_now(req, Response(status, headers, conn.take_body()))
         else:
             self.proto.answer_later(req, _ready(Response(status, headers,
@@ -171,7 +176,8 @@ class Call:
             ex = await forward(self.fp.upstream, req, req.method,
                                req.target_uri.encode("latin-1"), self.lines, self.host,
                                req.body, self.fp.read_timeout, target=target,
-                               attempt=1 if target is not None else 2, tried=tried)
+                               attempt=1 if target is not None else 2, tried=tried,
+                               deadline=self.deadline)
         except UpstreamError as exc:
             raise self.refusal(exc) from None
         resp = client_response(ex)

@@ -20,6 +20,7 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from operator import itemgetter
 from typing import Any
 
 import httptools
@@ -34,6 +35,8 @@ from wxgated.upstream.errors import (
 )
 
 HIGH_WATER = 256 * 1024
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+_name = itemgetter(0)
 LOW_WATER = 64 * 1024
 
 
@@ -55,7 +58,6 @@ class UpstreamConnection(asyncio.Protocol):
     def _reset(self) -> None:
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
-        self.has_length = False
         self.head_done = False
         self.complete = False
         self.chunks: deque[bytes] = deque()
@@ -90,6 +92,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_bytes = True
         if self.complete:  # bytes after a complete answer: unusable connection
             self.keep_alive = False
+            if self in self.pool.idle:  # already pooled (a HEAD answer with a body)
+                self.abort()
             return
         try:
             self.parser.feed_data(data)
@@ -103,9 +107,10 @@ class UpstreamConnection(asyncio.Protocol):
             self._wake()
             return
         if self.head_done and self.head_request and not self.complete:
-            # llhttp can't know a HEAD answer has no body; end it at the head
+            # llhttp can't know a HEAD answer has no body; end it at the head. Some
+            # upstreams send one anyway, maybe later: the connection is not reused.
             self.complete = True
-            self.parser = httptools.HttpResponseParser(self)
+            self.keep_alive = False
             self._wake()
         if not self.complete and self.deadline:  # a streamed body: time from its last byte
             self.pool.deadlines.arm(self, self.loop.time() + self._timeout_value)
@@ -120,14 +125,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._wake_drain()
 
     # -- httptools callbacks ----------------------------------------------------------
-    def on_status(self, status: bytes) -> None:
-        pass
-
     def on_header(self, name: bytes, value: bytes) -> None:
-        name = name.lower()
-        if name == b"content-length" or name == b"transfer-encoding":
-            self.has_length = True
-        self.headers.append((name, value))
+        self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -137,8 +136,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.status = status
         self.head_done = True
         self.keep_alive = self.parser.should_keep_alive()
-        if not self.has_length and status != 204 and status != 304 and not self.head_request:
-            self.close_delimited = True
+        if (status != 204 and status != 304 and not self.head_request
+                and _FRAMING.isdisjoint(map(_name, self.headers))):
+            self.close_delimited = True  # no length, not chunked: the close ends the body
         if self.waiter is not None:
             self._wake()
 

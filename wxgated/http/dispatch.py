@@ -45,7 +45,7 @@ class GatewayDispatcher(Dispatcher):
         return GatewayProtocol(self)
 
     def begin(self, peer_ip: str, headers: list[tuple[bytes, bytes]], method: str, path: str,
-              query: str, start: float) -> Request:
+              query: str, version: str, keep_alive: bool) -> Request:
         xtid = tp = xff = host = None
         for k, v in headers:
             if k == b"x-trace-id":
@@ -57,9 +57,8 @@ class GatewayDispatcher(Dispatcher):
             elif k == b"host":
                 host = v
         client = self.client_ip.resolve(peer_ip, xff) if xff is not None else peer_ip
-        req = Request(method, path, query, headers, _EMPTY, scheme=self.cfg.scheme,
-                      client_ip=client, peer_ip=peer_ip, trace_id=trace_id_for(xtid, tp),
-                      start=start)
+        req = Request(method, path, query, headers, _EMPTY, version, keep_alive,
+                      self.cfg.scheme, client, peer_ip, trace_id_for(xtid, tp), self._time())
         if host is not None:
             req.host = host.decode("latin-1")
         self.in_flight += 1

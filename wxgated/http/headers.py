@@ -8,6 +8,8 @@ X-Real-IP, Via, and the trace headers.
 from __future__ import annotations
 
 import hashlib
+from itertools import compress
+from operator import itemgetter, not_
 from random import getrandbits
 
 HOP_BY_HOP = frozenset({
@@ -19,6 +21,9 @@ HOP_BY_HOP = frozenset({
 _REPLACED = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"x-real-ip", b"traceparent",
                        b"x-trace-id"})
 _SKIP = HOP_BY_HOP | _REPLACED | {b"x-forwarded-for", b"via"}
+_SPECIAL = frozenset({b"x-forwarded-for", b"via", b"connection"})  # what needs a closer look
+_RESPONSE_SPECIAL = frozenset({b"via", b"connection"})
+_name = itemgetter(0)
 _RESPONSE_DROP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
     b"transfer-encoding", b"upgrade",
@@ -30,6 +35,19 @@ VIA = b"1.1 wxgated"
 
 _NO_TOKENS: frozenset[bytes] = frozenset()
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
+
+
+def without(headers: list[tuple[bytes, bytes]], names: frozenset[bytes]
+            ) -> list[tuple[bytes, bytes]]:
+    """The headers whose name is not in `names`, filtered in C: no Python step per
+    header (this runs twice per proxied request)."""
+    return list(compress(headers, map(not_, map(names.__contains__, map(_name, headers)))))
+
+
+def only(headers: list[tuple[bytes, bytes]], names: frozenset[bytes]
+         ) -> list[tuple[bytes, bytes]]:
+    """The headers whose name is in `names`, filtered in C."""
+    return list(compress(headers, map(names.__contains__, map(_name, headers))))
 
 
 def connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -52,34 +70,33 @@ def request_block(headers: list[tuple[bytes, bytes]], peer_ip: str, client_ip: s
     Returns (block, host) where block is ready to follow the request line; host is
     empty unless `keep_host` (then the upstream gets the client's Host).
     """
+    kept = without(headers, _SKIP)
     xff = b""
     via = VIA
-    conn: frozenset[bytes] = _NO_TOKENS
-    lines = []
-    for k, v in headers:
-        if k in _SKIP:
+    special = only(headers, _SPECIAL)
+    if special:  # a proxy in front, or a Connection header
+        conn = _NO_TOKENS
+        for k, v in special:
             if k == b"x-forwarded-for":
                 xff = v if not xff else xff + b", " + v
             elif k == b"via":
                 via = v + b", " + VIA
-            elif k == b"connection":
+            elif v.lower() not in _PLAIN_CONNECTION:
                 conn = connection_tokens(headers)
-            continue
-        lines.append(k + b": " + v + b"\r\n")
-    if conn:
-        lines = [line for line in lines if line.split(b":", 1)[0] not in conn]
+        if conn:
+            kept = [h for h in kept if h[0] not in conn]
     peer = peer_ip.encode()
-    tid = trace_id.encode()
-    lines.append(b"".join((
+    block = b"".join((
+        b"\r\n".join(map(b": ".join, kept)), b"\r\n" if kept else b"",
         b"x-forwarded-for: ", xff + b", " + peer if xff else peer,
         b"\r\nx-forwarded-proto: ", scheme.encode(),
         b"\r\nx-forwarded-host: " + host if host else b"",
-        b"\r\nx-real-ip: ", client_ip.encode(),
+        b"\r\nx-real-ip: ", peer if client_ip == peer_ip else client_ip.encode(),
         b"\r\nvia: ", via,
-        b"\r\nx-trace-id: ", tid,
+        b"\r\nx-trace-id: ", trace_id.encode(),
         b"\r\ntraceparent: 00-", trace_hex(trace_id), b"-%016x-01\r\n" % getrandbits(64),
-    )))
-    return b"".join(lines), (host or b"") if keep_host else b""
+    ))
+    return block, (host or b"") if keep_host else b""
 
 
 def trace_hex(trace_id: str) -> bytes:
@@ -98,20 +115,19 @@ def response_headers(headers: list[tuple[bytes, bytes]],
     """An upstream's response headers as the client gets them. A 101 (`switching`) keeps
     `Upgrade`; the writer adds `connection: upgrade` itself."""
     skip = _SWITCH_SKIP if switching else _RESPONSE_SKIP
-    out = []
+    out = without(headers, skip)
     via = VIA
-    conn: frozenset[bytes] = _NO_TOKENS
-    for k, v in headers:
-        if k in skip:
+    special = only(headers, _RESPONSE_SPECIAL)
+    if special:
+        conn = _NO_TOKENS
+        for k, v in special:
             if k == b"via":
                 via = v + b", " + VIA
-            elif k == b"connection":
+            elif v.lower() not in _PLAIN_CONNECTION:
                 conn = connection_tokens(headers)
-            continue
-        out.append((k, v))
-    if conn:
-        if switching:
-            conn = conn - {b"upgrade"}
-        out = [(k, v) for k, v in out if k not in conn]
+        if conn:
+            if switching:
+                conn = conn - {b"upgrade"}
+            out = [h for h in out if h[0] not in conn]
     out.append((b"via", via))
     return out

@@ -112,7 +112,6 @@ class Request:
         query: str,
         headers: Headers,
         body: Body,
-        *,
         version: str = "1.1",
         keep_alive: bool = True,
         scheme: str = "http",

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable
-from time import monotonic
 from typing import Any
 
 import httptools
@@ -69,7 +68,8 @@ class Dispatcher:
         raise NotImplementedError
 
     def begin(self, peer_ip: str, headers: list[tuple[bytes, bytes]], method: str,
-              path: str, query: str, start: float) -> Request:  # pragma: no cover
+              path: str, query: str, version: str, keep_alive: bool
+              ) -> Request:  # pragma: no cover
         raise NotImplementedError
 
     def reject(self, req: Request, status: int, msg: str) -> Response:  # pragma: no cover
@@ -113,6 +113,7 @@ class GatewayProtocol(asyncio.Protocol):
         self._parsing = False
         self._head_timed = False
         self._waiter: asyncio.Future[None] | None = None  # the cycle task, parked
+        self._refusal: bytes | None = None  # a parse error's answer, due after the pipeline
 
     # -- connection ---------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -203,7 +204,11 @@ class GatewayProtocol(asyncio.Protocol):
         if self.closed:
             return
         if self.active or self.pipeline:
-            self.transport.close()  # can't answer out of order; drop the connection
+            # the requests before the bad bytes are answered first, in order; this
+            # refusal comes after them, unless one of them ends the connection (bytes
+            # after a `Connection: close` request are simply dropped)
+            self._refusal = simple_response(status, msg.encode())
+            self.pause_reading()
             return
         self.transport.write(simple_response(status, msg.encode()))
         self.transport.close()
@@ -242,9 +247,8 @@ class GatewayProtocol(asyncio.Protocol):
         query = query_b.decode("latin-1")
         headers = self._headers
         method = parser.get_method().decode("ascii")
-        req = self.d.begin(self.peer_ip, headers, method, path, query, monotonic())
-        req.version = parser.get_http_version()
-        req.keep_alive = parser.should_keep_alive()
+        req = self.d.begin(self.peer_ip, headers, method, path, query,
+                           parser.get_http_version(), parser.should_keep_alive())
         req.transport = self.transport
         length, chunked = body_framing(headers)
         body = None
@@ -373,6 +377,11 @@ class GatewayProtocol(asyncio.Protocol):
         self.active = False
         if self.closed:
             return False
+        if self._refusal is not None:
+            self.transport.write(self._refusal)
+            self.transport.close()
+            self.closed = True
+            return False
         if self.d.shutting_down:
             self.transport.close()
             return False
@@ -411,7 +420,7 @@ class GatewayProtocol(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.reading_paused and not self.closed:
+        if self.reading_paused and not self.closed and self._refusal is None:
             self.reading_paused = False
             self.transport.resume_reading()
 

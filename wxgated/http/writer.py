@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from http import HTTPStatus
+from operator import itemgetter
 from typing import Any
 
 from wxgated.http.envelope import JSON_TYPE, envelope_body
@@ -20,6 +21,7 @@ _STATUS_LINES = {
     code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in _REASONS.items()
 }
 _NO_BODY = frozenset({204, 304})
+_name = itemgetter(0)
 # set by the writer itself; a handler's values for these are replaced
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
 
@@ -105,10 +107,13 @@ class ResponseWriter:
         status = resp.status
         head_only = req.method == "HEAD" or status in _NO_BODY or status < 200
         headers = resp.headers
-        parts = [status_line(status)]
-        parts += [k + b": " + v + b"\r\n" for k, v in headers if k not in _FRAMING]
         length = None
-        if len(parts) <= len(headers):  # some framing header was set by the handler
+        if _FRAMING.isdisjoint(map(_name, headers)):  # the usual case: joined in C
+            parts = [status_line(status), b"\r\n".join(map(b": ".join, headers)),
+                     b"\r\n" if headers else b""]
+        else:  # the handler set framing headers: the writer's own replace them
+            parts = [status_line(status)]
+            parts += [k + b": " + v + b"\r\n" for k, v in headers if k not in _FRAMING]
             for k, v in headers:
                 if k == b"content-length":
                     length = v
@@ -120,9 +125,13 @@ class ResponseWriter:
             keep_alive = True
         elif stream is None:
             if status >= 200 and status not in _NO_BODY:
-                # a HEAD answer keeps the length the GET would have had
-                n = length if (head_only and length is not None) else b"%d" % len(resp.body)
-                parts.append(b"content-length: " + n + b"\r\n")
+                if not head_only:
+                    parts.append(b"content-length: %d\r\n" % len(resp.body))
+                elif length is not None:  # HEAD keeps the length the GET would have had
+                    parts.append(b"content-length: " + length + b"\r\n")
+                elif resp.body:  # a gateway-made answer to HEAD: its GET's length
+                    parts.append(b"content-length: %d\r\n" % len(resp.body))
+                # else a HEAD whose GET length is unknown (chunked): no length at all
         elif length is not None:
             parts.append(b"content-length: " + length + b"\r\n")
         elif not head_only:

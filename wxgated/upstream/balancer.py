@@ -49,14 +49,18 @@ class Balancer(Protocol):
 class _Weighted:
     """Targets with weights and smooth-WRR state; subclasses choose in `_select`."""
 
-    __slots__ = ("targets", "_weights", "_current")
+    __slots__ = ("targets", "_weights", "_current", "_only")
 
     def __init__(self, targets: Sequence[Any]) -> None:
         self.targets = tuple(targets)
         self._weights = [t.weight for t in self.targets]
         self._current = [0] * len(self.targets)
+        self._only = self.targets[0] if len(self.targets) == 1 else None
 
     def pick(self, req: Any, exclude: set[Any] | frozenset[Any] = _EMPTY) -> Any | None:
+        only = self._only
+        if only is not None:  # one target: nothing to choose, tried or not
+            return only if only.available else None
         i = self._select(exclude)
         if i < 0 and exclude:
             i = self._select(_EMPTY)

@@ -37,15 +37,18 @@ def timeouts(up: Upstream, read_timeout: float | None) -> tuple[float, float | N
 async def forward(up: Upstream, req: Request | None, method: str, uri: bytes, lines: bytes,
                   keep_host: bytes, body: Body, read_timeout: float | None = None, *,
                   target: Target | None = None, attempt: int = 1,
-                  tried: frozenset[Target] = NO_EXCLUDE) -> Exchange:
+                  tried: frozenset[Target] = NO_EXCLUDE,
+                  deadline: float | None = None) -> Exchange:
     """Run the exchange, retrying per policy; raises UpstreamError when all tries fail.
 
-    `target` is an already admitted first target, `attempt`/`tried` say where a caller
-    that made earlier tries itself left off (the fast path)."""
+    `target` is an already admitted first target; `attempt`, `tried` and `deadline` say
+    where a caller that made earlier tries itself left off (the fast path)."""
     if attempt == 1 and target is None and up.budget is not None:
         up.budget.record_request()
     replayable = body.empty or body.buffered is not None
-    timeout, deadline = timeouts(up, read_timeout)
+    timeout, fresh_deadline = timeouts(up, read_timeout)
+    if deadline is None:
+        deadline = fresh_deadline
     head_request = method == "HEAD"
     while True:
         if target is None:

@@ -59,10 +59,14 @@ class Target:
 
     @property
     def available(self) -> bool:
+        health = self.health
+        breaker = self.breaker
+        if health is None and breaker is None:
+            return True
         now = time.monotonic()
-        if self.health is not None and not self.health.healthy(now):
+        if health is not None and not health.healthy(now):
             return False
-        return self.breaker is None or not self.breaker.blocked(now)
+        return breaker is None or not breaker.blocked(now)
 
     def count(self, status: int | str) -> None:
         child = self._status_children.get(status)

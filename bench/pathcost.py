@@ -1,0 +1,255 @@
+"""CPU of wxgated's own code per proxied request, without sockets or the kernel.
+
+    .venv/bin/python bench/pathcost.py [bench/gateway-full.yaml] [--path /full/x] [-n 20000]
+
+The wrk benchmark (run.py) measures the whole process, where half the time is the
+kernel's loopback TCP work and the VM's noise is ±15%. This drives the real objects of
+one process (GatewayProtocol, the route's chain or fast path, UpstreamConnection,
+metrics, access log into /dev/null) with in-memory transports: request bytes go in,
+the upstream request comes out, a canned nginx answer goes back in, the client answer
+comes out. What it prints is stable to a few percent, so it shows whether a change to
+the hot path made it cheaper. The same loop over a minimal callback proxy (the "floor"
+of PERFORMANCE.md) is printed alongside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httptools
+import uvloop
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from wxgated.http.client import UpstreamConnection  # noqa: E402
+from wxgated.observe.accesslog import AccessLog  # noqa: E402
+from wxgated.server import Gateway  # noqa: E402
+
+ANSWER = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Fri, 27 Nov 2026 08:38:01 GMT"
+          b"\r\nContent-Type: application/json\r\nContent-Length: 90\r\n"
+          b"Connection: keep-alive\r\n\r\n" + b"x" * 90)
+
+
+class Wire:
+    """A transport that keeps what is written."""
+
+    def __init__(self, peer: tuple[str, int] = ("127.0.0.1", 40000)) -> None:
+        self.out: list[bytes] = []
+        self.peer = peer
+
+    def write(self, data: bytes) -> None:
+        self.out.append(data)
+
+    def writelines(self, parts: list[bytes]) -> None:
+        self.out.append(b"".join(parts))
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.peer if name == "peername" else default
+
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+    def can_write_eof(self) -> bool:
+        return True
+
+
+async def gateway_cost(config: str, path: str, n: int) -> float:
+    os.environ["BENCH_PORT"] = "0"  # a listener is bound, never used
+    gw = Gateway(config, AccessLog(fd=os.open(os.devnull, os.O_WRONLY)))
+    gw.load()
+    await gw.start()
+    token = await login(gw)
+    d = gw.dispatcher
+    assert d is not None
+    route = next(r for r in gw.snapshot.routes if r.terminal == "upstream")
+    target = next(iter(gw.snapshot.upstreams.values())).targets[0]
+    pool = target.pool
+    up_wire = Wire()
+    conn = UpstreamConnection(pool)
+    conn.connection_made(up_wire)
+    pool.release(conn)
+    client = Wire()
+    proto = d.protocol()
+    proto.connection_made(client)
+    auth = f"authorization: Bearer {token}\r\n" if token else ""
+    request = (f"GET {path} HTTP/1.1\r\nhost: 127.0.0.1:18080\r\n{auth}"
+               "user-agent: wrk\r\n\r\n").encode()
+    answered = 0
+
+    def one() -> None:
+        nonlocal answered
+        proto.data_received(request)
+        conn.data_received(ANSWER)
+        answered += 1
+
+    for _ in range(200):  # warm up (the first request may take the coroutine path)
+        one()
+        await asyncio.sleep(0)
+    client.out.clear()
+    up_wire.out.clear()
+    if n == 0:  # count instead of time: Python opcodes and calls of one request
+        return count_opcodes(one)
+    t0 = time.process_time()
+    for _ in range(n):
+        one()
+    spent = time.process_time() - t0
+    assert len(client.out) == n and client.out[-1].startswith(b"HTTP/1.1 200"), \
+        (route.name, client.out[-1][:200] if client.out else None)
+    return spent / n * 1e6
+
+
+BY_FUNCTION: Counter[str] = Counter()
+
+
+def count_opcodes(fn: Any) -> float:
+    """Python opcodes executed by `fn()`: deterministic, unlike time on a shared VM."""
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            code = frame.f_code
+            BY_FUNCTION[f"{Path(code.co_filename).name}:{code.co_name}"] += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        fn()
+    finally:
+        sys.settrace(None)
+    return float(sum(BY_FUNCTION.values()))
+
+
+class FloorServer(asyncio.Protocol):
+    """The callback-only proxy of PERFORMANCE.md's floor measurement."""
+
+    def __init__(self, upstream: FloorUpstream) -> None:
+        self.up = upstream
+        self.parser = httptools.HttpRequestParser(self)
+
+    def connection_made(self, t: Any) -> None:
+        self.t = t
+        self.peer = t.get_extra_info("peername")[0].encode()
+
+    def data_received(self, d: bytes) -> None:
+        self.parser.feed_data(d)
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers: list[bytes] = []
+
+    def on_url(self, u: bytes) -> None:
+        self.url += u
+
+    def on_header(self, n: bytes, v: bytes) -> None:
+        n = n.lower()
+        if n not in (b"host", b"connection"):
+            self.headers.append(n + b": " + v + b"\r\n")
+
+    def on_message_complete(self) -> None:
+        up = self.up
+        up.client = self
+        up.t.write(b"GET " + self.url + b" HTTP/1.1\r\nhost: up\r\n" + b"".join(self.headers)
+                   + b"x-forwarded-for: " + self.peer + b"\r\n\r\n")
+
+
+class FloorUpstream(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.client: FloorServer | None = None
+
+    def connection_made(self, t: Any) -> None:
+        self.t = t
+
+    def data_received(self, d: bytes) -> None:
+        self.parser.feed_data(d)
+
+    def on_message_begin(self) -> None:
+        self.headers: list[bytes] = []
+        self.body: list[bytes] = []
+
+    def on_header(self, n: bytes, v: bytes) -> None:
+        n = n.lower()
+        if n not in (b"connection", b"keep-alive"):
+            self.headers.append(n + b": " + v + b"\r\n")
+
+    def on_body(self, b: bytes) -> None:
+        self.body.append(b)
+
+    def on_message_complete(self) -> None:
+        c, self.client = self.client, None
+        assert c is not None
+        c.t.write(b"HTTP/1.1 %d OK\r\n" % self.parser.get_status_code()
+                  + b"".join(self.headers) + b"via: 1.1 floor\r\n\r\n" + b"".join(self.body))
+
+
+def floor_cost(path: str, n: int) -> float:
+    up = FloorUpstream()
+    up.connection_made(Wire())
+    srv = FloorServer(up)
+    client = Wire()
+    srv.connection_made(client)
+    request = f"GET {path} HTTP/1.1\r\nhost: 127.0.0.1:18080\r\nuser-agent: wrk\r\n\r\n".encode()
+    t0 = time.process_time()
+    for _ in range(n):
+        srv.data_received(request)
+        up.data_received(ANSWER)
+    return (time.process_time() - t0) / n * 1e6
+
+
+async def login(gw: Gateway) -> str | None:
+    """A token for the jwt routes, with its session in this gateway's own store."""
+    services = gw.snapshot.services
+    sessions, ring = services.get("sessions"), services.get("jwt")
+    if sessions is None or ring is None:
+        return None
+    session = await sessions.create("o-bench-user-0001", None, "tiihtNczf5v6AKRyjwEUhQ==")
+    return ring.issue({"sub": session.openid, "sid": session.sid})[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", nargs="?", default=str(REPO / "bench" / "gateway-bare.yaml"))
+    p.add_argument("--path", default="/bare/x")
+    p.add_argument("-n", type=int, default=10000)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--opcodes", action="store_true",
+                   help="count the Python opcodes of one request instead of timing")
+    p.add_argument("--top", type=int, default=0, help="with --opcodes: the N costliest functions")
+    args = p.parse_args(argv)
+
+    if args.opcodes:
+        ops = uvloop.run(gateway_cost(args.config, args.path, 0))
+        print(f"{args.path}: {ops:.0f} Python opcodes per request")
+        for name, n in BY_FUNCTION.most_common(args.top):
+            print(f"{n:6d}  {name}")
+        return 0
+
+    async def run() -> tuple[float, float]:
+        # interleaved, and the best of each: the machine's speed drifts within a minute
+        ours, floor = [], []
+        for _ in range(args.rounds):
+            ours.append(await gateway_cost(args.config, args.path, args.n))
+            floor.append(floor_cost(args.path, args.n))
+        return min(ours), min(floor)
+
+    ours, floor = uvloop.run(run())
+    print(f"{args.path}: wxgated {ours:.1f} µs/request of its own code, "
+          f"floor {floor:.1f} µs ({ours / floor:.1f}×), no kernel time in either")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,11 +23,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httptools
 import uvloop
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from floor import FloorPool, FloorServer, FloorUpstream  # noqa: E402
 
 from wxgated.http.client import UpstreamConnection  # noqa: E402
 from wxgated.observe.accesslog import AccessLog  # noqa: E402
@@ -131,73 +133,12 @@ def count_opcodes(fn: Any) -> float:
     return float(sum(BY_FUNCTION.values()))
 
 
-class FloorServer(asyncio.Protocol):
-    """The callback-only proxy of PERFORMANCE.md's floor measurement."""
-
-    def __init__(self, upstream: FloorUpstream) -> None:
-        self.up = upstream
-        self.parser = httptools.HttpRequestParser(self)
-
-    def connection_made(self, t: Any) -> None:
-        self.t = t
-        self.peer = t.get_extra_info("peername")[0].encode()
-
-    def data_received(self, d: bytes) -> None:
-        self.parser.feed_data(d)
-
-    def on_message_begin(self) -> None:
-        self.url = b""
-        self.headers: list[bytes] = []
-
-    def on_url(self, u: bytes) -> None:
-        self.url += u
-
-    def on_header(self, n: bytes, v: bytes) -> None:
-        n = n.lower()
-        if n not in (b"host", b"connection"):
-            self.headers.append(n + b": " + v + b"\r\n")
-
-    def on_message_complete(self) -> None:
-        up = self.up
-        up.client = self
-        up.t.write(b"GET " + self.url + b" HTTP/1.1\r\nhost: up\r\n" + b"".join(self.headers)
-                   + b"x-forwarded-for: " + self.peer + b"\r\n\r\n")
-
-
-class FloorUpstream(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.client: FloorServer | None = None
-
-    def connection_made(self, t: Any) -> None:
-        self.t = t
-
-    def data_received(self, d: bytes) -> None:
-        self.parser.feed_data(d)
-
-    def on_message_begin(self) -> None:
-        self.headers: list[bytes] = []
-        self.body: list[bytes] = []
-
-    def on_header(self, n: bytes, v: bytes) -> None:
-        n = n.lower()
-        if n not in (b"connection", b"keep-alive"):
-            self.headers.append(n + b": " + v + b"\r\n")
-
-    def on_body(self, b: bytes) -> None:
-        self.body.append(b)
-
-    def on_message_complete(self) -> None:
-        c, self.client = self.client, None
-        assert c is not None
-        c.t.write(b"HTTP/1.1 %d OK\r\n" % self.parser.get_status_code()
-                  + b"".join(self.headers) + b"via: 1.1 floor\r\n\r\n" + b"".join(self.body))
-
-
 def floor_cost(path: str, n: int) -> float:
-    up = FloorUpstream()
+    pool = FloorPool(0)
+    up = FloorUpstream(pool)
     up.connection_made(Wire())
-    srv = FloorServer(up)
+    pool.idle.append(up)
+    srv = FloorServer(pool)
     client = Wire()
     srv.connection_made(client)
     request = f"GET {path} HTTP/1.1\r\nhost: 127.0.0.1:18080\r\nuser-agent: wrk\r\n\r\n".encode()

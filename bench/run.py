@@ -34,9 +34,10 @@ from benchlib.services import (  # noqa: E402
 from benchlib.stack import Scenario, setup  # noqa: E402
 from benchlib.wrk import run_wrk  # noqa: E402
 
-BASE = ("nginx", "bare", "full", "redis", "aggregate")
+BASE = ("nginx", "floor", "bare", "full", "redis", "aggregate")
 LABELS = {
     "nginx": "nginx (1 worker)",
+    "floor": "python floor (bench/floor.py: no features)",
     "bare": "wxgated bare",
     "full": "wxgated full",
     "redis": "wxgated redis",

@@ -81,6 +81,15 @@ def start_redis(tmp: Path, cpus: str | None) -> Service:
     return Service("redis", proc, port, log)
 
 
+def start_floor(tmp: Path, cpus: str | None, upstream_port: int) -> Service:
+    """bench/floor.py: the featureless callback proxy, CPython's own floor."""
+    port = free_port()
+    log = tmp / "floor.log"
+    proc = spawn([python(), str(BENCH / "floor.py"), str(port), str(upstream_port)], cpus, log)
+    wait_port(port, proc)
+    return Service("floor", proc, port, log)
+
+
 def start_gateway(name: str, config: str, tmp: Path, cpus: str | None,
                   env: dict[str, str | int]) -> Service:
     """`wxgated run -c bench/CONFIG` with ports (and workers) given through BENCH_* vars;

@@ -19,6 +19,7 @@ from benchlib.services import (
     login,
     missing_tools,
     python,
+    start_floor,
     start_gateway,
     start_nginx,
     start_redis,
@@ -60,6 +61,9 @@ def start_core(wanted: list[str], tmp: Path, plan: CpuPlan) -> tuple[list[Scenar
     proxy = start_nginx("proxy", "proxy.conf", tmp, plan.proxy,
                         {"UPSTREAM_PORT": up_port, "PROXY_PORT": free_port()})
     out = [Scenario("nginx", proxy, "/bare/items/42", plan.load)]
+    if "floor" in wanted:
+        out.append(Scenario("floor", start_floor(tmp, plan.proxy, up_port), "/bare/items/42",
+                            plan.load))
     if "bare" in wanted:
         gw = start_gateway("bare", "gateway-bare.yaml", tmp, plan.proxy,
                            {"BENCH_UPSTREAM_PORT": up_port, "BENCH_WORKERS": 1})

@@ -44,21 +44,15 @@ class GatewayDispatcher(Dispatcher):
     def protocol(self) -> GatewayProtocol:
         return GatewayProtocol(self)
 
-    def begin(self, peer_ip: str, headers: list[tuple[bytes, bytes]], method: str, path: str,
-              query: str, version: str, keep_alive: bool) -> Request:
-        xtid = tp = xff = host = None
-        for k, v in headers:
-            if k == b"x-trace-id":
-                xtid = v
-            elif k == b"traceparent":
-                tp = v
-            elif k == b"x-forwarded-for":
-                xff = v
-            elif k == b"host":
-                host = v
+    def begin(self, peer_ip: str, headers: list[tuple[bytes, bytes]],
+              by_name: dict[bytes, bytes], method: str, path: str, query: str,
+              version: str, keep_alive: bool) -> Request:
+        xff = by_name.get(b"x-forwarded-for")
+        host = by_name.get(b"host")
         client = self.client_ip.resolve(peer_ip, xff) if xff is not None else peer_ip
+        trace_id = trace_id_for(by_name.get(b"x-trace-id"), by_name.get(b"traceparent"))
         req = Request(method, path, query, headers, _EMPTY, version, keep_alive,
-                      self.cfg.scheme, client, peer_ip, trace_id_for(xtid, tp), self._time())
+                      self.cfg.scheme, client, peer_ip, trace_id, self._time())
         if host is not None:
             req.host = host.decode("latin-1")
         self.in_flight += 1

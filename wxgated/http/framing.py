@@ -38,25 +38,6 @@ class HeaderTooLarge(Exception):
     """Raised from a parser callback; httptools wraps it, the size counter tells why."""
 
 
-def header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    for k, v in headers:
-        if k == name:
-            return v
-    return None
-
-
-def body_framing(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, bool]:
-    """(content-length, chunked). llhttp has already refused ambiguous framing."""
-    length = None
-    chunked = False
-    for k, v in headers:
-        if k == b"content-length":
-            length = int(v)
-        elif k == b"transfer-encoding":
-            chunked = True
-    return length, chunked
-
-
 def origin_form(url: bytes) -> bytes:
     """Absolute-form request targets (`GET http://host/path`) become origin-form."""
     if url == b"*":

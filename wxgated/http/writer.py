@@ -13,6 +13,7 @@ from operator import itemgetter
 from typing import Any
 
 from wxgated.http.envelope import JSON_TYPE, envelope_body
+from wxgated.http.headers import only, without
 from wxgated.http.message import Request, Response
 from wxgated.http.waiters import wake
 
@@ -22,6 +23,7 @@ _STATUS_LINES = {
 }
 _NO_BODY = frozenset({204, 304})
 _name = itemgetter(0)
+_LENGTH = frozenset({b"content-length"})
 # set by the writer itself; a handler's values for these are replaced
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
 
@@ -108,15 +110,15 @@ class ResponseWriter:
         head_only = req.method == "HEAD" or status in _NO_BODY or status < 200
         headers = resp.headers
         length = None
-        if _FRAMING.isdisjoint(map(_name, headers)):  # the usual case: joined in C
-            parts = [status_line(status), b"\r\n".join(map(b": ".join, headers)),
-                     b"\r\n" if headers else b""]
-        else:  # the handler set framing headers: the writer's own replace them
-            parts = [status_line(status)]
-            parts += [k + b": " + v + b"\r\n" for k, v in headers if k not in _FRAMING]
-            for k, v in headers:
-                if k == b"content-length":
-                    length = v
+        if not _FRAMING.isdisjoint(map(_name, headers)):
+            # framing is the writer's: a handler's Content-Length only says how long a
+            # stream (or the GET of a HEAD) is
+            lengths = only(headers, _LENGTH)
+            if lengths:
+                length = lengths[-1][1]
+            headers = without(headers, _FRAMING)
+        parts = [status_line(status), b"\r\n".join(map(b": ".join, headers)),
+                 b"\r\n" if headers else b""]  # joined in C, no Python step per header
         parts.append(b"x-trace-id: " + req.trace_id.encode() + b"\r\n")
         stream = resp.stream
         chunked = False

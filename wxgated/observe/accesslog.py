@@ -48,7 +48,8 @@ class AccessLog:
         route = req.route.name if req.route is not None else ""
         up_ms = req.upstream_ms
         line = (
-            f'{{"ts":"{self._ts(time.time())}","trace_id":{_json_str(req.trace_id)},'
+            # trace ids are safe as they are (trace_id_for admits printable, quote-free ones)
+            f'{{"ts":"{self._ts(time.time())}","trace_id":"{req.trace_id}",'
             f'"route":"{route}","method":"{req.method}","path":{_json_str(req.orig_path)},'
             f'"status":{status},"upstream":"{req.upstream}","target":"{req.target}",'
             f'"duration_ms":{duration * 1000.0:.3f},'

@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from benchlib.stages import Frame, stage_of  # noqa: E402
 from floor import FloorPool, FloorServer, FloorUpstream  # noqa: E402
 
 from wxgated.http.client import UpstreamConnection  # noqa: E402
@@ -113,16 +114,31 @@ async def gateway_cost(config: str, path: str, n: int) -> float:
 
 
 BY_FUNCTION: Counter[str] = Counter()
+BY_STAGE: Counter[str] = Counter()
+
+
+def _stack(frame: Any) -> list[Frame]:
+    """The frames from the outermost in, named like py-spy names them (for stage_of)."""
+    out = []
+    while frame is not None:
+        code = frame.f_code
+        path = Path(code.co_filename)
+        name = str(path.relative_to(REPO)) if path.is_relative_to(REPO) else path.name
+        out.append(Frame(code.co_qualname, name))
+        frame = frame.f_back
+    return out[::-1]
 
 
 def count_opcodes(fn: Any) -> float:
-    """Python opcodes executed by `fn()`: deterministic, unlike time on a shared VM."""
+    """Python opcodes executed by `fn()`, by function and by request stage (the stages
+    of bench/profile.py): deterministic, unlike time on a shared VM."""
 
     def tracer(frame: Any, event: str, arg: Any) -> Any:
         frame.f_trace_opcodes = True
         if event == "opcode":
             code = frame.f_code
-            BY_FUNCTION[f"{Path(code.co_filename).name}:{code.co_name}"] += 1
+            BY_FUNCTION[f"{Path(code.co_filename).name}:{code.co_qualname}"] += 1
+            BY_STAGE[stage_of(_stack(frame))] += 1
         return tracer
 
     sys.settrace(tracer)
@@ -142,6 +158,13 @@ def floor_cost(path: str, n: int) -> float:
     client = Wire()
     srv.connection_made(client)
     request = f"GET {path} HTTP/1.1\r\nhost: 127.0.0.1:18080\r\nuser-agent: wrk\r\n\r\n".encode()
+
+    def one() -> None:
+        srv.data_received(request)
+        up.data_received(ANSWER)
+
+    if n == 0:
+        return count_opcodes(one)
     t0 = time.process_time()
     for _ in range(n):
         srv.data_received(request)
@@ -174,8 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.opcodes:
         ops = uvloop.run(gateway_cost(args.config, args.path, 0))
         print(f"{args.path}: {ops:.0f} Python opcodes per request")
+        for stage, n in BY_STAGE.most_common():
+            print(f"{n:6d}  {100 * n / ops:4.1f}%  {stage}")
         for name, n in BY_FUNCTION.most_common(args.top):
             print(f"{n:6d}  {name}")
+        BY_FUNCTION.clear()
+        print(f"floor: {floor_cost(args.path, 0):.0f} Python opcodes per request")
         return 0
 
     async def run() -> tuple[float, float]:

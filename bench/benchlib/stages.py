@@ -27,9 +27,12 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("state backend (memory or redis client)", ("redis/", "wxgated/state/")),
     ("filters (other)", ("wxgated/filters/",)),
     ("aggregate", ("wxgated/handlers/aggregate.py", "wxgated/aggregate/")),
-    ("upstream: proxy, pool, client", ("wxgated/handlers/proxy.py", "wxgated/upstream/",
-                                       "wxgated/http/client.py")),
+    ("upstream: client protocol and pool", ("wxgated/http/client.py",)),
+    ("upstream: proxy, balancer, breaker, accounting", (
+        "wxgated/handlers/proxy.py", "wxgated/handlers/fastproxy.py", "wxgated/upstream/")),
+    ("header rules (forwarded, hop-by-hop, via)", ("wxgated/http/headers.py",)),
     ("response write", ("wxgated/http/writer.py",)),
+    ("timeouts (Deadlines)", ("wxgated/http/deadlines.py",)),
 )
 # Frames that own everything beneath them, checked from the root in: the session check's
 # state read and JSON decode belong to the session check, not to "state backend".
@@ -38,7 +41,7 @@ OWNERS: tuple[tuple[str, str], ...] = (
     ("log", "wxgated/observe/accesslog.py"),
     ("metrics", "wxgated/observe/metrics.py"),
 )
-TRANSPARENT = ("wxgated/http/message.py", "wxgated/http/headers.py", "wxgated/http/body.py",
+TRANSPARENT = ("wxgated/http/message.py", "wxgated/http/body.py",
                "wxgated/http/envelope.py", "wxgated/run.py", "wxgated/cli.py",
                "wxgated/__main__.py")
 PARSE_FUNCS = ("GatewayProtocol.data_received", "GatewayProtocol.on_",

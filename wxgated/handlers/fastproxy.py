@@ -138,34 +138,26 @@ class Call:
                 target.active -= 1
                 self.proto.answer_later(req, self.slow(target))
                 return
-            settle(up, req, target, None, error, self.start)
-            self._next_try(error)
-            return
-        status = conn.status
-        settle(up, req, target, status, None, self.start)
-        if up.retry is not None and retry_next(up, req.method, 1, status, None, True,
+        status = None if error is not None else conn.status
+        settle(up, req, target, status, error, self.start)
+        if up.retry is not None and retry_next(up, req.method, 1, status, error, True,
                                                self.deadline):
-            conn.abort()  # a retried answer's body is not wanted
+            if error is None:
+                conn.abort()  # a retried answer's body is not wanted
             self.proto.answer_later(req, self.slow(None, frozenset({target})))
             return
-        complete = conn.complete
+        if error is not None:
+            self.proto.answer_now(req, error_response(self.refusal(error), req.trace_id))
+            return
+        status = conn.status
         headers = response_headers(conn.headers)
         if self.added:
             headers += self.added
-        if complete:
+        if conn.complete:
             self.proto.answer_now(req, Response(status, headers, conn.take_body()))
         else:
             self.proto.answer_later(req, _ready(Response(status, headers,
                                                          stream=conn.stream_body())))
-
-    def _next_try(self, error: UpstreamError) -> None:
-        target = self.target
-        assert target is not None
-        req = self.req
-        if retry_next(self.fp.upstream, req.method, 1, None, error, True, self.deadline):
-            self.proto.answer_later(req, self.slow(None, frozenset({target})))
-        else:
-            self.proto.answer_now(req, error_response(self.refusal(error), req.trace_id))
 
     async def slow(self, target: Target | None,
                    tried: frozenset[Target] = NO_EXCLUDE) -> Response:

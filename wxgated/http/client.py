@@ -35,9 +35,9 @@ from wxgated.upstream.errors import (
 )
 
 HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 _name = itemgetter(0)
-LOW_WATER = 64 * 1024
 
 
 class UpstreamConnection(asyncio.Protocol):

@@ -292,7 +292,6 @@ class ConnectionPool:
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
         self.idle: list[UpstreamConnection] = []
-        self.busy: set[UpstreamConnection] = set()
         self.closing = False
         self.deadlines = Deadlines(0.05)  # read timeouts of exchanges in flight
 
@@ -307,14 +306,12 @@ class ConnectionPool:
             if conn.closed or now - conn.idle_since > self.idle_timeout:
                 conn.abort()
                 continue
-            self.busy.add(conn)
             return conn
         return None
 
     async def connect(self, connect_timeout: float) -> UpstreamConnection:
         conn: UpstreamConnection = await self.open(lambda: UpstreamConnection(self),
                                                    connect_timeout)
-        self.busy.add(conn)
         return conn
 
     async def open(self, factory: Callable[[], asyncio.Protocol], timeout: float) -> Any:
@@ -331,7 +328,6 @@ class ConnectionPool:
         return proto
 
     def release(self, conn: UpstreamConnection) -> None:
-        self.busy.discard(conn)
         if self.closing or len(self.idle) >= self.max_idle:
             conn.abort()
             return
@@ -339,7 +335,6 @@ class ConnectionPool:
         self.idle.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:
-        self.busy.discard(conn)
         if conn in self.idle:
             self.idle.remove(conn)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from typing import Any
 
 from wxgated.aggregate.plan import Plan, PlanError, Step, compile_plan
@@ -28,7 +27,7 @@ from wxgated.config.errors import SemanticError
 from wxgated.config.units import DURATION_PATTERN
 from wxgated.handlers.base import Terminal, register_terminal
 from wxgated.http.envelope import envelope
-from wxgated.http.headers import trace_hex
+from wxgated.http.headers import traceparent
 from wxgated.http.message import Handler, Headers, Request, Response
 from wxgated.upstream.errors import UpstreamError, UpstreamTimeout
 
@@ -85,8 +84,7 @@ def _base_headers(req: Request) -> Headers:
     headers: Headers = [
         (b"accept", b"application/json"),
         (b"x-trace-id", tid.encode()),
-        (b"traceparent", b"00-" + trace_hex(tid) + b"-" + os.urandom(8).hex().encode()
-         + b"-01"),
+        (b"traceparent", traceparent(tid)),
     ]
     if req.client_ip:
         headers.append((b"x-forwarded-for", req.client_ip.encode()))

@@ -94,9 +94,14 @@ def request_block(headers: list[tuple[bytes, bytes]], peer_ip: str, client_ip: s
         b"\r\nx-real-ip: ", peer if client_ip == peer_ip else client_ip.encode(),
         b"\r\nvia: ", via,
         b"\r\nx-trace-id: ", trace_id.encode(),
-        b"\r\ntraceparent: 00-", trace_hex(trace_id), b"-%016x-01\r\n" % getrandbits(64),
+        b"\r\ntraceparent: ", traceparent(trace_id), b"\r\n",
     ))
     return block, (host or b"") if keep_host else b""
+
+
+def traceparent(trace_id: str) -> bytes:
+    """A W3C traceparent for a new span of our trace (span ids need no syscall)."""
+    return b"00-" + trace_hex(trace_id) + b"-%016x-01" % getrandbits(64)
 
 
 def trace_hex(trace_id: str) -> bytes:

@@ -24,6 +24,7 @@ from wxgated.versioning import request_version
 
 log = logging.getLogger("wxgated")
 _EMPTY = Body.of(b"")
+CLIENT_GONE = 499
 
 
 class GatewayDispatcher(Dispatcher):
@@ -87,6 +88,10 @@ class GatewayDispatcher(Dispatcher):
             return await work
         except HTTPError as err:
             return error_response(err, req.trace_id)
+        except ConnectionResetError:
+            # the client went away mid-body: nginx's 499, counted and logged as such,
+            # not an error of the route (the answer has nobody to go to)
+            return Response(CLIENT_GONE)
         except Exception:
             return self._failed(req)
 

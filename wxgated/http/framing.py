@@ -34,18 +34,35 @@ class Discard:
         self.transport.close()
 
 
-class HeaderTooLarge(Exception):
-    """Raised from a parser callback; httptools wraps it, the size counter tells why."""
+class Refused(Exception):
+    """Raised from a parser callback to refuse the request with `status`; httptools
+    wraps it (as `__context__` of its HttpParserCallbackError)."""
+
+    def __init__(self, status: int, msg: str) -> None:
+        super().__init__(msg)
+        self.status = status
+        self.msg = msg
+
+
+def refusal_of(exc: BaseException) -> tuple[int, str]:
+    """The status and message for a parser error: ours when a callback refused."""
+    cause = exc.__context__
+    if isinstance(cause, Refused):
+        return cause.status, cause.msg
+    return 400, f"bad request: {exc}"
 
 
 def origin_form(url: bytes) -> bytes:
-    """Absolute-form request targets (`GET http://host/path`) become origin-form."""
+    """Absolute-form request targets (`GET http://host/path`) become origin-form; what
+    is neither (authority-form CONNECT targets, junk) is refused."""
     if url == b"*":
         return b"*"
     try:
         parsed = httptools.parse_url(url)
     except httptools.HttpParserInvalidURLError:
-        return b"/"
+        raise Refused(400, "bad request: invalid request target") from None
+    if not parsed.schema or not parsed.host:
+        raise Refused(400, "bad request: invalid request target")
     out = parsed.path or b"/"
     if parsed.query:
         out += b"?" + parsed.query

@@ -79,6 +79,9 @@ class Body:
         return self._feeder.chunks()
 
 
+NO_BODY = Body(None, None)  # a request without framing headers: nothing to forward
+
+
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     if data:
         yield data

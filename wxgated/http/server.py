@@ -22,12 +22,8 @@ import httptools
 
 from wxgated.http.body import RequestBody
 from wxgated.http.deadlines import Deadlines
-from wxgated.http.framing import (
-    Discard,
-    HeaderTooLarge,
-    origin_form,
-)
-from wxgated.http.message import Body, Request, Response
+from wxgated.http.framing import Discard, Refused, origin_form, refusal_of
+from wxgated.http.message import NO_BODY, Body, HTTPError, Request, Response
 from wxgated.http.waiters import wake
 from wxgated.http.writer import ResponseWriter, simple_response
 
@@ -36,7 +32,8 @@ _value = itemgetter(1)
 _identity = methodcaller("startswith", b"x-wx-")
 MAX_PIPELINE = 16  # queued requests before we stop reading from the client
 LINGER_SECONDS = 2.0  # how long an unread request body is drained after an early answer
-_EMPTY_BODY = Body.of(b"")
+_ZERO_BODY = Body.of(b"")  # an explicit Content-Length: 0, forwarded as such
+_TOO_LARGE = "request header fields too large"
 
 
 class ServerConfig:
@@ -117,6 +114,7 @@ class GatewayProtocol(asyncio.Protocol):
         self._head_timed = False
         self._waiter: asyncio.Future[None] | None = None  # the cycle task, parked
         self._in_head = False
+        self._head_bytes = 0
         self._refusal: bytes | None = None  # a parse error's answer, due after the pipeline
 
     # -- connection ---------------------------------------------------------
@@ -166,11 +164,15 @@ class GatewayProtocol(asyncio.Protocol):
             self.tunnel.from_client(data)
             return
         self._bytes_in += len(data)
+        in_head = self._in_head
         try:
             self.parser.feed_data(data)
-            if self._in_head and self._head_size() > self.cfg.max_header:
-                self._reject(431, "request header fields too large")  # came in pieces
-                return
+            if self._in_head:  # a head arriving in pieces: bounded before it completes
+                if in_head:
+                    self._head_bytes += len(data)  # all of this read is head
+                if max(self._head_bytes, self._head_size()) > self.cfg.max_header:
+                    self._reject(431, _TOO_LARGE)
+                    return
             if self._parsing and not self.active and not self._head_timed:
                 # a request still incomplete after this read: the header timeout runs from
                 # here, once per request (whole requests, the usual case, skip the timer)
@@ -179,10 +181,7 @@ class GatewayProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade as upg:
             self._on_upgrade(data[upg.args[0]:])
         except httptools.HttpParserError as exc:
-            if self._header_size > self.cfg.max_header:
-                self._reject(431, "request header fields too large")
-            else:
-                self._reject(400, f"bad request: {exc}")
+            self._reject(*refusal_of(exc))
 
     def eof_received(self) -> bool | None:
         if self._body is not None:  # body cut short by the client
@@ -198,7 +197,14 @@ class GatewayProtocol(asyncio.Protocol):
             self.d.deadlines.arm(self, 0.0)
 
     def on_deadline(self) -> None:
-        if self.active or self.closed:
+        if self.closed:
+            return
+        body = self._body
+        if body is not None and not body.done:  # the client stalled within its body
+            body.fail(HTTPError(408, "request body timeout"))
+            if self.active:
+                return
+        if self.active:
             return
         if self._parsing:  # slow client: header or body not complete in time
             self._reject(408, "request timeout")
@@ -210,6 +216,9 @@ class GatewayProtocol(asyncio.Protocol):
         self._disarm()
         if self.closed:
             return
+        if self._body is not None:  # a body being read ends here, with this refusal
+            self._body.fail(HTTPError(status, msg))
+            self._body = None
         if self.active or self.pipeline:
             # the requests before the bad bytes are answered first, in order; this
             # refusal comes after them, unless one of them ends the connection (bytes
@@ -228,64 +237,72 @@ class GatewayProtocol(asyncio.Protocol):
         self._header_size = 0
         self._parsing = True
         self._in_head = True
+        self._head_bytes = 0
         self._head_timed = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._header_size += len(url)
         if self._header_size > self.cfg.max_header:
-            raise HeaderTooLarge
+            raise Refused(414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # Sized, lower-cased and filtered all at once when the head is complete, in C
         # (map/zip), rather than with several Python steps per header here.
-        self._headers.append((name, value))
+        if self._in_head:  # trailer fields of a chunked body are not headers: dropped
+            self._headers.append((name, value))
 
     def _head_size(self) -> int:
         raw = self._headers
         return self._header_size + sum(map(len, chain.from_iterable(raw))) + 4 * len(raw)
 
-    def on_headers_complete(self) -> None:
-        self._in_head = False
+    def _head_fields(self, version: str) -> list[tuple[bytes, bytes]]:
+        """The head's fields lower-cased, X-WX-* dropped, one Host (RFC 9112 §3.2)."""
         raw = self._headers
         self._header_size = self._head_size()
         if self._header_size > self.cfg.max_header:
-            raise HeaderTooLarge
+            raise Refused(431, _TOO_LARGE)
         names = list(map(bytes.lower, map(_name, raw)))
+        hosts = names.count(b"host")
+        if hosts > 1 or (hosts == 0 and version == "1.1"):
+            raise Refused(400, "bad request: exactly one Host header is required")
         headers = list(zip(names, map(_value, raw), strict=True))
         if any(map(_identity, names)):  # X-WX-* are the gateway's alone (DESIGN.md)
             headers = [h for h in headers if not h[0].startswith(b"x-wx-")]
-        self._headers = headers
-        by_name = dict(headers)  # the last of each name, for the few read here
+        return headers
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
         parser = self.parser
+        version = parser.get_http_version()
+        self._headers = headers = self._head_fields(version)
+        by_name = dict(headers)  # the last of each name, for the few read here
         url = self._url
         if url[:1] != b"/":
             url = origin_form(url)
         path_b, _, query_b = url.partition(b"?")
-        path = path_b.decode("latin-1")
-        query = query_b.decode("latin-1")
         method = parser.get_method().decode("ascii")
-        req = self.d.begin(self.peer_ip, headers, by_name, method, path, query,
-                           parser.get_http_version(), parser.should_keep_alive())
+        req = self.d.begin(self.peer_ip, headers, by_name, method, path_b.decode("latin-1"),
+                           query_b.decode("latin-1"), version, parser.should_keep_alive())
         req.transport = self.transport
         cl = by_name.get(b"content-length")
         length = None if cl is None else int(cl)
-        chunked = b"transfer-encoding" in by_name
         body = None
-        if chunked or length:
-            expect = by_name.get(b"expect")
-            body = RequestBody(self, self.cfg.max_body, length,
-                               expect is not None and expect.lower() == b"100-continue")
+        if length or b"transfer-encoding" in by_name:
+            expect = by_name.get(b"expect")  # HTTP/1.0 clients' expectations are ignored
+            body = RequestBody(self, self.cfg.max_body, length, version == "1.1"
+                               and expect is not None and expect.lower() == b"100-continue")
             if length is not None and length > self.cfg.max_body:
                 body.too_large = True
             req.body = Body(body, length)
+            self._arm(self.cfg.header_timeout)  # the longest pause within the body
         else:
-            req.body = _EMPTY_BODY
+            req.body = NO_BODY if length is None else _ZERO_BODY
         self._body = body
         if not self.active:
             # no disarm: an idle deadline that fires while a request is active is ignored
             self.active = True
-            if body is None and not parser.should_upgrade():
+            if length is None and body is None and not parser.should_upgrade():
                 self._parsing = False  # no body: this message is complete
                 if self.d.fast(req, self):
                     return
@@ -299,6 +316,7 @@ class GatewayProtocol(asyncio.Protocol):
     def on_body(self, chunk: bytes) -> None:
         if self._body is not None:
             self._body.feed(chunk)
+            self._arm(self.cfg.header_timeout)
 
     def on_message_complete(self) -> None:
         self._parsing = False
@@ -438,11 +456,15 @@ class GatewayProtocol(asyncio.Protocol):
         if not self.reading_paused and not self.closed:
             self.reading_paused = True
             self.transport.pause_reading()
+            if self._body is not None:
+                self._disarm()  # we are not reading: no body timeout meanwhile
 
     def resume_reading(self) -> None:
         if self.reading_paused and not self.closed and self._refusal is None:
             self.reading_paused = False
             self.transport.resume_reading()
+            if self._body is not None:
+                self._arm(self.cfg.header_timeout)
 
     def send_continue(self) -> None:
         if not self.closed:

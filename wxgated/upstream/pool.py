@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wxgated.http.client import ConnectionPool, UpstreamConnection
-from wxgated.http.message import Body
+from wxgated.http.message import NO_BODY, Body
 from wxgated.observe.metrics import (
     UPSTREAM_DURATION,
     UPSTREAM_REQUESTS,
@@ -108,10 +108,10 @@ async def exchange_once(target: Target, head: bytes, body: Body, head_request: b
     while True:
         conn.begin(head_request, read_timeout)
         try:
-            if body.length == 0 or body.buffered is not None:
-                data = body.buffered
+            data = body.buffered
+            if data is not None:  # no framing stays none; a (read) body gets its length
                 conn.transport.write(
-                    head + b"\r\n" if not data
+                    head + b"\r\n" if body.length is None and not data
                     else head + b"content-length: %d\r\n\r\n" % len(data) + data)
             else:
                 await _send_stream(conn, head, body)
@@ -162,7 +162,7 @@ class Upstream:
 
         lines = b"".join(k + b": " + v + b"\r\n" for k, v in headers)
         ex = await forward(self, None, method, path_and_query.encode("latin-1"), lines, b"",
-                           Body.of(body), read_timeout=timeout)
+                           Body.of(body) if body else NO_BODY, read_timeout=timeout)
         data = ex.conn.take_body() if ex.conn.complete else await _read_all(ex.conn)
         return ex.status, ex.headers, data
 

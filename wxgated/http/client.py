@@ -36,8 +36,18 @@ from wxgated.upstream.errors import (
 
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
+MAX_HEAD = 64 * 1024  # an answer head past this is a 502 (nginx's proxy_buffer_size is 4-8k)
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 _name = itemgetter(0)
+
+
+def _close_delimited(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Does the close end this answer's body (RFC 9112 §6.3): no Content-Length and no
+    Transfer-Encoding, or a Transfer-Encoding whose last coding is not chunked."""
+    if _FRAMING.isdisjoint(map(_name, headers)):
+        return True
+    te = dict(headers).get(b"transfer-encoding")
+    return te is not None and te.rsplit(b",", 1)[-1].strip().lower() != b"chunked"
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -66,6 +76,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.waiter: asyncio.Future[None] | None = None
         self.listener: Callable[[UpstreamConnection], None] | None = None
         self.got_bytes = False
+        self.head_bytes = 0
         self.head_request = False
         self.close_delimited = False
         self.keep_alive = True
@@ -79,8 +90,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = True
         self._disarm()
         self.pool.forget(self)
-        if self.head_done and self.close_delimited and not self.complete:
-            self.complete = True  # the close is the end of this body
+        if (self.head_done and self.close_delimited and not self.complete
+                and exc is None and self.error is None):
+            self.complete = True  # a clean close is the end of this body
             self.keep_alive = False
         elif not self.complete and self.error is None:
             err = UpstreamConnectError if not self.got_bytes else UpstreamBroken
@@ -97,6 +109,10 @@ class UpstreamConnection(asyncio.Protocol):
             return
         try:
             self.parser.feed_data(data)
+            if not self.head_done:
+                self.head_bytes += len(data)
+                if self.head_bytes > MAX_HEAD:
+                    raise httptools.HttpParserError(f"answer head over {MAX_HEAD} bytes")
         except httptools.HttpParserUpgrade:
             self.complete = True
             self.keep_alive = False
@@ -126,7 +142,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        if not self.head_done:  # trailer fields of a chunked answer are not headers
+            self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -136,9 +153,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.status = status
         self.head_done = True
         self.keep_alive = self.parser.should_keep_alive()
-        if (status != 204 and status != 304 and not self.head_request
-                and _FRAMING.isdisjoint(map(_name, self.headers))):
-            self.close_delimited = True  # no length, not chunked: the close ends the body
+        if status != 204 and status != 304 and not self.head_request:
+            self.close_delimited = _close_delimited(self.headers)
         if self.waiter is not None:
             self._wake()
 
@@ -148,6 +164,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.buffered > HIGH_WATER and not self.reading_paused:
             self.reading_paused = True
             self.transport.pause_reading()
+            self._disarm()  # we stopped reading (a slow client): not the upstream's delay
         if self.waiter is not None:
             self._wake()
 
@@ -179,6 +196,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._timeout_value = seconds
         if seconds > 0:
             self.pool.deadlines.arm(self, self.loop.time() + seconds)
+        elif self.deadline:  # no timeout now: a previous exchange's must not fire
+            self.pool.deadlines.arm(self, 0.0)
 
     def _disarm(self) -> None:
         if self.deadline:
@@ -200,8 +219,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.head_request = head_request
         self._arm(read_timeout)
 
-    async def send_body(self, head: bytes, body: AsyncIterator[bytes], chunked: bool) -> None:
-        """Stream a request body; a client-side failure propagates unchanged."""
+    async def send_body(self, head: bytes, body: AsyncIterator[bytes], chunked: bool,
+                        timeout: float) -> None:
+        """Stream a request body; a client-side failure propagates unchanged. An
+        upstream that stops reading it for `timeout` is a timeout (nginx's
+        proxy_send_timeout); waiting for the client is not timed here."""
         transport = self.transport
         transport.write(head)
         async for chunk in body:
@@ -211,13 +233,19 @@ class UpstreamConnection(asyncio.Protocol):
                 transport.writelines([b"%x\r\n" % len(chunk), chunk, b"\r\n"])
             else:
                 transport.write(chunk)
-            if self.deadline:  # the read timeout counts from the last byte
-                self.pool.deadlines.arm(self, self.loop.time() + self._timeout_value)
-            while self.write_paused and not self.closed:
-                self._drain = self.loop.create_future()
-                await self._drain
+            if self.write_paused:
+                self._arm(timeout)
+                while self.write_paused and not self.closed:
+                    self._drain = self.loop.create_future()
+                    await self._drain
+                self._disarm()
         if chunked and not self.closed:
             transport.write(b"0\r\n\r\n")
+
+    def expect_answer(self, timeout: float) -> None:
+        """The request is sent: from now on the upstream has `timeout` to answer."""
+        if not self.complete:
+            self._arm(timeout)
 
     async def read_head(self) -> None:
         """Wait until the answer head is in (`status`, `headers`)."""
@@ -247,11 +275,12 @@ class UpstreamConnection(asyncio.Protocol):
                     if self.reading_paused and self.buffered < LOW_WATER:
                         self.reading_paused = False
                         self.transport.resume_reading()
+                        self._arm(self._timeout_value)
                     yield chunk
-                elif self.complete:
-                    break
                 elif self.error is not None:
                     raise self.error
+                elif self.complete:
+                    break
                 elif self.closed:
                     raise UpstreamBroken("upstream closed the connection mid-body")
                 else:

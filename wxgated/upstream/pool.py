@@ -106,15 +106,18 @@ async def exchange_once(target: Target, head: bytes, body: Body, head_request: b
     if conn is None:
         conn = await pool.connect(connect_timeout)
     while True:
-        conn.begin(head_request, read_timeout)
+        data = body.buffered
+        # a streamed body: the read timeout starts once it is sent (the client's pauses
+        # are the client body timeout's business, not the upstream's)
+        conn.begin(head_request, read_timeout if data is not None else 0.0)
         try:
-            data = body.buffered
             if data is not None:  # no framing stays none; a (read) body gets its length
                 conn.transport.write(
                     head + b"\r\n" if body.length is None and not data
                     else head + b"content-length: %d\r\n\r\n" % len(data) + data)
             else:
-                await _send_stream(conn, head, body)
+                await _send_stream(conn, head, body, read_timeout)
+                conn.expect_answer(read_timeout)
             if not conn.head_done:
                 await conn.read_head()
             return Exchange(conn.status, conn.headers, conn, target)
@@ -130,13 +133,14 @@ async def exchange_once(target: Target, head: bytes, body: Body, head_request: b
         conn = await pool.connect(connect_timeout)
 
 
-async def _send_stream(conn: UpstreamConnection, head: bytes, body: Body) -> None:
+async def _send_stream(conn: UpstreamConnection, head: bytes, body: Body,
+                       timeout: float) -> None:
     if body.length is not None:
         await conn.send_body(head + b"content-length: %d\r\n\r\n" % body.length,
-                             body.__aiter__(), False)
+                             body.__aiter__(), False, timeout)
     else:
         await conn.send_body(head + b"transfer-encoding: chunked\r\n\r\n", body.__aiter__(),
-                             True)
+                             True, timeout)
 
 
 class Upstream:

@@ -52,11 +52,12 @@ def refusal_of(exc: BaseException) -> tuple[int, str]:
     return 400, f"bad request: {exc}"
 
 
-def origin_form(url: bytes) -> bytes:
-    """Absolute-form request targets (`GET http://host/path`) become origin-form; what
-    is neither (authority-form CONNECT targets, junk) is refused."""
+def origin_form(url: bytes) -> tuple[bytes, bytes | None]:
+    """An absolute-form request target (`GET http://host/path`) as origin-form, with
+    its authority, which replaces the Host header (RFC 9112 §3.2.2); what is neither
+    (authority-form CONNECT targets, junk) is refused."""
     if url == b"*":
-        return b"*"
+        return b"*", None
     try:
         parsed = httptools.parse_url(url)
     except httptools.HttpParserInvalidURLError:
@@ -66,4 +67,5 @@ def origin_form(url: bytes) -> bytes:
     out = parsed.path or b"/"
     if parsed.query:
         out += b"?" + parsed.query
-    return out
+    host = parsed.host if parsed.port is None else b"%s:%d" % (parsed.host, parsed.port)
+    return out, host

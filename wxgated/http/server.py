@@ -276,10 +276,14 @@ class GatewayProtocol(asyncio.Protocol):
         parser = self.parser
         version = parser.get_http_version()
         self._headers = headers = self._head_fields(version)
-        by_name = dict(headers)  # the last of each name, for the few read here
         url = self._url
         if url[:1] != b"/":
-            url = origin_form(url)
+            url, authority = origin_form(url)
+            if authority is not None:  # the target's authority is the host
+                headers = [h for h in headers if h[0] != b"host"]
+                headers.append((b"host", authority))
+                self._headers = headers
+        by_name = dict(headers)  # the last of each name, for the few read here
         path_b, _, query_b = url.partition(b"?")
         method = parser.get_method().decode("ascii")
         req = self.d.begin(self.peer_ip, headers, by_name, method, path_b.decode("latin-1"),

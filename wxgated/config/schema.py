@@ -159,7 +159,8 @@ def _server() -> Schema:
                                        0),
         }, default={}),
         "timeouts": obj({
-            "header": duration("10s", "time to receive a request head"),
+            "header": duration("10s", "time to receive a request head, and the longest "
+                               "pause within a request body"),
             "idle": duration("75s", "keep-alive connection idle time"),
             "shutdown_grace": duration("15s", "how long in-flight requests may finish on stop",
                                        positive=False),

@@ -38,6 +38,7 @@ HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 MAX_HEAD = 64 * 1024  # an answer head past this is a 502 (nginx's proxy_buffer_size is 4-8k)
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+_TE = frozenset({b"transfer-encoding"})
 _name = itemgetter(0)
 
 
@@ -46,8 +47,10 @@ def _close_delimited(headers: list[tuple[bytes, bytes]]) -> bool:
     Transfer-Encoding, or a Transfer-Encoding whose last coding is not chunked."""
     if _FRAMING.isdisjoint(map(_name, headers)):
         return True
-    te = dict(headers).get(b"transfer-encoding")
-    return te is not None and te.rsplit(b",", 1)[-1].strip().lower() != b"chunked"
+    if _TE.isdisjoint(map(_name, headers)):
+        return False  # a Content-Length: the usual case
+    te = dict(headers)[b"transfer-encoding"]
+    return te.rsplit(b",", 1)[-1].strip().lower() != b"chunked"
 
 
 class UpstreamConnection(asyncio.Protocol):

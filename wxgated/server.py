@@ -20,7 +20,7 @@ from wxgated.config.spec import duration
 from wxgated.config.units import parse_size
 from wxgated.http.clientip import ClientIPResolver
 from wxgated.http.dispatch import GatewayDispatcher
-from wxgated.http.server import ServerConfig
+from wxgated.http.serving import ServerConfig
 from wxgated.observe.accesslog import AccessLog
 from wxgated.observe.metrics import CONFIG_RELOADS
 from wxgated.observe.metrics import flush as flush_metrics

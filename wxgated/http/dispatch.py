@@ -16,7 +16,8 @@ from wxgated.http.clientip import ClientIPResolver
 from wxgated.http.deadlines import Deadlines
 from wxgated.http.envelope import envelope, error_response
 from wxgated.http.message import Body, HTTPError, Request, Response
-from wxgated.http.server import Dispatcher, GatewayProtocol, ServerConfig
+from wxgated.http.server import GatewayProtocol
+from wxgated.http.serving import Dispatcher, ServerConfig
 from wxgated.observe.accesslog import AccessLog
 from wxgated.observe.metrics import RouteMetrics, in_flight_source
 from wxgated.observe.trace import trace_id_for

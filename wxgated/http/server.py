@@ -14,78 +14,28 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable
-from itertools import chain
-from operator import itemgetter, methodcaller
 from typing import Any
 
 import httptools
 
 from wxgated.http.body import RequestBody
-from wxgated.http.deadlines import Deadlines
-from wxgated.http.framing import Discard, Refused, origin_form, refusal_of
+from wxgated.http.framing import (
+    TOO_LARGE,
+    Discard,
+    Refused,
+    fields_size,
+    head_fields,
+    origin_form,
+    refusal_of,
+)
 from wxgated.http.message import NO_BODY, Body, HTTPError, Request, Response
+from wxgated.http.serving import Dispatcher
 from wxgated.http.waiters import wake
 from wxgated.http.writer import ResponseWriter, simple_response
 
-_name = itemgetter(0)
-_value = itemgetter(1)
-_identity = methodcaller("startswith", b"x-wx-")
 MAX_PIPELINE = 16  # queued requests before we stop reading from the client
 LINGER_SECONDS = 2.0  # how long an unread request body is drained after an early answer
 _ZERO_BODY = Body.of(b"")  # an explicit Content-Length: 0, forwarded as such
-_TOO_LARGE = "request header fields too large"
-
-
-class ServerConfig:
-    """Per-listener settings, read on every request: plain attributes, no lookups."""
-
-    __slots__ = ("max_header", "max_body", "header_timeout", "idle_timeout", "scheme",
-                 "max_connections")
-
-    def __init__(self, max_header: int = 16384, max_body: int = 1 << 20,
-                 header_timeout: float = 10.0, idle_timeout: float = 75.0,
-                 scheme: str = "http", max_connections: int = 0) -> None:
-        self.max_header = max_header
-        self.max_body = max_body
-        self.header_timeout = header_timeout
-        self.idle_timeout = idle_timeout
-        self.scheme = scheme
-        self.max_connections = max_connections
-
-
-class Dispatcher:
-    """What the protocol calls: `handle` answers a request, `done` logs and counts it.
-
-    wxgated.http.dispatch implements it; tests may pass a simpler one.
-    """
-
-    cfg: ServerConfig
-    connections: set[GatewayProtocol]
-    deadlines: Deadlines
-    shutting_down: bool
-
-    async def handle(self, req: Request) -> Response:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def begin(self, peer_ip: str, headers: list[tuple[bytes, bytes]],
-              by_name: dict[bytes, bytes], method: str, path: str, query: str,
-              version: str, keep_alive: bool) -> Request:  # pragma: no cover
-        raise NotImplementedError
-
-    def reject(self, req: Request, status: int, msg: str) -> Response:  # pragma: no cover
-        raise NotImplementedError
-
-    def fast(self, req: Request, proto: GatewayProtocol) -> bool:
-        """Take a body-less request on the callback path: True when it did, and will
-        answer through `proto.answer_now` or `proto.answer_later`."""
-        return False
-
-    async def settle(self, req: Request, work: Awaitable[Response]) -> Response:
-        """`work`'s response, or the envelope for what it raised."""
-        return await work  # pragma: no cover - interface
-
-    def done(self, req: Request, status: int, bytes_in: int, bytes_out: int) -> None:
-        pass  # pragma: no cover
 
 
 class GatewayProtocol(asyncio.Protocol):
@@ -171,7 +121,7 @@ class GatewayProtocol(asyncio.Protocol):
                 if in_head:
                     self._head_bytes += len(data)  # all of this read is head
                 if max(self._head_bytes, self._head_size()) > self.cfg.max_header:
-                    self._reject(431, _TOO_LARGE)
+                    self._reject(431, TOO_LARGE)
                     return
             if self._parsing and not self.active and not self._head_timed:
                 # a request still incomplete after this read: the header timeout runs from
@@ -253,29 +203,16 @@ class GatewayProtocol(asyncio.Protocol):
             self._headers.append((name, value))
 
     def _head_size(self) -> int:
-        raw = self._headers
-        return self._header_size + sum(map(len, chain.from_iterable(raw))) + 4 * len(raw)
-
-    def _head_fields(self, version: str) -> list[tuple[bytes, bytes]]:
-        """The head's fields lower-cased, X-WX-* dropped, one Host (RFC 9112 §3.2)."""
-        raw = self._headers
-        self._header_size = self._head_size()
-        if self._header_size > self.cfg.max_header:
-            raise Refused(431, _TOO_LARGE)
-        names = list(map(bytes.lower, map(_name, raw)))
-        hosts = names.count(b"host")
-        if hosts > 1 or (hosts == 0 and version == "1.1"):
-            raise Refused(400, "bad request: exactly one Host header is required")
-        headers = list(zip(names, map(_value, raw), strict=True))
-        if any(map(_identity, names)):  # X-WX-* are the gateway's alone (DESIGN.md)
-            headers = [h for h in headers if not h[0].startswith(b"x-wx-")]
-        return headers
+        return self._header_size + fields_size(self._headers)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         parser = self.parser
         version = parser.get_http_version()
-        self._headers = headers = self._head_fields(version)
+        self._header_size = self._head_size()
+        if self._header_size > self.cfg.max_header:
+            raise Refused(431, TOO_LARGE)
+        self._headers = headers = head_fields(self._headers, version)
         url = self._url
         if url[:1] != b"/":
             url, authority = origin_form(url)

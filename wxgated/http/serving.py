@@ -1,0 +1,68 @@
+"""What the server protocol (wxgated.http.server) needs from whoever owns it.
+
+Kept apart from the protocol so the dispatcher, tests and the protocol share one
+contract without importing each other's machinery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+from wxgated.http.deadlines import Deadlines
+from wxgated.http.message import Request, Response
+
+if TYPE_CHECKING:
+    from wxgated.http.server import GatewayProtocol
+
+
+class ServerConfig:
+    """Per-listener settings, read on every request: plain attributes, no lookups."""
+
+    __slots__ = ("max_header", "max_body", "header_timeout", "idle_timeout", "scheme",
+                 "max_connections")
+
+    def __init__(self, max_header: int = 16384, max_body: int = 1 << 20,
+                 header_timeout: float = 10.0, idle_timeout: float = 75.0,
+                 scheme: str = "http", max_connections: int = 0) -> None:
+        self.max_header = max_header
+        self.max_body = max_body
+        self.header_timeout = header_timeout
+        self.idle_timeout = idle_timeout
+        self.scheme = scheme
+        self.max_connections = max_connections
+
+
+class Dispatcher:
+    """What the protocol calls: `handle` answers a request, `done` logs and counts it.
+
+    wxgated.http.dispatch implements it; tests may pass a simpler one.
+    """
+
+    cfg: ServerConfig
+    connections: set[GatewayProtocol]
+    deadlines: Deadlines
+    shutting_down: bool
+
+    async def handle(self, req: Request) -> Response:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def begin(self, peer_ip: str, headers: list[tuple[bytes, bytes]],
+              by_name: dict[bytes, bytes], method: str, path: str, query: str,
+              version: str, keep_alive: bool) -> Request:  # pragma: no cover
+        raise NotImplementedError
+
+    def reject(self, req: Request, status: int, msg: str) -> Response:  # pragma: no cover
+        raise NotImplementedError
+
+    def fast(self, req: Request, proto: GatewayProtocol) -> bool:
+        """Take a body-less request on the callback path: True when it did, and will
+        answer through `proto.answer_now` or `proto.answer_later`."""
+        return False
+
+    async def settle(self, req: Request, work: Awaitable[Response]) -> Response:
+        """`work`'s response, or the envelope for what it raised."""
+        return await work  # pragma: no cover - interface
+
+    def done(self, req: Request, status: int, bytes_in: int, bytes_out: int) -> None:
+        pass  # pragma: no cover

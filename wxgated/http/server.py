@@ -7,6 +7,10 @@ answered in order (pipelining), keep-alive follows the request and the response,
 llhttp rejects smuggling shapes (CL+TE, duplicate CL, obs-fold, bad header names),
 header and body sizes are limited on the wire, and reading pauses when a body or a
 pipeline backs up.
+
+A body-less request on a route with a fast path is answered from callbacks
+(`Dispatcher.fast` → wxgated.handlers.fastproxy → `answer_now`); everything else runs
+in one task per connection, parked between requests (`_cycle`).
 """
 
 from __future__ import annotations
@@ -152,8 +156,6 @@ class GatewayProtocol(asyncio.Protocol):
         body = self._body
         if body is not None and not body.done:  # the client stalled within its body
             body.fail(HTTPError(408, "request body timeout"))
-            if self.active:
-                return
         if self.active:
             return
         if self._parsing:  # slow client: header or body not complete in time

@@ -22,6 +22,7 @@ import pytest
 
 from tests.gateway import GatewayProcess
 from tests.test_fastpath import LoopThread, read_response
+from wxgated.http.framing import origin_form
 
 READ_TIMEOUT = 0.3  # the raw upstream's read timeout
 HEADER_TIMEOUT = 1.0  # the gateway's header timeout
@@ -133,6 +134,14 @@ class Raw:
                      b"\r\n5\r\nhello\r\n0\r\nx-checksum: abc123\r\n\r\n")
         await writer.drain()
         return True
+
+    async def do_badchunk(self, reader: Any, writer: Any, head: bytes, conn: int) -> bool:
+        """A head and a malformed chunk in one write: broken before any of it is sent."""
+        if b"content-length" in head.lower():
+            await self.read_body(reader, head)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello")
+        await writer.drain()
+        return False
 
     async def do_bighead(self, reader: Any, writer: Any, head: bytes, conn: int) -> bool:
         fields = b"".join(b"x-filler-%d: %s\r\n" % (i, b"f" * 1000) for i in range(1024))
@@ -362,6 +371,21 @@ async def test_upstream_connection_close_answer_is_not_reused(gw: GatewayProcess
 async def test_upstream_closing_mid_head_is_a_502(gw: GatewayProcess) -> None:
     status, _, body = await one(gw, req("GET", "/r/midhead", "Host: x"))
     assert status == 502 and json.loads(body)["code"] == 502
+
+
+async def test_answer_broken_right_after_its_head_is_a_502_on_both_paths(
+        gw: GatewayProcess) -> None:
+    """GET (callback path) and POST with a body (coroutine path) alike: the answer broke
+    before anything was sent to the client, so the client gets a clean 502."""
+    for request in (req("GET", "/r/badchunk", "Host: x"),
+                    req("POST", "/r/badchunk", "Host: x", "Content-Length: 2", body=b"hi")):
+        status, _, body = await one(gw, request)
+        assert status == 502 and json.loads(body)["code"] == 502
+
+
+def test_absolute_form_keeps_an_ipv6_authority_whole() -> None:
+    assert origin_form(b"http://[::1]:8080/x?y=1") == (b"/x?y=1", b"[::1]:8080")
+    assert origin_form(b"http://a.test/x") == (b"/x", b"a.test")
 
 
 async def test_oversized_upstream_head_is_a_502(gw: GatewayProcess) -> None:

@@ -39,7 +39,8 @@ from urllib.parse import unquote
 
 _NO_ALLOW: tuple[str, ...] = ()
 _HOST_CACHE_MAX = 1024
-_HITS_MAX = 4096
+_HITS_MAX = 4096  # cached lookups (matches only, paths up to _HIT_PATH_MAX)
+_HIT_PATH_MAX = 256
 
 
 class RouteConflict(Exception):
@@ -285,9 +286,10 @@ class Router:
         if hit is not None:
             return hit[0], dict(hit[1]) if hit[1] else {}, hit[2]
         value, params, allow = found = self._match(method, host, path)
-        if len(self._hits) >= _HITS_MAX:
-            self._hits.clear()  # bounded: a scan of random URLs cannot grow it
-        self._hits[key] = (value, tuple(params.items()), allow)
+        if value is not None and len(path) <= _HIT_PATH_MAX:
+            if len(self._hits) >= _HITS_MAX:
+                self._hits.clear()  # bounded: a scan of random URLs cannot grow it
+            self._hits[key] = (value, tuple(params.items()), allow)
         return found
 
     def _match(self, method: str, host: str, path: str

@@ -169,20 +169,16 @@ class RateLimit(Filter):
         local = self.local.decide if self.local is not None else None
         remote = self._remote_decision
         key_of = self.key_of
-        ok_headers = self.headers.ok
-        refuse = self._refuse
+        admit = self._admit
 
         async def run(req: Request) -> Response:
             if local is not None:
-                d = local(key_of(req))
+                hdrs = admit(local(key_of(req)))
             else:
-                remote_d = await remote(key_of(req))
-                if remote_d is None:  # degraded and allowed: no RateLimit-* to report
+                d = await remote(key_of(req))
+                if d is None:  # degraded and allowed: no RateLimit-* to report
                     return await next(req)
-                d = remote_d
-            if not d[0]:
-                raise refuse(d)
-            hdrs = ok_headers(d)
+                hdrs = admit(d)
             try:
                 resp = await next(req)
             except HTTPError as e:
@@ -198,16 +194,18 @@ class RateLimit(Filter):
             return None  # the bucket is in Redis: the decision awaits
         local = self.local.decide
         key_of = self.key_of
-        ok_headers = self.headers.ok
-        refuse = self._refuse
+        admit = self._admit
 
         def rate_limit(req: Request) -> Headers:
-            d = local(key_of(req))
-            if not d[0]:
-                raise refuse(d)
-            return ok_headers(d)
+            return admit(local(key_of(req)))
 
         return rate_limit
+
+    def _admit(self, d: Decision) -> Headers:
+        """The RateLimit-* headers of an allowed request; a refusal raises the 429."""
+        if not d[0]:
+            raise self._refuse(d)
+        return self.headers.ok(d)
 
     def _refuse(self, d: Decision) -> HTTPError:
         self.rejected.inc()

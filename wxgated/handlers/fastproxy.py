@@ -19,29 +19,40 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from wxgated.http.client import UpstreamConnection
 from wxgated.http.envelope import error_response
 from wxgated.http.headers import request_block, response_headers
 from wxgated.http.message import Headers, HTTPError, Request, Response, SyncCheck
 from wxgated.upstream.errors import (
-    UpstreamBroken,
     UpstreamConnectError,
     UpstreamError,
     to_http_error,
 )
-from wxgated.upstream.forward import NO_EXCLUDE, admit, forward, retry_next, settle, timeouts
-from wxgated.upstream.pool import Exchange, Target, Upstream
+from wxgated.upstream.forward import (
+    NO_EXCLUDE,
+    admit,
+    forward,
+    request_head,
+    retry_next,
+    settle,
+    timeouts,
+    try_timeout,
+)
+from wxgated.upstream.pool import Target, Upstream
 
 __all__ = ["FastProxy", "client_response"]
 
 
-def client_response(ex: Exchange) -> Response:
-    """The client's response for an upstream answer: whole when it came with its head,
-    else streamed as it arrives."""
-    conn = ex.conn
-    headers = response_headers(ex.headers)
+def client_response(status: int, upstream_headers: Headers, conn: UpstreamConnection,
+                    added: Headers | None = None) -> Response:
+    """The client's response for an upstream answer, with the filters' `added` headers:
+    whole when it came with its head, else streamed as it arrives."""
+    headers = response_headers(upstream_headers)
+    if added:
+        headers += added
     if conn.complete:
-        return Response(ex.status, headers, conn.take_body())
-    return Response(ex.status, headers, stream=conn.stream_body())
+        return Response(status, headers, conn.take_body())
+    return Response(status, headers, stream=conn.stream_body())
 
 
 class FastProxy:
@@ -60,46 +71,41 @@ class FastProxy:
         self.timeout = timeouts(upstream, read_timeout)[0] if upstream.retry is None else None
 
     def __call__(self, req: Request, proto: Any) -> None:
-        added: Headers | None = None
+        call = Call(self, req, proto)
         for check in self.checks:
             try:
                 hdrs = check(req)
             except HTTPError as err:
-                if added:
-                    err.headers = err.headers + added
-                raise
+                raise call.with_added(err) from None
             if hdrs:  # an inner filter's headers come before an outer one's
-                added = hdrs if added is None else hdrs + added
+                call.added = hdrs if call.added is None else hdrs + call.added
         up = self.upstream
-        lines, host = request_block(req.headers, req.peer_ip, req.client_ip, req.scheme,
-                                    req.header(b"host"), req.trace_id, self.preserve_host)
-        call = Call(self, req, proto, lines, host, added)
+        call.lines, call.host = request_block(req.headers, req.peer_ip, req.client_ip,
+                                              req.scheme, req.header(b"host"), req.trace_id,
+                                              self.preserve_host)
         if up.budget is not None:
             up.budget.record_request()
         try:
             target = admit(up, req, NO_EXCLUDE)
         except UpstreamError as exc:
-            raise call.refusal(exc) from None
+            raise call.with_added(to_http_error(exc)) from None
         conn = target.pool.take_idle()
         if conn is None:
             proto.answer_later(req, call.slow(target))
             return
         start = time.monotonic()
         timeout = self.timeout
-        if timeout is None:
-            timeout, deadline = timeouts(up, self.read_timeout)
-            if deadline is not None:
-                timeout = max(0.001, min(timeout, deadline - start))
-            call.deadline = deadline
+        if timeout is None:  # retries: each try within their deadline
+            timeout, call.deadline = timeouts(up, self.read_timeout)
+            timeout = try_timeout(timeout, call.deadline, start)
         call.target = target
         call.start = start
         target.active += 1
         conn.begin(req.method == "HEAD", timeout)
         conn.listener = call.on_head
-        conn.transport.write(b"".join((req.method.encode(), b" ",
-                                       req.target_uri.encode("latin-1"),
-                                       b" HTTP/1.1\r\nhost: ", host or target.host_header,
-                                       b"\r\n", lines, b"\r\n")))
+        conn.transport.write(request_head(req.method, req.target_uri.encode("latin-1"),
+                                          call.host or target.host_header, call.lines)
+                             + b"\r\n")
 
 
 class Call:
@@ -108,14 +114,13 @@ class Call:
     __slots__ = ("fp", "req", "proto", "lines", "host", "added", "target", "start",
                  "deadline")
 
-    def __init__(self, fp: FastProxy, req: Request, proto: Any, lines: bytes, host: bytes,
-                 added: Headers | None) -> None:
+    def __init__(self, fp: FastProxy, req: Request, proto: Any) -> None:
         self.fp = fp
         self.req = req
         self.proto = proto
-        self.lines = lines
-        self.host = host
-        self.added = added
+        self.lines = b""
+        self.host = b""
+        self.added: Headers | None = None  # the filters' response headers
         self.target: Target | None = None
         self.start = 0.0
         self.deadline: float | None = None
@@ -127,37 +132,30 @@ class Call:
         up = self.fp.upstream
         req = self.req
         error = conn.error
-        if error is None and not conn.head_done:
-            error = (UpstreamConnectError if not conn.got_bytes else UpstreamBroken)(
-                "upstream closed the connection")
         if error is not None:
             conn.abort()
             if isinstance(error, UpstreamConnectError) and not conn.got_bytes:
-                # a stale keep-alive connection: once more on a fresh one, as
-                # exchange_once does (the target keeps its admission)
+                # a stale keep-alive connection: the try goes on in forward (another
+                # idle connection or a fresh one, as exchange_once does); the target
+                # keeps its admission
                 target.active -= 1
                 self.proto.answer_later(req, self.slow(target))
                 return
         status = None if error is not None else conn.status
         settle(up, req, target, status, error, self.start)
-        if up.retry is not None and retry_next(up, req.method, 1, status, error, True,
-                                               self.deadline):
+        if retry_next(up, req.method, 1, status, error, True, self.deadline):
             if error is None:
                 conn.abort()  # a retried answer's body is not wanted
             self.proto.answer_later(req, self.slow(None, frozenset({target})))
-            return
-        if error is not None:
-            self.proto.answer_now(req, error_response(self.refusal(error), req.trace_id))
-            return
-        status = conn.status
-        headers = response_headers(conn.headers)
-        if self.added:
-            headers += self.added
-        if conn.complete:
-            self.proto.answer_now(req, Response(status, headers, conn.take_body()))
+        elif error is not None:
+            err = self.with_added(to_http_error(error))
+            self.proto.answer_now(req, error_response(err, req.trace_id))
         else:
-            self.proto.answer_later(req, _ready(Response(status, headers,
-                                                         stream=conn.stream_body())))
+            resp = client_response(conn.status, conn.headers, conn, self.added)
+            if resp.stream is None:
+                self.proto.answer_now(req, resp)
+            else:
+                self.proto.answer_later(req, _ready(resp))
 
     async def slow(self, target: Target | None,
                    tried: frozenset[Target] = NO_EXCLUDE) -> Response:
@@ -171,14 +169,11 @@ class Call:
                                attempt=1 if target is not None else 2, tried=tried,
                                deadline=self.deadline)
         except UpstreamError as exc:
-            raise self.refusal(exc) from None
-        resp = client_response(ex)
-        if self.added:
-            resp.headers += self.added
-        return resp
+            raise self.with_added(to_http_error(exc)) from None
+        return client_response(ex.status, ex.headers, ex.conn, self.added)
 
-    def refusal(self, exc: UpstreamError) -> HTTPError:
-        err = to_http_error(exc)
+    def with_added(self, err: HTTPError) -> HTTPError:
+        """A refusal carrying the response headers of the filters that passed."""
         if self.added:
             err.headers = err.headers + self.added
         return err

@@ -39,7 +39,7 @@ class Proxy:
                                self.read_timeout)
         except UpstreamError as exc:
             raise to_http_error(exc) from None
-        return client_response(ex)
+        return client_response(ex.status, ex.headers, ex.conn)
 
     def fast_path(self, checks: tuple[SyncCheck, ...]) -> FastProxy:
         return FastProxy(self.upstream, checks, self.preserve_host, self.read_timeout)

@@ -26,6 +26,7 @@ from typing import Any
 import httptools
 
 from wxgated.http.deadlines import Deadlines
+from wxgated.http.framing import fields_size
 from wxgated.http.waiters import wake
 from wxgated.upstream.errors import (
     UpstreamBroken,
@@ -149,6 +150,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        if fields_size(self.headers) > MAX_HEAD:
+            raise ValueError(f"answer head over {MAX_HEAD} bytes")  # → 502 (parse error)
         status = self.parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             self.headers = []  # an interim answer (100 Continue): wait for the real one

@@ -15,7 +15,7 @@ from typing import Any
 from wxgated.http.clientip import ClientIPResolver
 from wxgated.http.deadlines import Deadlines
 from wxgated.http.envelope import envelope, error_response
-from wxgated.http.message import Body, HTTPError, Request, Response
+from wxgated.http.message import NO_BODY, HTTPError, Request, Response
 from wxgated.http.server import GatewayProtocol
 from wxgated.http.serving import Dispatcher, ServerConfig
 from wxgated.observe.accesslog import AccessLog
@@ -24,7 +24,6 @@ from wxgated.observe.trace import trace_id_for
 from wxgated.versioning import request_version
 
 log = logging.getLogger("wxgated")
-_EMPTY = Body.of(b"")
 CLIENT_GONE = 499
 
 
@@ -53,7 +52,7 @@ class GatewayDispatcher(Dispatcher):
         host = by_name.get(b"host")
         client = self.client_ip.resolve(peer_ip, xff) if xff is not None else peer_ip
         trace_id = trace_id_for(by_name.get(b"x-trace-id"), by_name.get(b"traceparent"))
-        req = Request(method, path, query, headers, _EMPTY, version, keep_alive,
+        req = Request(method, path, query, headers, NO_BODY, version, keep_alive,
                       self.cfg.scheme, client, peer_ip, trace_id, self._time())
         if host is not None:
             req.host = host.decode("latin-1")

@@ -92,5 +92,5 @@ def origin_form(url: bytes) -> tuple[bytes, bytes | None]:
     out = parsed.path or b"/"
     if parsed.query:
         out += b"?" + parsed.query
-    host = parsed.host if parsed.port is None else b"%s:%d" % (parsed.host, parsed.port)
-    return out, host
+    host = b"[" + parsed.host + b"]" if b":" in parsed.host else parsed.host
+    return out, host if parsed.port is None else b"%s:%d" % (host, parsed.port)

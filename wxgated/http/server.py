@@ -9,8 +9,9 @@ header and body sizes are limited on the wire, and reading pauses when a body or
 pipeline backs up.
 
 A body-less request on a route with a fast path is answered from callbacks
-(`Dispatcher.fast` → wxgated.handlers.fastproxy → `answer_now`); everything else runs
-in one task per connection, parked between requests (`_cycle`).
+(`Dispatcher.fast` → wxgated.handlers.fastproxy → `answer_now`, or a task of its own
+when it must wait: `answer_later`); everything else runs in one task per connection,
+parked between requests (`_cycle`).
 """
 
 from __future__ import annotations
@@ -209,6 +210,8 @@ class GatewayProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if self.closed:  # pipelined behind an answer that closed the connection
+            return
         parser = self.parser
         version = parser.get_http_version()
         self._header_size = self._head_size()

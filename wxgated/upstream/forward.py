@@ -5,9 +5,9 @@ meet: the balancer's pick (skipping ejected targets and open breakers), the brea
 admission and verdict, passive health, the retry policy with its budget and deadline,
 and the per-target metrics. Every attempt is counted where it happened.
 
-The pieces (`timeouts`, `settle`, `retry_next`) are shared with the callback fast path
-(wxgated.handlers.fastproxy), which runs a first try without a coroutine and hands
-everything else (a new connection, a retry, a streamed answer) back to `forward`.
+The pieces (`timeouts`, `try_timeout`, `request_head`, `settle`, `retry_next`) are
+shared with the callback fast path (wxgated.handlers.fastproxy), which runs a first try
+without a coroutine and hands a new connection or a retry back to `forward`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,17 @@ def timeouts(up: Upstream, read_timeout: float | None) -> tuple[float, float | N
     return timeout, (time.monotonic() + retry.deadline if retry.deadline else None)
 
 
+def try_timeout(timeout: float, deadline: float | None, now: float) -> float:
+    """One try's timeout, cut to what the shared deadline leaves."""
+    return timeout if deadline is None else max(0.001, min(timeout, deadline - now))
+
+
+def request_head(method: str, uri: bytes, host: bytes, lines: bytes) -> bytes:
+    """The request line, Host and the forwarded lines, without the blank line."""
+    return b"".join((method.encode(), b" ", uri, b" HTTP/1.1\r\nhost: ", host, b"\r\n",
+                     lines))
+
+
 async def forward(up: Upstream, req: Request | None, method: str, uri: bytes, lines: bytes,
                   keep_host: bytes, body: Body, read_timeout: float | None = None, *,
                   target: Target | None = None, attempt: int = 1,
@@ -53,18 +64,14 @@ async def forward(up: Upstream, req: Request | None, method: str, uri: bytes, li
     while True:
         if target is None:
             target = admit(up, req, tried)
-        host = keep_host or target.host_header
-        head = (method.encode() + b" " + uri + b" HTTP/1.1\r\nhost: " + host + b"\r\n" + lines)
+        head = request_head(method, uri, keep_host or target.host_header, lines)
         start = time.monotonic()
         target.active += 1
         status: int | None = None
         error: UpstreamError | None = None
         try:
-            try_timeout = timeout
-            if deadline is not None:
-                try_timeout = max(0.001, min(timeout, deadline - start))
             ex = await exchange_once(target, head, body, head_request, up.connect_timeout,
-                                     try_timeout)
+                                     try_timeout(timeout, deadline, start))
             status = ex.status
         except UpstreamError as exc:
             error = exc

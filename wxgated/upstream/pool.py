@@ -120,6 +120,8 @@ async def exchange_once(target: Target, head: bytes, body: Body, head_request: b
                 conn.expect_answer(read_timeout)
             if not conn.head_done:
                 await conn.read_head()
+            if conn.error is not None:  # broken already, before any of it went out
+                raise conn.error
             return Exchange(conn.status, conn.headers, conn, target)
         except UpstreamConnectError:
             conn.abort()

@@ -33,6 +33,7 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("header rules (forwarded, hop-by-hop, via)", ("wxgated/http/headers.py",)),
     ("response write", ("wxgated/http/writer.py",)),
     ("timeouts (Deadlines)", ("wxgated/http/deadlines.py",)),
+    ("parse + request setup", ("wxgated/http/framing.py",)),
 )
 # Frames that own everything beneath them, checked from the root in: the session check's
 # state read and JSON decode belong to the session check, not to "state backend".

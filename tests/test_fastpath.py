@@ -18,7 +18,6 @@ import json
 import random
 import socket
 import struct
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,7 +26,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.conftest import ThreadedApp, free_port
+from tests.conftest import LoopThread, ThreadedApp, free_port
 from tests.e2e_backend import Backend, get_many, send
 from tests.e2e_identity_harness import HS_KEYS, Client, StandIn, base_config, header_values
 from tests.gateway import GatewayProcess, metric_value
@@ -68,30 +67,6 @@ def svc_app() -> web.Application:
     app.router.add_get("/big", big)
     app.router.add_route("*", "/{tail:.*}", echo)
     return app
-
-
-class LoopThread:
-    """An event loop on its own thread for servers ThreadedApp can't express: a raw
-    asyncio server, or an aiohttp runner with its own keep-alive timeout."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
-
-    def stop(self) -> None:
-        async def drain() -> None:  # handlers still running end now, not at interpreter exit
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        self.run(drain())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 class OneShotUpstream:
@@ -140,13 +115,6 @@ def svc() -> Iterator[ThreadedApp]:
     app = ThreadedApp(svc_app())
     yield app
     app.stop()
-
-
-@pytest.fixture(scope="module")
-def loop_thread() -> Iterator[LoopThread]:
-    lt = LoopThread()
-    yield lt
-    lt.stop()
 
 
 @pytest.fixture(scope="module")

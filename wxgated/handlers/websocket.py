@@ -11,7 +11,6 @@ answer is returned as a plain response and the connection is closed.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import httptools
@@ -28,7 +27,7 @@ from wxgated.upstream.errors import (
     UpstreamTimeout,
     to_http_error,
 )
-from wxgated.upstream.forward import NO_EXCLUDE, admit, settle
+from wxgated.upstream.forward import NO_EXCLUDE, accounted, admit
 from wxgated.upstream.pool import Target, Upstream
 
 DEFAULT_IDLE = 300.0
@@ -65,23 +64,8 @@ class WebSocketProxy:
             target = admit(up, req, NO_EXCLUDE)
         except UpstreamError as exc:
             raise to_http_error(exc) from None
-        start = time.monotonic()
-        status: int | None = None
-        error: UpstreamError | None = None
-        side: UpstreamSide | None = None
-        target.active += 1
-        try:
-            side = await _handshake(target, self._head(req, target), up.connect_timeout,
-                                    up.read_timeout)
-            status = side.status
-        except UpstreamError as exc:
-            error = exc
-        except BaseException:
-            target.active -= 1
-            if target.breaker is not None:
-                target.breaker.cancel()
-            raise
-        settle(up, req, target, status, error, start)
+        side, error = await accounted(up, req, target, _handshake(
+            target, self._head(req, target), up.connect_timeout, up.read_timeout))
         if error is not None or side is None or not side.switched:
             if side is not None:
                 side.transport.close()

@@ -13,7 +13,8 @@ without a coroutine and hands a new connection or a retry back to `forward`.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, Protocol, TypeVar
 
 from wxgated.http.message import Body, Request
 from wxgated.upstream.breaker import classify, min_retry_after
@@ -21,6 +22,11 @@ from wxgated.upstream.errors import UpstreamError, UpstreamUnavailable
 from wxgated.upstream.pool import Exchange, Target, Upstream, exchange_once
 
 NO_EXCLUDE: frozenset[Any] = frozenset()
+class _Answer(Protocol):
+    status: int
+
+
+T = TypeVar("T", bound=_Answer)
 
 
 def timeouts(up: Upstream, read_timeout: float | None) -> tuple[float, float | None]:
@@ -65,32 +71,42 @@ async def forward(up: Upstream, req: Request | None, method: str, uri: bytes, li
         if target is None:
             target = admit(up, req, tried)
         head = request_head(method, uri, keep_host or target.host_header, lines)
-        start = time.monotonic()
-        target.active += 1
-        status: int | None = None
-        error: UpstreamError | None = None
-        try:
-            ex = await exchange_once(target, head, body, head_request, up.connect_timeout,
-                                     try_timeout(timeout, deadline, start))
-            status = ex.status
-        except UpstreamError as exc:
-            error = exc
-        except BaseException:
-            target.active -= 1
-            if target.breaker is not None:
-                target.breaker.cancel()  # no verdict (client gone, body too large)
-            raise
-        settle(up, req, target, status, error, start)
+        ex, error = await accounted(up, req, target, exchange_once(
+            target, head, body, head_request, up.connect_timeout,
+            try_timeout(timeout, deadline, time.monotonic())))
+        status = None if ex is None else ex.status
         if not retry_next(up, method, attempt, status, error,
                           replayable or not body.consumed, deadline):
-            if error is not None:
+            if ex is None:
+                assert error is not None
                 raise error
             return ex
-        if error is None:
+        if ex is not None:
             ex.conn.abort()  # a retried answer's body is not wanted
         tried = tried | {target}
         target = None
         attempt += 1
+
+
+async def accounted(up: Upstream, req: Request | None, target: Target,
+                    attempt: Awaitable[T]) -> tuple[T | None, UpstreamError | None]:
+    """Await one try on `target` (its answer has a `.status`), with its accounting:
+    the in-flight count, then `settle`; a try abandoned by the client (cancelled, a
+    body too large) gives the breaker no verdict."""
+    start = time.monotonic()
+    target.active += 1
+    try:
+        result = await attempt
+    except UpstreamError as exc:
+        settle(up, req, target, None, exc, start)
+        return None, exc
+    except BaseException:
+        target.active -= 1
+        if target.breaker is not None:
+            target.breaker.cancel()
+        raise
+    settle(up, req, target, result.status, None, start)
+    return result, None
 
 
 def settle(up: Upstream, req: Request | None, target: Target, status: int | None,

@@ -87,13 +87,11 @@ class Authenticator:
     async def authenticate(self, req: Request) -> tuple[dict[str, Any], str | None] | None:
         """(claims, unionid), or None when the request carries no token at all."""
         claims = self._claims(req)
-        if claims is None:
-            return None
-        if not self.check_session:
-            return claims, claims.get("unionid")
+        if claims is None or not self.check_session:
+            return _unchecked(claims)
         assert self.sessions is not None
         try:
-            session = await self.sessions.lookup(str(claims.get("sid") or ""))
+            session = await self.sessions.lookup(_sid(claims))
         except StateError:
             raise HTTPError(503, "session store unavailable") from None
         return claims, _live(claims, session)
@@ -107,12 +105,10 @@ class Authenticator:
     def authenticate_now(self, req: Request) -> tuple[dict[str, Any], str | None] | None:
         """`authenticate` without awaiting (when `synchronous`), for the fast path."""
         claims = self._claims(req)
-        if claims is None:
-            return None
-        if not self.check_session:
-            return claims, claims.get("unionid")
+        if claims is None or not self.check_session:
+            return _unchecked(claims)
         assert self.sessions is not None
-        return claims, _live(claims, self.sessions.lookup_now(str(claims.get("sid") or "")))
+        return claims, _live(claims, self.sessions.lookup_now(_sid(claims)))
 
     def _claims(self, req: Request) -> dict[str, Any] | None:
         token = self.source.extract(req)
@@ -135,3 +131,11 @@ def _live(claims: dict[str, Any], session: Session | None) -> str | None:
     if session is None or session.openid != claims["sub"]:
         raise unauthorized(TokenError("revoked").msg)
     return session.unionid or claims.get("unionid")
+
+
+def _unchecked(claims: dict[str, Any] | None) -> tuple[dict[str, Any], str | None] | None:
+    return None if claims is None else (claims, claims.get("unionid"))
+
+
+def _sid(claims: dict[str, Any]) -> str:
+    return str(claims.get("sid") or "")

@@ -20,7 +20,6 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from operator import itemgetter
 from typing import Any
 
 import httptools
@@ -38,19 +37,20 @@ from wxgated.upstream.errors import (
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 MAX_HEAD = 64 * 1024  # an answer head past this is a 502 (nginx's proxy_buffer_size is 4-8k)
-_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
-_TE = frozenset({b"transfer-encoding"})
-_name = itemgetter(0)
 
 
 def _close_delimited(headers: list[tuple[bytes, bytes]]) -> bool:
     """Does the close end this answer's body (RFC 9112 §6.3): no Content-Length and no
     Transfer-Encoding, or a Transfer-Encoding whose last coding is not chunked."""
-    if _FRAMING.isdisjoint(map(_name, headers)):
-        return True
-    if _TE.isdisjoint(map(_name, headers)):
-        return False  # a Content-Length: the usual case
-    te = dict(headers)[b"transfer-encoding"]
+    te = None
+    length = False
+    for name, value in headers:
+        if name == b"content-length":
+            length = True
+        elif name == b"transfer-encoding":
+            te = value  # the last one counts
+    if te is None:
+        return not length
     return te.rsplit(b",", 1)[-1].strip().lower() != b"chunked"
 
 

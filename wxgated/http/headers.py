@@ -8,8 +8,6 @@ X-Real-IP, Via, and the trace headers.
 from __future__ import annotations
 
 import hashlib
-from itertools import compress
-from operator import itemgetter, not_
 from random import getrandbits
 
 HOP_BY_HOP = frozenset({
@@ -23,7 +21,6 @@ _REPLACED = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"x-real-ip", 
 _SKIP = HOP_BY_HOP | _REPLACED | {b"x-forwarded-for", b"via"}
 _SPECIAL = frozenset({b"x-forwarded-for", b"via", b"connection"})  # what needs a closer look
 _RESPONSE_SPECIAL = frozenset({b"via", b"connection"})
-_name = itemgetter(0)
 _RESPONSE_DROP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
     b"transfer-encoding", b"upgrade",
@@ -39,15 +36,15 @@ _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
 
 def without(headers: list[tuple[bytes, bytes]], names: frozenset[bytes]
             ) -> list[tuple[bytes, bytes]]:
-    """The headers whose name is not in `names`, filtered in C: no Python step per
-    header (this runs twice per proxied request)."""
-    return list(compress(headers, map(not_, map(names.__contains__, map(_name, headers)))))
+    """The headers whose name is not in `names`. A comprehension, not map/compress:
+    for the 2–10 headers of a real request it takes half the time (PERFORMANCE.md)."""
+    return [h for h in headers if h[0] not in names]
 
 
 def only(headers: list[tuple[bytes, bytes]], names: frozenset[bytes]
          ) -> list[tuple[bytes, bytes]]:
-    """The headers whose name is in `names`, filtered in C."""
-    return list(compress(headers, map(names.__contains__, map(_name, headers))))
+    """The headers whose name is in `names`."""
+    return [h for h in headers if h[0] in names]
 
 
 def connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -62,6 +59,12 @@ def connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
     return frozenset(names)
 
 
+def _special(header: tuple[bytes, bytes]) -> bool:
+    """Does this header change what we send: anything but a plain `Connection:
+    keep-alive/close` (which most clients and nginx send) does."""
+    return header[0] != b"connection" or header[1].lower() not in _PLAIN_CONNECTION
+
+
 def request_block(headers: list[tuple[bytes, bytes]], peer_ip: str, client_ip: str,
                   scheme: str, host: bytes | None, trace_id: str,
                   keep_host: bool) -> tuple[bytes, bytes]:
@@ -70,18 +73,23 @@ def request_block(headers: list[tuple[bytes, bytes]], peer_ip: str, client_ip: s
     Returns (block, host) where block is ready to follow the request line; host is
     empty unless `keep_host` (then the upstream gets the client's Host).
     """
-    kept = without(headers, _SKIP)
+    kept = []
+    special = False  # a proxy in front, or a Connection header naming others: rare
+    for h in headers:  # one pass: the usual head has nothing to fix
+        if h[0] not in _SKIP:
+            kept.append(h)
+        elif h[0] in _SPECIAL and _special(h):
+            special = True
     xff = b""
     via = VIA
-    special = only(headers, _SPECIAL)
-    if special:  # a proxy in front, or a Connection header
+    if special:
         conn = _NO_TOKENS
-        for k, v in special:
+        for k, v in headers:
             if k == b"x-forwarded-for":
                 xff = v if not xff else xff + b", " + v
             elif k == b"via":
                 via = v + b", " + VIA
-            elif v.lower() not in _PLAIN_CONNECTION:
+            elif k == b"connection" and v.lower() not in _PLAIN_CONNECTION:
                 conn = connection_tokens(headers)
         if conn:
             kept = [h for h in kept if h[0] not in conn]
@@ -120,15 +128,20 @@ def response_headers(headers: list[tuple[bytes, bytes]],
     """An upstream's response headers as the client gets them. A 101 (`switching`) keeps
     `Upgrade`; the writer adds `connection: upgrade` itself."""
     skip = _SWITCH_SKIP if switching else _RESPONSE_SKIP
-    out = without(headers, skip)
+    out = []
+    special = False
+    for h in headers:
+        if h[0] not in skip:
+            out.append(h)
+        elif h[0] in _RESPONSE_SPECIAL and _special(h):
+            special = True
     via = VIA
-    special = only(headers, _RESPONSE_SPECIAL)
     if special:
         conn = _NO_TOKENS
-        for k, v in special:
+        for k, v in headers:
             if k == b"via":
                 via = v + b", " + VIA
-            elif v.lower() not in _PLAIN_CONNECTION:
+            elif k == b"connection" and v.lower() not in _PLAIN_CONNECTION:
                 conn = connection_tokens(headers)
         if conn:
             if switching:

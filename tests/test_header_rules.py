@@ -1,0 +1,83 @@
+"""The RFC 9110 §7.6 rules of wxgated.http.headers, both directions, on the values an
+upstream or a client actually sends (the black-box side is in test_proxy.py)."""
+
+from __future__ import annotations
+
+from wxgated.http.headers import request_block, response_headers
+
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+
+
+def lines(block: bytes) -> list[tuple[str, str]]:
+    out = []
+    for line in block.decode().split("\r\n"):
+        if line:
+            name, _, value = line.partition(": ")
+            out.append((name, value))
+    return out
+
+
+def forwarded(headers: list[tuple[bytes, bytes]], **kw: object) -> dict[str, list[str]]:
+    args = {"peer_ip": "10.0.0.7", "client_ip": "10.0.0.7", "scheme": "https",
+            "host": b"mini.example.com", "trace_id": TRACE, "keep_host": False, **kw}
+    block, _ = request_block(headers, **args)  # type: ignore[arg-type]
+    out: dict[str, list[str]] = {}
+    for name, value in lines(block):
+        out.setdefault(name, []).append(value)
+    return out
+
+
+def test_a_plain_request_keeps_its_headers_and_gains_the_forwarded_set() -> None:
+    h = forwarded([(b"host", b"mini.example.com"), (b"connection", b"keep-alive"),
+                   (b"user-agent", b"MicroMessenger"), (b"content-length", b"3")])
+    assert h["user-agent"] == ["MicroMessenger"]
+    for gone in ("host", "connection", "content-length"):
+        assert gone not in h
+    assert h["x-forwarded-for"] == ["10.0.0.7"]
+    assert h["x-forwarded-proto"] == ["https"]
+    assert h["x-forwarded-host"] == ["mini.example.com"]
+    assert h["x-real-ip"] == ["10.0.0.7"]
+    assert h["via"] == ["1.1 wxgated"]
+    assert h["x-trace-id"] == [TRACE]
+    assert h["traceparent"][0].startswith(f"00-{TRACE}-")
+
+
+def test_a_proxy_in_front_is_appended_to_not_replaced() -> None:
+    h = forwarded([(b"host", b"h"), (b"x-forwarded-for", b"203.0.113.9"),
+                   (b"x-forwarded-for", b"198.51.100.2"), (b"via", b"1.1 cdn")],
+                  client_ip="203.0.113.9")
+    assert h["x-forwarded-for"] == ["203.0.113.9, 198.51.100.2, 10.0.0.7"]
+    assert h["via"] == ["1.1 cdn, 1.1 wxgated"]
+    assert h["x-real-ip"] == ["203.0.113.9"]
+
+
+def test_headers_named_by_connection_do_not_cross() -> None:
+    h = forwarded([(b"host", b"h"), (b"connection", b"keep-alive, X-Secret-Hop"),
+                   (b"x-secret-hop", b"1"), (b"x-kept", b"yes"),
+                   (b"x-trace-id", b"forged"), (b"traceparent", b"00-forged")])
+    assert "x-secret-hop" not in h
+    assert h["x-kept"] == ["yes"]
+    assert h["x-trace-id"] == [TRACE]  # ours, not the one sent
+    assert len(h["traceparent"]) == 1
+
+
+def test_an_nginx_answer_loses_its_hop_by_hop_fields_only() -> None:
+    out = response_headers([(b"server", b"nginx"), (b"content-type", b"application/json"),
+                            (b"content-length", b"98"), (b"connection", b"keep-alive"),
+                            (b"keep-alive", b"timeout=60")])
+    assert out == [(b"server", b"nginx"), (b"content-type", b"application/json"),
+                   (b"content-length", b"98"), (b"via", b"1.1 wxgated")]
+
+
+def test_an_answer_naming_headers_in_connection_drops_them_and_extends_via() -> None:
+    out = response_headers([(b"connection", b"close, X-Internal"), (b"x-internal", b"1"),
+                            (b"via", b"1.0 backend"), (b"x-kept", b"yes"),
+                            (b"transfer-encoding", b"chunked")])
+    assert out == [(b"x-kept", b"yes"), (b"via", b"1.0 backend, 1.1 wxgated")]
+
+
+def test_a_switching_answer_keeps_upgrade() -> None:
+    out = response_headers([(b"upgrade", b"websocket"), (b"connection", b"Upgrade"),
+                            (b"sec-websocket-accept", b"x")], switching=True)
+    assert (b"upgrade", b"websocket") in out
+    assert not any(name == b"connection" for name, _ in out)

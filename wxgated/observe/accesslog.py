@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 _MAX_BATCH = 256
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))  # a table: formatting them cost ~1 µs
 
 
 def _json_str(text: str) -> str:
@@ -40,7 +41,7 @@ class AccessLog:
         if sec != self._sec:
             self._sec = sec
             self._sec_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        return f"{self._sec_text}.{int((now - sec) * 1000):03d}Z"
+        return self._sec_text + _MILLIS[int((now - sec) * 1000)]
 
     def log(self, req: Any, status: int, bytes_in: int, bytes_out: int, duration: float) -> None:
         if not self.enabled:

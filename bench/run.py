@@ -62,11 +62,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-append", dest="append", action="store_false")
     p.add_argument("--install", action="store_true",
                    help="apt-get install missing nginx/wrk/redis (root only)")
+    p.add_argument("--baseline", metavar="REF",
+                   help="also run bare and full as of git REF, interleaved in the same "
+                        "rounds (an A/B of a change; no RESULTS.md entry unless --append)")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs, confs)")
     args = p.parse_args(argv)
     args.rounds = args.rounds or (3 if args.quick else 5)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
-    args.append = (not args.quick) if args.append is None else args.append
+    if args.append is None:
+        args.append = not args.quick and not args.baseline
     counts = [] if args.no_scaling else [int(n) for n in args.workers.split(",") if n]
     order = [*BASE, *(f"bare-w{n}" for n in counts if n > 1)]
     wanted = set(order if not args.only else ["nginx", *args.only.split(",")])
@@ -162,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="wxgated-bench-"))
     notes: list[str] = []
     try:
-        scenarios = setup(args.wanted, tmp, notes)
+        scenarios = setup(args.wanted, tmp, notes, args.baseline)
         for note in notes:
             print(note, flush=True)
         samples = measure(scenarios, args)

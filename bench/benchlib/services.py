@@ -91,18 +91,23 @@ def start_floor(tmp: Path, cpus: str | None, upstream_port: int) -> Service:
 
 
 def start_gateway(name: str, config: str, tmp: Path, cpus: str | None,
-                  env: dict[str, str | int]) -> Service:
+                  env: dict[str, str | int], tree: Path | None = None) -> Service:
     """`wxgated run -c bench/CONFIG` with ports (and workers) given through BENCH_* vars;
-    stdout (the access log) goes to TMP/NAME-access.log, stderr to TMP/NAME.log."""
+    stdout (the access log) goes to TMP/NAME-access.log, stderr to TMP/NAME.log. With
+    `tree` (another checkout), that tree's wxgated and bench config run instead."""
     port, admin = free_port(), free_port()
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "BENCH_PORT": str(port),
                 "BENCH_ADMIN_PORT": str(admin), **{k: str(v) for k, v in env.items()}}
+    bench = BENCH
+    if tree is not None:  # ahead of the venv's editable install on sys.path
+        full_env["PYTHONPATH"] = str(tree)
+        bench = tree / "bench"
     log, access = tmp / f"{name}.log", tmp / f"{name}-access.log"
     # A private copy: the gateway watches its config's directory for reloads, and the
     # bench must not reload (or fingerprint files) because someone edits bench/.
     conf_dir = tmp / f"conf-{name}"
     conf_dir.mkdir(exist_ok=True)
-    shutil.copy(BENCH / config, conf_dir / config)
+    shutil.copy(bench / config, conf_dir / config)
     proc = spawn([python(), "-m", "wxgated", "run", "-c", str(conf_dir / config)], cpus, log,
                  env=full_env, stdout=access, cwd=tmp)
     try:
@@ -112,6 +117,16 @@ def start_gateway(name: str, config: str, tmp: Path, cpus: str | None,
         tail = log.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"{name}: {exc}\n{tail}") from None
     return Service(name, proc, port, log, admin, access)
+
+
+def checkout(ref: str, tmp: Path) -> Path:
+    """The tree of git `ref` (a commit, tag or branch of this repo) in TMP, for A/B runs."""
+    tree = tmp / f"tree-{ref.replace('/', '_')}"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", ref], cwd=REPO, capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
 
 
 def login(base: str, code: str = "bench-code") -> str:

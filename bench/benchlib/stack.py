@@ -15,6 +15,7 @@ from benchlib.services import (
     BENCH,
     REPO,
     Service,
+    checkout,
     get,
     login,
     missing_tools,
@@ -117,13 +118,41 @@ def start_scaling(tmp: Path, up_port: int, notes: list[str], workers: int) -> li
     return [Scenario(name, gw, "/bare/items/42", plan.load)]
 
 
-def setup(wanted: list[str], tmp: Path, notes: list[str]) -> list[Scenario]:
+def start_baseline(ref: str, wanted: list[str], tmp: Path, plan: CpuPlan, up_port: int,
+                   ) -> list[Scenario]:
+    """bare and full as they were at git `ref`, named `bare@REF` and `full@REF`: an A/B
+    of a change in the same rounds, where the VM's drift between runs can't hide it."""
+    tree = checkout(ref, tmp)
+    out = []
+    if "bare" in wanted:
+        gw = start_gateway(f"bare@{ref}", "gateway-bare.yaml", tmp, plan.proxy,
+                           {"BENCH_UPSTREAM_PORT": up_port, "BENCH_WORKERS": 1}, tree)
+        out.append(Scenario(f"bare@{ref}", gw, "/bare/items/42", plan.load))
+    if "full" in wanted:
+        gw = start_gateway(f"full@{ref}", "gateway-full.yaml", tmp, plan.proxy,
+                           {"BENCH_UPSTREAM_PORT": up_port, "BENCH_REDIS_PORT": free_port()},
+                           tree)
+        token = login(f"http://127.0.0.1:{gw.port}")
+        access = gw.stdout
+        assert access is not None
+        out.append(Scenario(f"full@{ref}", gw, "/full/items/42", plan.load,
+                            (f"Authorization: Bearer {token}",),
+                            [lambda: os.truncate(access, 0)]))
+    return out
+
+
+def setup(wanted: list[str], tmp: Path, notes: list[str],
+          baseline: str | None = None) -> list[Scenario]:
     """Start what `wanted` needs; scenarios whose probe request fails are left out
     (with a note), so a half-finished build still benches what works."""
     plan = CpuPlan.detect()
     notes.append(f"pinning: {plan.note}")
     scenarios, up_port = start_core(wanted, tmp, plan)
     scenarios += start_full(wanted, tmp, plan, up_port, notes)
+    if baseline is not None:  # each right after its counterpart in the rounds
+        for sc in start_baseline(baseline, wanted, tmp, plan, up_port):
+            at = next(i for i, s in enumerate(scenarios) if s.name == sc.name.split("@")[0])
+            scenarios.insert(at + 1, sc)
     for name in wanted:
         if name.startswith("bare-w"):
             scenarios += start_scaling(tmp, up_port, notes, int(name[6:]))

@@ -61,19 +61,25 @@ def fields_size(raw: list[tuple[bytes, bytes]]) -> int:
     return size
 
 
-def head_fields(raw: list[tuple[bytes, bytes]], version: str) -> list[tuple[bytes, bytes]]:
+def head_fields(raw: list[tuple[bytes, bytes]], version: str, room: int
+                ) -> list[tuple[bytes, bytes]]:
     """A complete head's fields lower-cased, X-WX-* dropped (they are the gateway's
-    alone, DESIGN.md), exactly one Host (RFC 9112 §3.2). One plain loop: map/zip chains
-    count fewer opcodes but take 2–3× the time for a real head (PERFORMANCE.md)."""
+    alone, DESIGN.md), exactly one Host (RFC 9112 §3.2), and no more than `room` bytes
+    of them (431). One plain loop: map/zip chains count fewer opcodes but take 2–3× the
+    time for a real head (PERFORMANCE.md)."""
     headers = []
     hosts = 0
+    size = 4 * len(raw)
     for name, value in raw:
+        size += len(name) + len(value)
         name = name.lower()
         if name == b"host":
             hosts += 1
         elif name.startswith(b"x-wx-"):
             continue
         headers.append((name, value))
+    if size > room:
+        raise Refused(431, TOO_LARGE)
     if hosts > 1 or (hosts == 0 and version == "1.1"):
         raise Refused(400, "bad request: exactly one Host header is required")
     return headers

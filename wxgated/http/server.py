@@ -214,10 +214,8 @@ class GatewayProtocol(asyncio.Protocol):
             return
         parser = self.parser
         version = parser.get_http_version()
-        self._header_size = self._head_size()
-        if self._header_size > self.cfg.max_header:
-            raise Refused(431, TOO_LARGE)
-        self._headers = headers = head_fields(self._headers, version)
+        self._headers = headers = head_fields(self._headers, version,
+                                              self.cfg.max_header - self._header_size)
         url = self._url
         if url[:1] != b"/":
             url, authority = origin_form(url)

@@ -12,7 +12,6 @@ from http import HTTPStatus
 from typing import Any
 
 from wxgated.http.envelope import JSON_TYPE, envelope_body
-from wxgated.http.headers import only, without
 from wxgated.http.message import Request, Response
 from wxgated.http.waiters import wake
 
@@ -21,7 +20,6 @@ _STATUS_LINES = {
     code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in _REASONS.items()
 }
 _NO_BODY = frozenset({204, 304})
-_LENGTH = frozenset({b"content-length"})
 # set by the writer itself; a handler's values for these are replaced
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
 
@@ -108,15 +106,15 @@ class ResponseWriter:
         head_only = req.method == "HEAD" or status in _NO_BODY or status < 200
         headers = resp.headers
         length = None
-        for name, _ in headers:
-            if name in _FRAMING:
+        kept = []
+        for h in headers:
+            if h[0] not in _FRAMING:
+                kept.append(h)
+            elif h[0] == b"content-length":
                 # framing is the writer's: a handler's Content-Length only says how long
                 # a stream (or the GET of a HEAD) is
-                lengths = only(headers, _LENGTH)
-                if lengths:
-                    length = lengths[-1][1]
-                headers = without(headers, _FRAMING)
-                break
+                length = h[1]
+        headers = kept
         parts = [status_line(status), b"\r\n".join(map(b": ".join, headers)),
                  b"\r\n" if headers else b""]  # joined in C, no Python step per header
         parts.append(b"x-trace-id: " + req.trace_id.encode() + b"\r\n")

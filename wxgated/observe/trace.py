@@ -20,4 +20,5 @@ def trace_id_for(x_trace_id: bytes | None, traceparent: bytes | None) -> str:
                 return parts[1].decode().lower()
             except ValueError:
                 pass
-    return f"{getrandbits(128):032x}"  # unique, not secret: no syscall per request
+    # unique, not secret; %-formatting takes half the time of a format spec here
+    return "%032x" % getrandbits(128)  # noqa: UP031

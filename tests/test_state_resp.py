@@ -59,3 +59,19 @@ async def test_a_silent_server_costs_one_timeout_then_reconnects(redis_url: str)
     real = RespClient(redis_url, timeout=1.0)
     assert await real.call("PING") == "PONG"
     real.close()
+
+
+async def test_calls_made_together_share_one_write(redis_url: str) -> None:
+    client = RespClient(redis_url, timeout=1.0)
+    try:
+        await client.call("SET", "resp:n", "7")  # connected
+        conn = client._conn
+        assert conn is not None
+        writes: list[bytes] = []
+        real_write = conn.transport.write
+        conn.transport.write = lambda data: (writes.append(data), real_write(data))[1]
+        results = await asyncio.gather(*(client.call("INCR", "resp:n") for _ in range(40)))
+        assert results == list(range(8, 48))  # in order, each its own reply
+        assert len(writes) == 1 and writes[0].count(b"INCR") == 40
+    finally:
+        client.close()

@@ -72,32 +72,41 @@ def start_core(wanted: list[str], tmp: Path, plan: CpuPlan) -> tuple[list[Scenar
     return out, up_port
 
 
+PATHS = {"full": "/full/items/42", "redis": "/redis/items/42", "aggregate": "/aggregate"}
+
+
 def start_full(wanted: list[str], tmp: Path, plan: CpuPlan, up_port: int,
-               notes: list[str]) -> list[Scenario]:
-    """full / redis / aggregate: one gateway, a real login for the JWT."""
+               notes: list[str]) -> tuple[list[Scenario], int]:
+    """full / redis / aggregate: one gateway, a real login for the JWT. Also returns
+    the Redis port (nothing listens there when the redis scenario is not wanted)."""
     names = [n for n in ("full", "redis", "aggregate") if n in wanted]
+    redis_port = free_port()
     if not names:
-        return []
+        return [], redis_port
     problem = config_ok("gateway-full.yaml")
     if problem:
         notes.append(f"skipped {', '.join(names)}: wxgated check says: {problem}")
-        return []
-    redis_port = free_port()
+        return [], redis_port
     if "redis" in names:
         if missing_tools(("redis-server",)):
             names.remove("redis")
             notes.append("skipped redis: redis-server not installed")
         else:
             redis_port = start_redis(tmp, plan.load).port
-    gw = start_gateway("full", "gateway-full.yaml", tmp, plan.proxy,
-                       {"BENCH_UPSTREAM_PORT": up_port, "BENCH_REDIS_PORT": redis_port})
+    return _full_gateway("full", names, tmp, plan, up_port, redis_port), redis_port
+
+
+def _full_gateway(name: str, scenarios: list[str], tmp: Path, plan: CpuPlan, up_port: int,
+                  redis_port: int, tree: Path | None = None, suffix: str = ""
+                  ) -> list[Scenario]:
+    gw = start_gateway(name, "gateway-full.yaml", tmp, plan.proxy,
+                       {"BENCH_UPSTREAM_PORT": up_port, "BENCH_REDIS_PORT": redis_port}, tree)
     token = login(f"http://127.0.0.1:{gw.port}")
     auth = (f"Authorization: Bearer {token}",)
     access = gw.stdout
     assert access is not None
     truncate = [lambda: os.truncate(access, 0)]
-    paths = {"full": "/full/items/42", "redis": "/redis/items/42", "aggregate": "/aggregate"}
-    return [Scenario(n, gw, paths[n], plan.load, auth, truncate) for n in names]
+    return [Scenario(n + suffix, gw, PATHS[n], plan.load, auth, truncate) for n in scenarios]
 
 
 def start_scaling(tmp: Path, up_port: int, notes: list[str], workers: int) -> list[Scenario]:
@@ -119,25 +128,19 @@ def start_scaling(tmp: Path, up_port: int, notes: list[str], workers: int) -> li
 
 
 def start_baseline(ref: str, wanted: list[str], tmp: Path, plan: CpuPlan, up_port: int,
-                   ) -> list[Scenario]:
-    """bare and full as they were at git `ref`, named `bare@REF` and `full@REF`: an A/B
-    of a change in the same rounds, where the VM's drift between runs can't hide it."""
+                   redis_port: int) -> list[Scenario]:
+    """bare, full and redis as they were at git `ref`, named `bare@REF` and so on: an
+    A/B of a change in the same rounds, where the VM's drift between runs can't hide it."""
     tree = checkout(ref, tmp)
     out = []
     if "bare" in wanted:
         gw = start_gateway(f"bare@{ref}", "gateway-bare.yaml", tmp, plan.proxy,
                            {"BENCH_UPSTREAM_PORT": up_port, "BENCH_WORKERS": 1}, tree)
         out.append(Scenario(f"bare@{ref}", gw, "/bare/items/42", plan.load))
-    if "full" in wanted:
-        gw = start_gateway(f"full@{ref}", "gateway-full.yaml", tmp, plan.proxy,
-                           {"BENCH_UPSTREAM_PORT": up_port, "BENCH_REDIS_PORT": free_port()},
-                           tree)
-        token = login(f"http://127.0.0.1:{gw.port}")
-        access = gw.stdout
-        assert access is not None
-        out.append(Scenario(f"full@{ref}", gw, "/full/items/42", plan.load,
-                            (f"Authorization: Bearer {token}",),
-                            [lambda: os.truncate(access, 0)]))
+    names = [n for n in ("full", "redis") if n in wanted]
+    if names:
+        out += _full_gateway(f"full@{ref}", names, tmp, plan, up_port, redis_port, tree,
+                             f"@{ref}")
     return out
 
 
@@ -148,9 +151,10 @@ def setup(wanted: list[str], tmp: Path, notes: list[str],
     plan = CpuPlan.detect()
     notes.append(f"pinning: {plan.note}")
     scenarios, up_port = start_core(wanted, tmp, plan)
-    scenarios += start_full(wanted, tmp, plan, up_port, notes)
+    full, redis_port = start_full(wanted, tmp, plan, up_port, notes)
+    scenarios += full
     if baseline is not None:  # each right after its counterpart in the rounds
-        for sc in start_baseline(baseline, wanted, tmp, plan, up_port):
+        for sc in start_baseline(baseline, wanted, tmp, plan, up_port, redis_port):
             at = next(i for i, s in enumerate(scenarios) if s.name == sc.name.split("@")[0])
             scenarios.insert(at + 1, sc)
     for name in wanted:

@@ -75,3 +75,30 @@ async def test_calls_made_together_share_one_write(redis_url: str) -> None:
         assert len(writes) == 1 and writes[0].count(b"INCR") == 40
     finally:
         client.close()
+
+
+async def test_a_caller_that_gives_up_does_not_shift_the_replies(redis_url: str) -> None:
+    client = RespClient(redis_url, timeout=2.0)
+    try:
+        await client.call("SET", "resp:g", "mine")
+        slow = asyncio.ensure_future(client.call("BLPOP", "resp:empty-list", "0.3"))
+        await asyncio.sleep(0.05)
+        slow.cancel()  # its nil reply still comes, and must not be the next call's
+        assert await client.call("GET", "resp:g") == b"mine"
+        assert await client.call("INCR", "resp:g2") == 1
+    finally:
+        client.close()
+
+
+async def test_a_late_reply_fails_the_calls_within_the_timeout(redis_url: str) -> None:
+    client = RespClient(redis_url, timeout=0.2)
+    try:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(StateError, match="did not answer within"):
+            await client.call("BLPOP", "resp:empty-list", "1")
+        assert 0.2 <= loop.time() - start < 0.5
+        await client.call("SET", "resp:after", "1")  # a new connection, in sync again
+        assert await client.call("GET", "resp:after") == b"1"
+    finally:
+        client.close()

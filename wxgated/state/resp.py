@@ -73,29 +73,50 @@ def parse(buf: bytes, pos: int) -> tuple[Any, int]:
 
 
 class _Conn(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, timeout: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.timeout = timeout
         self.transport: Any = None
-        self.pending: deque[asyncio.Future[Any]] = deque()
+        self.pending: deque[tuple[asyncio.Future[Any], float]] = deque()  # (reply, deadline)
         self.buf = b""
         self.lost = False
         self.out: list[bytes] = []  # commands queued in this loop iteration
+        self._sweep: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
 
-    def send(self, command: bytes) -> None:
-        """Queue a command: all those queued in one loop iteration go out in one write.
-        Under load one epoll wake-up starts many requests; each used to cost a write
-        syscall of its own to Redis (and Redis a read), now they share one."""
+    def call(self, command: bytes) -> asyncio.Future[Any]:
+        """Queue a command; its reply comes in the future. The commands of one loop
+        iteration go out in one write: under load one epoll wake-up starts many
+        requests, and each used to cost a write syscall of its own (and Redis a read)."""
+        fut = self.loop.create_future()
+        self.pending.append((fut, self.loop.time() + self.timeout))
         if not self.out:
-            asyncio.get_running_loop().call_soon(self._flush)
+            self.loop.call_soon(self._flush)
         self.out.append(command)
+        if self._sweep is None:
+            self._sweep = self.loop.call_later(self.timeout / 4, self._check)
+        return fut
 
     def _flush(self) -> None:
         out = self.out
         self.out = []
         if out and not self.lost:
             self.transport.write(b"".join(out))
+
+    def _check(self) -> None:
+        """The timeout of every call, from one timer per connection instead of one each:
+        replies come in order, so only the oldest call can be the first one late. A
+        call fails within 1.25 x `timeout`; the connection goes with it (a late reply
+        would be taken for the next call's)."""
+        self._sweep = None
+        if not self.pending or self.lost:
+            return
+        if self.pending[0][1] <= self.loop.time():
+            self.fail(StateError(f"redis did not answer within {self.timeout:g}s"))
+            return
+        self._sweep = self.loop.call_later(self.timeout / 4, self._check)
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf + data if self.buf else data
@@ -104,8 +125,8 @@ class _Conn(asyncio.Protocol):
         try:
             while pos < len(buf):
                 value, pos = parse(buf, pos)
-                fut = pending.popleft()
-                if not fut.done():
+                fut = pending.popleft()[0]
+                if not fut.done():  # a caller that gave up (cancelled): reply dropped
                     if isinstance(value, ReplyError):
                         fut.set_exception(value)
                     else:
@@ -124,8 +145,11 @@ class _Conn(asyncio.Protocol):
     def fail(self, exc: StateError) -> None:
         self.lost = True
         self.out.clear()
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         while self.pending:
-            fut = self.pending.popleft()
+            fut = self.pending.popleft()[0]
             if not fut.done():
                 fut.set_exception(exc)
         if self.transport is not None:
@@ -167,15 +191,13 @@ class RespClient:
     async def _open(self) -> _Conn:
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await loop.create_connection(_Conn, self.host, self.port)
+            _, conn = await loop.create_connection(lambda: _Conn(self.timeout),
+                                                   self.host, self.port)
         except OSError as exc:
             raise StateError(f"redis: connect {self.host}:{self.port}: {exc}") from None
         for cmd in self._hello:
-            fut = loop.create_future()
-            conn.pending.append(fut)
-            conn.transport.write(encode(cmd))
             try:
-                await fut
+                await conn.call(encode(cmd))
             except ReplyError as exc:
                 conn.fail(StateError(f"redis: {cmd[0]} refused: {exc}"))
                 raise StateError(f"redis: {cmd[0]} refused") from None
@@ -183,21 +205,16 @@ class RespClient:
         return conn
 
     async def call(self, *args: Any) -> Any:
-        """One command; ReplyError for a Redis error reply, StateError for the rest."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                conn = await self._connection()
-                fut = asyncio.get_running_loop().create_future()
-                conn.pending.append(fut)
-                conn.send(encode(args))
-                try:
-                    return await fut
-                except asyncio.CancelledError:
-                    # our timeout: the reply may still come and would be misassigned
-                    conn.fail(StateError("redis: a call timed out"))
-                    raise
-        except TimeoutError:
-            raise StateError(f"redis did not answer within {self.timeout:g}s") from None
+        """One command; ReplyError for a Redis error reply, StateError for the rest
+        (within `timeout`: the connection's sweep, or this timeout while connecting)."""
+        conn = self._conn
+        if conn is None or conn.lost:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    conn = await self._connection()
+            except TimeoutError:
+                raise StateError(f"redis did not answer within {self.timeout:g}s") from None
+        return await conn.call(encode(args))
 
     def close(self) -> None:
         if self._conn is not None:

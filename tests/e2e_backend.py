@@ -65,13 +65,14 @@ class Backend:
             self.hits[request.path] += 1
             self.inflight += 1
             try:
-                await request.read()
+                body = await request.read()
                 if request.path == "/hold":
                     while self.holding:
                         await asyncio.sleep(0.005)
                 if self.delay:
                     await asyncio.sleep(self.delay)
-                return web.json_response({"name": self.name}, status=self.status)
+                return web.json_response({"name": self.name, "received": len(body)},
+                                         status=self.status)
             finally:
                 self.inflight -= 1
 

@@ -305,6 +305,20 @@ async def test_post_is_not_retried_unless_methods_says_so(gw: GatewayProcess,
     assert r1.hits["/post2"] == 3 and r2.hits["/post2"] == 6
 
 
+async def test_a_small_post_that_arrived_whole_is_replayed_on_retry(
+        gw: GatewayProcess, apps: dict[str, Backend]) -> None:
+    # a Content-Length body already in when the request is sent goes with its head, is
+    # kept, and so can be sent again to the other target (`methods` lists POST)
+    r1, r2 = apps["R1"], apps["R2"]
+    r1.status = 502
+    try:
+        results = await get_many(gw.url + "/retry-post/post3", 6, "POST", data=b'{"a": 12}')
+    finally:
+        r1.status = 200
+    assert {(s, doc["name"], doc["received"]) for s, _, doc in results} == {(200, "R2", 9)}
+    assert r1.hits["/post3"] == 3 and r2.hits["/post3"] == 6
+
+
 async def test_body_not_yet_sent_is_retried_on_connect_error(
         gw: GatewayProcess, apps: dict[str, Backend]) -> None:
     # PUT is idempotent, so retried by default; the dead target never saw the body

@@ -66,6 +66,15 @@ class RequestBody(BodyFeeder):
         wake(w)
 
     # -- read by the handler ---------------------------------------------------
+    def whole(self) -> bytes | None:
+        if not self.done or self.started or self.error is not None or self.buffered > HIGH_WATER:
+            return None  # still arriving, already streaming, failed, or reading paused
+        self.started = True
+        data = b"".join(self.chunks_q)
+        self.chunks_q.clear()
+        self.buffered = 0
+        return data
+
     async def chunks(self) -> AsyncIterator[bytes]:
         if self.started:
             raise RuntimeError("request body already consumed")

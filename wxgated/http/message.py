@@ -43,6 +43,18 @@ class Body:
         """The whole body if it has been read with `read()`, else None."""
         return self._buffered
 
+    def arrived(self) -> bytes | None:
+        """The whole body when it had a Content-Length, all of it is already here and
+        nothing has read it: the usual small POST, which can then go upstream with its
+        head in one write (and be replayed by a retry). None otherwise; then stream it."""
+        if self._buffered is not None:
+            return self._buffered
+        feeder = self._feeder
+        if self.length is None or feeder is None:
+            return None
+        self._buffered = feeder.whole()
+        return self._buffered
+
     @property
     def consumed(self) -> bool:
         """True once streaming has started, so the body cannot be sent again."""
@@ -98,6 +110,10 @@ class BodyFeeder:
 
     def chunks(self) -> AsyncIterator[bytes]:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def whole(self) -> bytes | None:
+        """All of the body if it has arrived and nothing has read it, else None."""
+        return None
 
 
 class Request:

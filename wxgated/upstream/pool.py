@@ -106,7 +106,7 @@ async def exchange_once(target: Target, head: bytes, body: Body, head_request: b
     if conn is None:
         conn = await pool.connect(connect_timeout)
     while True:
-        data = body.buffered
+        data = body.arrived()
         # a streamed body: the read timeout starts once it is sent (the client's pauses
         # are the client body timeout's business, not the upstream's)
         conn.begin(head_request, read_timeout if data is not None else 0.0)

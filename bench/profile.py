@@ -33,7 +33,7 @@ def py_spy() -> str | None:
 
 
 def profile_one(sc: Scenario, spy: str, duration: float, rate: int, raw: Path) -> str:
-    run_wrk(sc.url, 2.0, sc.load_cpus, headers=sc.headers)  # warm caches and pools
+    run_wrk(sc.url, 2.0, sc.load_cpus, headers=sc.headers, script=sc.script)  # warm caches and pools
     rec = subprocess.Popen(
         pinned([spy, "record", "--pid", str(sc.service.proc.pid), "--duration",
                 f"{duration:g}", "--rate", str(rate), "--format", "raw", "--nonblocking",
@@ -41,7 +41,7 @@ def profile_one(sc: Scenario, spy: str, duration: float, rate: int, raw: Path) -
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pids = sc.service.pids()
     u0, s0 = cpu_ticks(pids)
-    res = run_wrk(sc.url, duration, sc.load_cpus, headers=sc.headers)
+    res = run_wrk(sc.url, duration, sc.load_cpus, headers=sc.headers, script=sc.script)
     u1, s1 = cpu_ticks(pids)
     rec.wait(duration + 30)
     for hook in sc.after_round:

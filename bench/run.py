@@ -34,7 +34,7 @@ from benchlib.services import (  # noqa: E402
 from benchlib.stack import Scenario, setup  # noqa: E402
 from benchlib.wrk import run_wrk  # noqa: E402
 
-BASE = ("nginx", "floor", "bare", "full", "redis", "aggregate")
+BASE = ("nginx", "floor", "bare", "full", "redis", "aggregate", "post")
 LABELS = {
     "nginx": "nginx (1 worker)",
     "floor": "python floor (bench/floor.py: no features)",
@@ -42,6 +42,8 @@ LABELS = {
     "full": "wxgated full",
     "redis": "wxgated redis",
     "aggregate": "wxgated aggregate (2 calls)",
+    "nginx-post": "nginx, POST with a 90-byte JSON body",
+    "post": "wxgated bare, the same POST (× nginx POST)",
 }
 
 
@@ -97,7 +99,7 @@ def ensure_tools(args: argparse.Namespace) -> bool:
 def measure_once(sc: Scenario, rnd: int, duration: float, conns: int) -> report.Sample:
     pids = sc.service.pids()
     u0, s0 = cpu_ticks(pids)
-    res = run_wrk(sc.url, duration, sc.load_cpus, conns, headers=sc.headers)
+    res = run_wrk(sc.url, duration, sc.load_cpus, conns, headers=sc.headers, script=sc.script)
     u1, s1 = cpu_ticks(pids)
     for hook in sc.after_round:
         hook()
@@ -108,7 +110,8 @@ def measure_once(sc: Scenario, rnd: int, duration: float, conns: int) -> report.
 def measure(scenarios: list[Scenario], args: argparse.Namespace) -> list[report.Sample]:
     warm = 1.0 if args.quick else 2.0
     for sc in scenarios:
-        run_wrk(sc.url, warm, sc.load_cpus, args.connections, headers=sc.headers)
+        run_wrk(sc.url, warm, sc.load_cpus, args.connections, headers=sc.headers,
+                script=sc.script)
         for hook in sc.after_round:
             hook()
     samples = []
@@ -158,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not ensure_tools(args):
         return 2
-    n = len(args.wanted)
+    n = len(args.wanted) + ("post" in args.wanted)  # post brings nginx-post
     print(f"~{(args.rounds * n * (args.duration + 0.3) + n * 5 + 10) / 60:.1f} min: "
           f"{args.rounds} rounds × {len(args.wanted)} scenarios × {args.duration:g} s",
           flush=True)

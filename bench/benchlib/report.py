@@ -51,12 +51,19 @@ class Summary:
     errors: int
 
 
+# scenarios compared with another nginx run than the plain GET one
+REFERENCE = {"post": "nginx-post"}
+
+
 def summarize(samples: list[Sample], baseline: str = "nginx") -> list[Summary]:
     names = list(dict.fromkeys(s.scenario for s in samples))
-    base = {s.round: s for s in samples if s.scenario == baseline}
+    by_round: dict[str, dict[int, Sample]] = {}
+    for s in samples:
+        by_round.setdefault(s.scenario, {})[s.round] = s
     out = []
     for name in names:
         mine = [s for s in samples if s.scenario == name]
+        base = by_round.get(REFERENCE.get(name, baseline), {})
         paired = [(s, base[s.round]) for s in mine if s.round in base]
         med = statistics.median
         out.append(Summary(

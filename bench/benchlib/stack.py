@@ -35,6 +35,7 @@ class Scenario:
     load_cpus: str | None
     headers: tuple[str, ...] = ()
     after_round: list[Callable[[], None]] = field(default_factory=list)
+    script: str | None = None  # a wrk Lua script (bench/post.lua)
 
     @property
     def url(self) -> str:
@@ -65,13 +66,19 @@ def start_core(wanted: list[str], tmp: Path, plan: CpuPlan) -> tuple[list[Scenar
     if "floor" in wanted:
         out.append(Scenario("floor", start_floor(tmp, plan.proxy, up_port), "/bare/items/42",
                             plan.load))
-    if "bare" in wanted:
+    if "bare" in wanted or "post" in wanted:
         gw = start_gateway("bare", "gateway-bare.yaml", tmp, plan.proxy,
                            {"BENCH_UPSTREAM_PORT": up_port, "BENCH_WORKERS": 1})
-        out.append(Scenario("bare", gw, "/bare/items/42", plan.load))
+        if "bare" in wanted:
+            out.append(Scenario("bare", gw, "/bare/items/42", plan.load))
+        if "post" in wanted:  # against nginx proxying the same POST
+            out.append(Scenario("nginx-post", proxy, "/bare/items/42", plan.load,
+                                script=POST_SCRIPT))
+            out.append(Scenario("post", gw, "/bare/items/42", plan.load, script=POST_SCRIPT))
     return out, up_port
 
 
+POST_SCRIPT = str(BENCH / "post.lua")
 PATHS = {"full": "/full/items/42", "redis": "/redis/items/42", "aggregate": "/aggregate"}
 
 

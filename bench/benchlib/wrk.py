@@ -28,9 +28,12 @@ class WrkResult:
 
 
 def run_wrk(url: str, duration: float, cpus: str | None, connections: int = 50,
-            threads: int = 1, headers: tuple[str, ...] = ()) -> WrkResult:
+            threads: int = 1, headers: tuple[str, ...] = (),
+            script: str | None = None) -> WrkResult:
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency",
            "--timeout", "5s"]
+    if script is not None:  # e.g. bench/post.lua: method and body
+        cmd += ["-s", script]
     for h in headers:
         cmd += ["-H", h]
     out = subprocess.run(pinned([*cmd, url], cpus), capture_output=True, text=True,

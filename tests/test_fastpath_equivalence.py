@@ -1,5 +1,6 @@
-"""Property: a body-less request answered on the callback fast path and the same request
-on the coroutine path look the same to the client and to the upstream.
+"""Property: a request answered on the callback fast path (no body, or a small one with
+a Content-Length) and the same request on the coroutine path look the same to the
+client and to the upstream.
 
 Two routes share one upstream; `/slow/...` adds a `response_headers: {}` filter, which
 changes nothing but has no synchronous form, so its requests take the coroutine chain.
@@ -10,6 +11,7 @@ the upstream received and what the client got back, minus the per-request trace 
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 from collections.abc import Iterator
@@ -29,8 +31,9 @@ def echo_app() -> web.Application:
     async def echo(request: web.Request) -> web.Response:
         seen = [[k.decode("latin-1").lower(), v.decode("latin-1")]
                 for k, v in request.raw_headers]
+        body = await request.read()
         resp = web.json_response({"method": request.method, "path": request.raw_path,
-                                  "headers": seen})
+                                  "headers": seen, "body": hashlib.sha256(body).hexdigest()})
         for k, v in request.headers.items():
             if k.lower().startswith("x-reply-"):  # the upstream's own response headers
                 resp.headers.add(k[8:], v)
@@ -77,14 +80,16 @@ _SEGMENT = st.text(st.sampled_from("abcXYZ09-_.~%20"), min_size=1, max_size=6).m
     lambda s: s.replace("%", "%25").replace("%2520", "%20"))
 
 
-def _exchange(port: int, method: str, target: str,
-              headers: list[tuple[str, str]]) -> tuple[int, list[tuple[str, str]], bytes]:
+def _exchange(port: int, method: str, target: str, headers: list[tuple[str, str]],
+              body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         conn.putrequest(method, target, skip_accept_encoding=True)
         for k, v in headers:
             conn.putheader(k, v)
-        conn.endheaders()
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
         resp = conn.getresponse()
         body = resp.read()
         return resp.status, [(k.lower(), v) for k, v in resp.getheaders()], body
@@ -102,24 +107,28 @@ def _comparable(status: int, headers: list[tuple[str, str]], body: bytes) -> tup
     return status, [h for h in kept if h[0] != "content-length"], doc
 
 
-# derandomized: the same 60 examples on every run, so CI cannot fail by chance
-@settings(max_examples=60, deadline=None, derandomize=True,
+# derandomized: the same 80 examples on every run, so CI cannot fail by chance
+@settings(max_examples=80, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(method=st.sampled_from(["GET", "HEAD", "DELETE", "OPTIONS", "GET"]),
+@given(method=st.sampled_from(["GET", "HEAD", "DELETE", "OPTIONS", "GET", "POST", "PUT"]),
        segments=st.lists(_SEGMENT, min_size=1, max_size=3),
        query=st.one_of(st.just(""), st.sampled_from(["?a=1", "?a=1&b=%20x", "?token="])),
-       headers=st.lists(_HEADER, max_size=8))
+       headers=st.lists(_HEADER, max_size=8),
+       body=st.one_of(st.none(), st.binary(max_size=300)))
 def test_fast_and_coroutine_paths_answer_alike(gw: GatewayProcess, method: str,
                                                segments: list[str], query: str,
-                                               headers: list[tuple[str, str]]) -> None:
+                                               headers: list[tuple[str, str]],
+                                               body: bytes | None) -> None:
     path = "/" + "/".join(segments) + query
-    fast = _exchange(gw.port, method, "/fast" + path, headers)
-    slow = _exchange(gw.port, method, "/slow" + path, headers)
+    fast = _exchange(gw.port, method, "/fast" + path, headers, body)
+    slow = _exchange(gw.port, method, "/slow" + path, headers, body)
     assert _comparable(*fast) == _comparable(*slow)
     assert fast[0] == 200
     names = {k for k, _ in fast[1]}
     assert "x-trace-id" in names and "via" in names
     if method != "HEAD":
-        seen = {k for k, _ in json.loads(fast[2])["headers"]}
+        doc = json.loads(fast[2])
+        assert doc["body"] == hashlib.sha256(body or b"").hexdigest()  # all of it, once
+        seen = {k for k, _ in doc["headers"]}
         assert {"x-forwarded-for", "x-real-ip", "via", "traceparent"} <= seen
         assert not any(k.startswith("x-wx-") for k in seen)  # never from a client

@@ -63,7 +63,7 @@ def summarize(samples: list[Sample], baseline: str = "nginx") -> list[Summary]:
     out = []
     for name in names:
         mine = [s for s in samples if s.scenario == name]
-        base = by_round.get(REFERENCE.get(name, baseline), {})
+        base = by_round.get(REFERENCE.get(name.split("@")[0], baseline), {})
         paired = [(s, base[s.round]) for s in mine if s.round in base]
         med = statistics.median
         out.append(Summary(

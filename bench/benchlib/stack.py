@@ -136,14 +136,18 @@ def start_scaling(tmp: Path, up_port: int, notes: list[str], workers: int) -> li
 
 def start_baseline(ref: str, wanted: list[str], tmp: Path, plan: CpuPlan, up_port: int,
                    redis_port: int) -> list[Scenario]:
-    """bare, full and redis as they were at git `ref`, named `bare@REF` and so on: an
+    """bare, post, full and redis as they were at git `ref`, named `bare@REF` and so on: an
     A/B of a change in the same rounds, where the VM's drift between runs can't hide it."""
     tree = checkout(ref, tmp)
     out = []
-    if "bare" in wanted:
+    if "bare" in wanted or "post" in wanted:
         gw = start_gateway(f"bare@{ref}", "gateway-bare.yaml", tmp, plan.proxy,
                            {"BENCH_UPSTREAM_PORT": up_port, "BENCH_WORKERS": 1}, tree)
-        out.append(Scenario(f"bare@{ref}", gw, "/bare/items/42", plan.load))
+        if "bare" in wanted:
+            out.append(Scenario(f"bare@{ref}", gw, "/bare/items/42", plan.load))
+        if "post" in wanted:
+            out.append(Scenario(f"post@{ref}", gw, "/bare/items/42", plan.load,
+                                script=POST_SCRIPT))
     names = [n for n in ("full", "redis") if n in wanted]
     if names:
         out += _full_gateway(f"full@{ref}", names, tmp, plan, up_port, redis_port, tree,

@@ -514,7 +514,7 @@ async def test_404_and_405_envelopes_match_the_coroutine_path(gw: GatewayProcess
         assert status == 200 and doc["path"] == "/only-get"
 
 
-# --- 8. small bodies: held until whole, then the fast path ------------------------------
+# --- 8. small bodies (the coroutine path, next to fast requests) -------------------------
 
 
 def post(path: str, body: bytes) -> bytes:
@@ -550,7 +550,7 @@ async def test_pipelined_posts_and_a_get_are_answered_in_order(gw: GatewayProces
         (200, "POST", "/p1", 8), (200, "POST", "/p2", 9), (200, "GET", "/g3", 0)]
 
 
-async def test_route_max_body_holds_on_the_fast_path(gw: GatewayProcess) -> None:
+async def test_route_max_body_refuses_a_bigger_post(gw: GatewayProcess) -> None:
     await warm(gw, "/capped/warm")
     async with aiohttp.ClientSession() as s:
         status, headers, doc = await send(s, gw.url + "/capped/big", "POST", data=b"x" * 101)

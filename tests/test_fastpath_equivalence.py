@@ -1,7 +1,6 @@
-"""Property: a body-less request answered on the callback fast path and the same request
-on the coroutine path look the same to the client and to the upstream. (Requests with
-a body take the coroutine path on both routes; they are here so that every body is
-checked to reach the upstream whole.)
+"""Property: a request answered on the callback fast path (no body, or a small one with
+a Content-Length) and the same request on the coroutine path look the same to the
+client and to the upstream.
 
 Two routes share one upstream; `/slow/...` adds a `response_headers: {}` filter, which
 changes nothing but has no synchronous form, so its requests take the coroutine chain.

@@ -1,9 +1,10 @@
-"""The proxy's callback path: a body-less request answered without a task switch.
+"""The proxy's callback path: a request answered without a task switch.
 
 PERFORMANCE.md's floor (a callback-only proxy on Protocols) costs about 1.25× nginx
 per request; the coroutine path costs several times that, mostly in futures, task
 wake-ups and the await chain between the two legs. So for the common request (no
-body, no upgrade, filters that can decide synchronously) the route's FastProxy runs
+body or a small one already whole, no upgrade, filters that can decide synchronously)
+the route's FastProxy runs
 the filters' sync checks, picks and admits a target, writes the head on an idle
 keep-alive connection, and the connection's listener answers the client from the
 upstream protocol's own callback.
@@ -103,9 +104,15 @@ class FastProxy:
         target.active += 1
         conn.begin(req.method == "HEAD", timeout)
         conn.listener = call.on_head
-        conn.transport.write(request_head(req.method, req.target_uri.encode("latin-1"),
-                                          call.host or target.host_header, call.lines)
-                             + b"\r\n")
+        head = request_head(req.method, req.target_uri.encode("latin-1"),
+                            call.host or target.host_header, call.lines)
+        body = req.body  # none, or whole (wxgated.http.server holds small ones back)
+        if body.length is None:
+            conn.transport.write(head + b"\r\n")
+        else:
+            data = body.buffered
+            assert data is not None
+            conn.transport.write(head + b"content-length: %d\r\n\r\n" % len(data) + data)
 
 
 class Call:

@@ -8,9 +8,11 @@ llhttp rejects smuggling shapes (CL+TE, duplicate CL, obs-fold, bad header names
 header and body sizes are limited on the wire, and reading pauses when a body or a
 pipeline backs up.
 
-A body-less request on a route with a fast path is answered from callbacks
-(`Dispatcher.fast` → wxgated.handlers.fastproxy → `answer_now`, or a task of its own
-when it must wait: `answer_later`); everything else runs in one task per connection,
+A request on a route with a fast path is answered from callbacks (`Dispatcher.fast` →
+wxgated.handlers.fastproxy → `answer_now`, or a task of its own when it must wait:
+`answer_later`) when it has no body, or a small Content-Length body that is all in by
+the end of the read that brought its head (the usual wx.request POST): that one is
+held until its message completes. Everything else runs in one task per connection,
 parked between requests (`_cycle`).
 """
 
@@ -39,6 +41,7 @@ from wxgated.http.waiters import wake
 from wxgated.http.writer import ResponseWriter, simple_response
 
 MAX_PIPELINE = 16  # queued requests before we stop reading from the client
+FAST_BODY = 64 * 1024  # a Content-Length body up to this may take the fast path whole
 LINGER_SECONDS = 2.0  # how long an unread request body is drained after an early answer
 _ZERO_BODY = Body.of(b"")  # an explicit Content-Length: 0, forwarded as such
 
@@ -71,6 +74,8 @@ class GatewayProtocol(asyncio.Protocol):
         self._in_head = False
         self._head_bytes = 0
         self._refusal: bytes | None = None  # a parse error's answer, due after the pipeline
+        # a request with a small body, held back until the body is in (fast path)
+        self._held: tuple[Request, RequestBody] | None = None
 
     # -- connection ---------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -137,6 +142,10 @@ class GatewayProtocol(asyncio.Protocol):
             self._on_upgrade(data[upg.args[0]:])
         except httptools.HttpParserError as exc:
             self._reject(*refusal_of(exc))
+        finally:
+            if self._held is not None:  # its body did not all come in this read
+                self._queue(*self._held)
+                self._held = None
 
     def eof_received(self) -> bool | None:
         if self._body is not None:  # body cut short by the client
@@ -246,12 +255,16 @@ class GatewayProtocol(asyncio.Protocol):
         if not self.active:
             # no disarm: an idle deadline that fires while a request is active is ignored
             self.active = True
-            if length is None and body is None and not parser.should_upgrade():
-                self._parsing = False  # no body: this message is complete
-                if self.d.fast(req, self):
+            if not parser.should_upgrade():
+                if body is None:
+                    self._parsing = False  # no body: this message is complete
+                    if self.d.fast(req, self):
+                        return
+                elif length is not None and length <= FAST_BODY and not body.too_large \
+                        and not body.expect_continue:
+                    self._held = (req, body)  # likely all in this read: see on_message_complete
                     return
-            self.pipeline.append((req, body))
-            self._run_cycle()
+            self._queue(req, body)
         else:
             self.pipeline.append((req, body))
             if len(self.pipeline) > MAX_PIPELINE:
@@ -267,6 +280,20 @@ class GatewayProtocol(asyncio.Protocol):
         if self._body is not None:
             self._body.finish()
             self._body = None
+        if self._held is not None:
+            req, body = self._held
+            self._held = None
+            data = body.whole()
+            if data is not None:
+                req.body = Body.of(data)
+                if self.d.fast(req, self):
+                    return
+            self._queue(req, body)
+
+    def _queue(self, req: Request, body: RequestBody | None) -> None:
+        """The first request of a connection in a while, onto the coroutine path."""
+        self.pipeline.append((req, body))
+        self._run_cycle()
 
     # -- request cycles -----------------------------------------------------
     async def _cycle(self) -> None:

@@ -56,8 +56,9 @@ class Dispatcher:
         raise NotImplementedError
 
     def fast(self, req: Request, proto: GatewayProtocol) -> bool:
-        """Take a body-less request on the callback path: True when it did, and will
-        answer through `proto.answer_now` or `proto.answer_later`."""
+        """Take a request (no body, or a whole one in `req.body`) on the callback path:
+        True when it did, and will answer through `proto.answer_now` or
+        `proto.answer_later`."""
         return False
 
     async def settle(self, req: Request, work: Awaitable[Response]) -> Response:

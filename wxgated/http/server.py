@@ -283,11 +283,8 @@ class GatewayProtocol(asyncio.Protocol):
         if self._held is not None:
             req, body = self._held
             self._held = None
-            data = body.whole()
-            if data is not None:
-                req.body = Body.of(data)
-                if self.d.fast(req, self):
-                    return
+            if req.body.arrived() is not None and self.d.fast(req, self):
+                return
             self._queue(req, body)
 
     def _queue(self, req: Request, body: RequestBody | None) -> None:

@@ -63,19 +63,25 @@ def start_core(wanted: list[str], tmp: Path, plan: CpuPlan) -> tuple[list[Scenar
     proxy = start_nginx("proxy", "proxy.conf", tmp, plan.proxy,
                         {"UPSTREAM_PORT": up_port, "PROXY_PORT": free_port()})
     out = [Scenario("nginx", proxy, "/bare/items/42", plan.load)]
+    if "post" in wanted:  # `post` is compared with nginx proxying the same POST
+        out.append(Scenario("nginx-post", proxy, "/bare/items/42", plan.load,
+                            script=POST_SCRIPT))
     if "floor" in wanted:
         out.append(Scenario("floor", start_floor(tmp, plan.proxy, up_port), "/bare/items/42",
                             plan.load))
-    if "bare" in wanted or "post" in wanted:
-        gw = start_gateway("bare", "gateway-bare.yaml", tmp, plan.proxy,
-                           {"BENCH_UPSTREAM_PORT": up_port, "BENCH_WORKERS": 1})
-        if "bare" in wanted:
-            out.append(Scenario("bare", gw, "/bare/items/42", plan.load))
-        if "post" in wanted:  # against nginx proxying the same POST
-            out.append(Scenario("nginx-post", proxy, "/bare/items/42", plan.load,
-                                script=POST_SCRIPT))
-            out.append(Scenario("post", gw, "/bare/items/42", plan.load, script=POST_SCRIPT))
-    return out, up_port
+    return out + _bare_gateway(wanted, tmp, plan, up_port), up_port
+
+
+def _bare_gateway(wanted: list[str], tmp: Path, plan: CpuPlan, up_port: int,
+                  tree: Path | None = None, suffix: str = "") -> list[Scenario]:
+    """bare and post: one gateway on gateway-bare.yaml (from `tree` when given)."""
+    names = [n for n in ("bare", "post") if n in wanted]
+    if not names:
+        return []
+    gw = start_gateway("bare" + suffix, "gateway-bare.yaml", tmp, plan.proxy,
+                       {"BENCH_UPSTREAM_PORT": up_port, "BENCH_WORKERS": 1}, tree)
+    return [Scenario(n + suffix, gw, "/bare/items/42", plan.load,
+                     script=POST_SCRIPT if n == "post" else None) for n in names]
 
 
 POST_SCRIPT = str(BENCH / "post.lua")
@@ -139,15 +145,7 @@ def start_baseline(ref: str, wanted: list[str], tmp: Path, plan: CpuPlan, up_por
     """bare, post, full and redis as they were at git `ref`, named `bare@REF` and so on: an
     A/B of a change in the same rounds, where the VM's drift between runs can't hide it."""
     tree = checkout(ref, tmp)
-    out = []
-    if "bare" in wanted or "post" in wanted:
-        gw = start_gateway(f"bare@{ref}", "gateway-bare.yaml", tmp, plan.proxy,
-                           {"BENCH_UPSTREAM_PORT": up_port, "BENCH_WORKERS": 1}, tree)
-        if "bare" in wanted:
-            out.append(Scenario(f"bare@{ref}", gw, "/bare/items/42", plan.load))
-        if "post" in wanted:
-            out.append(Scenario(f"post@{ref}", gw, "/bare/items/42", plan.load,
-                                script=POST_SCRIPT))
+    out = _bare_gateway(wanted, tmp, plan, up_port, tree, f"@{ref}")
     names = [n for n in ("full", "redis") if n in wanted]
     if names:
         out += _full_gateway(f"full@{ref}", names, tmp, plan, up_port, redis_port, tree,

@@ -9,8 +9,9 @@ straight from the read buffer.
 
 Scope: the calls made on the hot path (EVALSHA/EVAL for the rate limiter, GET for the
 session check). Redis Cluster and TLS (`rediss://`) stay on redis-py. Every call is
-bounded by `timeout`; a timeout or a broken connection fails every call in flight with
-StateError and the next call reconnects (the stream can't be trusted after a lost reply).
+bounded by `timeout` (one sweep per connection: within 1.25× of it); a timeout or a
+broken connection fails every call in flight with StateError and the next call
+reconnects (the stream can't be trusted after a lost reply).
 """
 
 from __future__ import annotations

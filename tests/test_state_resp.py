@@ -97,7 +97,7 @@ async def test_a_late_reply_fails_the_calls_within_the_timeout(redis_url: str) -
         start = loop.time()
         with pytest.raises(StateError, match="did not answer within"):
             await client.call("BLPOP", "resp:empty-list", "1")
-        assert 0.2 <= loop.time() - start < 0.5
+        assert 0.2 <= loop.time() - start < 0.9  # BLPOP itself would answer at 1 s
         await client.call("SET", "resp:after", "1")  # a new connection, in sync again
         assert await client.call("GET", "resp:after") == b"1"
     finally:

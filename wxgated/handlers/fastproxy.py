@@ -39,7 +39,7 @@ from wxgated.upstream.forward import (
     timeouts,
     try_timeout,
 )
-from wxgated.upstream.pool import Target, Upstream
+from wxgated.upstream.pool import Target, Upstream, with_body
 
 __all__ = ["FastProxy", "client_response"]
 
@@ -104,15 +104,12 @@ class FastProxy:
         target.active += 1
         conn.begin(req.method == "HEAD", timeout)
         conn.listener = call.on_head
-        head = request_head(req.method, req.target_uri.encode("latin-1"),
-                            call.host or target.host_header, call.lines)
         body = req.body  # none, or whole (the server holds a small one back until it is)
-        if body.length is None:
-            conn.transport.write(head + b"\r\n")
-        else:
-            data = body.buffered
-            assert data is not None
-            conn.transport.write(head + b"content-length: %d\r\n\r\n" % len(data) + data)
+        data = body.buffered
+        assert data is not None
+        conn.transport.write(with_body(
+            request_head(req.method, req.target_uri.encode("latin-1"),
+                         call.host or target.host_header, call.lines), body, data))
 
 
 class Call:

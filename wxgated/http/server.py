@@ -63,7 +63,6 @@ class GatewayProtocol(asyncio.Protocol):
         # per message being parsed
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._header_size = 0
         self._body: RequestBody | None = None
         self._bytes_in = 0
         self.deadline = 0.0
@@ -196,7 +195,6 @@ class GatewayProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
-        self._header_size = 0
         self._parsing = True
         self._in_head = True
         self._head_bytes = 0
@@ -204,18 +202,17 @@ class GatewayProtocol(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._header_size += len(url)
-        if self._header_size > self.cfg.max_header:
+        if len(self._url) > self.cfg.max_header:
             raise Refused(414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # Sized, lower-cased and filtered all at once when the head is complete, in C
-        # (map/zip), rather than with several Python steps per header here.
+        # Sized, lower-cased and filtered all at once when the head is complete
+        # (head_fields), rather than step by step in each callback.
         if self._in_head:  # trailer fields of a chunked body are not headers: dropped
             self._headers.append((name, value))
 
     def _head_size(self) -> int:
-        return self._header_size + fields_size(self._headers)
+        return len(self._url) + fields_size(self._headers)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -224,7 +221,7 @@ class GatewayProtocol(asyncio.Protocol):
         parser = self.parser
         version = parser.get_http_version()
         self._headers = headers = head_fields(self._headers, version,
-                                              self.cfg.max_header - self._header_size)
+                                              self.cfg.max_header - len(self._url))
         url = self._url
         if url[:1] != b"/":
             url, authority = origin_form(url)

@@ -156,10 +156,10 @@ def admit(up: Upstream, req: Request | None, tried: Any) -> Target:
 
 def record_verdict(target: Target, status: int | None, error: UpstreamError | None,
                    now: float) -> None:
+    """A try's verdict for the target's breaker and passive health (`settle` calls it
+    only when the target has either)."""
     breaker = target.breaker
     health = target.health
-    if breaker is None and health is None:
-        return
     failed = classify(status, None if error is None else error.reason,
                       target.failure_statuses, target.failure_errors)
     if breaker is not None:

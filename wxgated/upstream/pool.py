@@ -111,10 +111,8 @@ async def exchange_once(target: Target, head: bytes, body: Body, head_request: b
         # are the client body timeout's business, not the upstream's)
         conn.begin(head_request, read_timeout if data is not None else 0.0)
         try:
-            if data is not None:  # no framing stays none; a (read) body gets its length
-                conn.transport.write(
-                    head + b"\r\n" if body.length is None and not data
-                    else head + b"content-length: %d\r\n\r\n" % len(data) + data)
+            if data is not None:
+                conn.transport.write(with_body(head, body, data))
             else:
                 await _send_stream(conn, head, body, read_timeout)
                 conn.expect_answer(read_timeout)
@@ -133,6 +131,14 @@ async def exchange_once(target: Target, head: bytes, body: Body, head_request: b
             raise
         reused = False
         conn = await pool.connect(connect_timeout)
+
+
+def with_body(head: bytes, body: Body, data: bytes) -> bytes:
+    """A request head (without its blank line) and its whole body `data`, ready to write:
+    no framing stays none, anything else goes with its Content-Length."""
+    if body.length is None and not data:
+        return head + b"\r\n"
+    return head + b"content-length: %d\r\n\r\n" % len(data) + data
 
 
 async def _send_stream(conn: UpstreamConnection, head: bytes, body: Body,
@@ -178,4 +184,5 @@ async def _read_all(conn: UpstreamConnection) -> bytes:
     return b"".join(parts)
 
 
-__all__ = ["Exchange", "Target", "TargetSpec", "Upstream", "UpstreamError", "exchange_once"]
+__all__ = ["Exchange", "Target", "TargetSpec", "Upstream", "UpstreamError", "exchange_once",
+           "with_body"]

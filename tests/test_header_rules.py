@@ -3,6 +3,7 @@ upstream or a client actually sends (the black-box side is in test_proxy.py)."""
 
 from __future__ import annotations
 
+from wxgated.http.framing import head_fields
 from wxgated.http.headers import request_block, response_headers
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -20,7 +21,8 @@ def lines(block: bytes) -> list[tuple[str, str]]:
 def forwarded(headers: list[tuple[bytes, bytes]], **kw: object) -> dict[str, list[str]]:
     args = {"peer_ip": "10.0.0.7", "client_ip": "10.0.0.7", "scheme": "https",
             "host": b"mini.example.com", "trace_id": TRACE, "keep_host": False, **kw}
-    block, _ = request_block(headers, **args)  # type: ignore[arg-type]
+    parsed = head_fields(headers, "1.1", 1 << 16)  # as the server parses a head
+    block, _ = request_block(parsed, **args)  # type: ignore[arg-type]
     out: dict[str, list[str]] = {}
     for name, value in lines(block):
         out.setdefault(name, []).append(value)

@@ -21,6 +21,7 @@ from wxgated.config.units import parse_size
 from wxgated.http.clientip import ClientIPResolver
 from wxgated.http.dispatch import GatewayDispatcher
 from wxgated.http.serving import ServerConfig
+from wxgated.http.target import PathRules
 from wxgated.observe.accesslog import AccessLog
 from wxgated.observe.metrics import CONFIG_RELOADS
 from wxgated.observe.metrics import flush as flush_metrics
@@ -43,6 +44,10 @@ def server_config(cfg: dict[str, Any], into: ServerConfig | None = None) -> Serv
     sc.header_timeout = duration(timeouts.get("header"), 10.0)
     sc.idle_timeout = duration(timeouts.get("idle"), 75.0)
     sc.scheme = "https" if server.get("tls") else "http"
+    sc.path_rules = PathRules(bool(server.get("normalize_path", True)),
+                              bool(server.get("merge_slashes", True)),
+                              str(server.get("escaped_slashes", "reject")))
+    sc.allow_underscores = bool(server.get("allow_underscores_in_headers", False))
     return sc
 
 

@@ -165,6 +165,16 @@ def _server() -> Schema:
             "shutdown_grace": duration("15s", "how long in-flight requests may finish on stop",
                                        positive=False),
         }, default={}),
+        "normalize_path": boolean(True, "resolve . and .. segments and decode escaped "
+                                  "unreserved characters before routing; the upstream gets "
+                                  "the normalised path"),
+        "merge_slashes": boolean(True, "merge // into / before routing"),
+        "escaped_slashes": enum(["reject", "keep", "unescape"], "reject",
+                                "a path with %2F, a backslash or an encoded dot segment: "
+                                "400, forwarded as is, or decoded into /"),
+        "allow_underscores_in_headers": boolean(False, "forward client header names "
+                                                "containing _ (dropped by default, as "
+                                                "nginx does)"),
         "tls": obj({
             "cert": string(desc="PEM certificate chain file", minLength=1),
             "key": string(desc="PEM private key file", minLength=1),

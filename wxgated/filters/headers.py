@@ -12,14 +12,17 @@ from wxgated.config.errors import SemanticError
 from wxgated.filters.base import Filter, RequestFilter, register
 from wxgated.http.message import Handler, Headers, Request, Response
 
-_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+# a field name is an RFC 9110 token; a value may not hold a control byte but HTAB
+_NAME = {"type": "string", "pattern": r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"}
+_MAP = {"type": "object", "propertyNames": _NAME,
+        "additionalProperties": {"type": "string", "pattern": r"^[^\x00-\x08\x0a-\x1f\x7f]*$"}}
 SCHEMA = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
         "set": {**_MAP, "description": "replace (or create) these headers"},
         "add": {**_MAP, "description": "append these headers, keeping existing ones"},
-        "remove": {"type": "array", "items": {"type": "string"},
+        "remove": {"type": "array", "items": _NAME,
                    "description": "drop these headers"},
     },
 }

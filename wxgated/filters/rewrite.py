@@ -1,6 +1,10 @@
 """`rewrite: {regex, to}` rewrites the upstream path with a regex compiled once.
 
-`to` may use regex groups (`\\1`, `\\g<name>`) and route params (`{param.id}`).
+`to` may use regex groups (`\\1`, `\\g<name>`) and route params (`{param.id}`). A
+param is the client's percent-decoded text, so it is spliced in after the template is
+expanded, re-encoded as one path segment (`encode_param`): it can never be read as a
+regex template, add a segment, a query, or split the request line. Groups come from the
+normalised path, which is visible ASCII already; `to` itself must be too.
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ from typing import Any
 from wxgated.config.errors import SemanticError
 from wxgated.filters.base import RequestFilter, register
 from wxgated.http.message import Request
+from wxgated.http.target import encode_param
 
 _PARAM = re.compile(r"\{param\.([A-Za-z_][A-Za-z0-9_]*)\}")
+# what `to` may hold: visible ASCII, no query or fragment (the client's query is kept)
+_TO = re.compile(r"[\x21-\x22\x24-\x3e\x40-\x7e]*")
 
 
 @register
@@ -34,13 +41,27 @@ class Rewrite(RequestFilter):
             self.regex = re.compile(config["regex"])
         except re.error as exc:
             raise SemanticError(f"invalid regex: {exc}", ("regex",)) from None
-        self.to = config["to"]
-        self.params = tuple(_PARAM.findall(self.to))
+        to = config["to"]
+        if not _TO.fullmatch(to):
+            raise SemanticError("`to` must be a path of visible ASCII characters, without "
+                                "? or # (percent-encode anything else)", ("to",))
+        parts = _PARAM.split(to)  # literal, param name, literal, …
+        self.literals = tuple(parts[0::2])
+        self.params = tuple(parts[1::2])
+        for literal in self.literals:
+            try:
+                self.regex.sub(literal, "")  # parses the template: bad group refs fail now
+            except re.error as exc:
+                raise SemanticError(f"invalid `to`: {exc}", ("to",)) from None
 
     def apply(self, req: Request) -> None:
-        template = self.to
-        for p in self.params:
-            template = template.replace("{param." + p + "}", req.params.get(p, ""))
-        req.path = self.regex.sub(template, req.path, count=1)
-        if not req.path.startswith("/"):
-            req.path = "/" + req.path
+        m = self.regex.search(req.path)
+        if m is None:
+            return
+        literals = self.literals
+        out = [m.expand(literals[0])]
+        for i, p in enumerate(self.params, 1):
+            out.append(encode_param(req.params.get(p, "")))
+            out.append(m.expand(literals[i]))
+        path = req.path[:m.start()] + "".join(out) + req.path[m.end():]
+        req.path = path if path.startswith("/") else "/" + path

@@ -22,7 +22,12 @@ from typing import Any
 
 from wxgated.http.client import UpstreamConnection
 from wxgated.http.envelope import error_response
-from wxgated.http.headers import request_block, response_headers
+from wxgated.http.headers import (
+    check_request,
+    request_block,
+    response_headers,
+    target_bytes,
+)
 from wxgated.http.message import Headers, HTTPError, Request, Response, SyncCheck
 from wxgated.upstream.errors import (
     UpstreamConnectError,
@@ -84,6 +89,8 @@ class FastProxy:
         call.lines, call.host = request_block(req.headers, req.peer_ip, req.client_ip,
                                               req.scheme, req.header(b"host"), req.trace_id,
                                               self.preserve_host)
+        call.uri = uri = target_bytes(req.path, req.query)
+        check_request(uri, call.lines)
         if up.budget is not None:
             up.budget.record_request()
         try:
@@ -94,40 +101,58 @@ class FastProxy:
         if conn is None:
             proto.answer_later(req, call.slow(target))
             return
-        start = time.monotonic()
-        timeout = self.timeout
-        if timeout is None:  # retries: each try within their deadline
-            timeout, call.deadline = timeouts(up, self.read_timeout)
-            timeout = try_timeout(timeout, call.deadline, start)
-        call.target = target
-        call.start = start
         target.active += 1
-        conn.begin(req.method == "HEAD", timeout)
-        conn.listener = call.on_head
-        body = req.body  # none, or whole (the server holds a small one back until it is)
-        data = body.buffered
-        assert data is not None
-        conn.transport.write(with_body(
-            request_head(req.method, req.target_uri.encode("latin-1"),
-                         call.host or target.host_header, call.lines), body, data))
+        try:
+            call.first_try(target, conn)
+        except BaseException:
+            # one request, one answer: the connection and the admission go back before
+            # the error is answered, so no stray answer (or count) follows it
+            conn.listener = None
+            conn.abort()
+            target.active -= 1
+            if target.breaker is not None:
+                target.breaker.cancel()
+            raise
 
 
 class Call:
     """One request on the fast path, from the upstream write to the client answer."""
 
-    __slots__ = ("fp", "req", "proto", "lines", "host", "added", "target", "start",
+    __slots__ = ("fp", "req", "proto", "uri", "lines", "host", "added", "target", "start",
                  "deadline")
 
     def __init__(self, fp: FastProxy, req: Request, proto: Any) -> None:
         self.fp = fp
         self.req = req
         self.proto = proto
+        self.uri = b""
         self.lines = b""
         self.host = b""
         self.added: Headers | None = None  # the filters' response headers
         self.target: Target | None = None
         self.start = 0.0
         self.deadline: float | None = None
+
+    def first_try(self, target: Target, conn: UpstreamConnection) -> None:
+        """Write the request on an idle connection of the admitted (and counted)
+        `target`; its listener takes the answer."""
+        fp = self.fp
+        req = self.req
+        start = time.monotonic()
+        timeout = fp.timeout
+        if timeout is None:  # retries: each try within their deadline
+            timeout, self.deadline = timeouts(fp.upstream, fp.read_timeout)
+            timeout = try_timeout(timeout, self.deadline, start)
+        self.target = target
+        self.start = start
+        conn.begin(req.method == "HEAD", timeout)
+        conn.listener = self.on_head
+        body = req.body  # none, or whole (the server holds a small one back until it is)
+        data = body.buffered
+        assert data is not None
+        conn.transport.write(with_body(
+            request_head(req.method, self.uri, self.host or target.host_header, self.lines),
+            body, data))
 
     def on_head(self, conn: Any) -> None:
         """The connection's listener: the answer head is in, or the exchange failed."""
@@ -167,8 +192,7 @@ class Call:
         next try after `tried`."""
         req = self.req
         try:
-            ex = await forward(self.fp.upstream, req, req.method,
-                               req.target_uri.encode("latin-1"), self.lines, self.host,
+            ex = await forward(self.fp.upstream, req, req.method, self.uri, self.lines, self.host,
                                req.body, self.fp.read_timeout, target=target,
                                attempt=1 if target is not None else 2, tried=tried,
                                deadline=self.deadline)

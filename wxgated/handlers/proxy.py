@@ -8,7 +8,7 @@ from wxgated.config.spec import duration
 from wxgated.handlers.base import Terminal, register_terminal
 from wxgated.handlers.fastproxy import FastProxy, client_response
 from wxgated.handlers.websocket import build_upgrader, wants_websocket
-from wxgated.http.headers import request_block
+from wxgated.http.headers import request_block, target_bytes
 from wxgated.http.message import HTTPError, Request, Response, SyncCheck
 from wxgated.upstream.errors import UpstreamError, to_http_error
 from wxgated.upstream.forward import forward
@@ -35,7 +35,7 @@ class Proxy:
                                     req.header(b"host"), req.trace_id, self.preserve_host)
         try:
             ex = await forward(self.upstream, req, req.method,
-                               req.target_uri.encode("latin-1"), lines, host, req.body,
+                               target_bytes(req.path, req.query), lines, host, req.body,
                                self.read_timeout)
         except UpstreamError as exc:
             raise to_http_error(exc) from None

@@ -16,7 +16,13 @@ from typing import Any
 import httptools
 
 from wxgated.config.spec import duration
-from wxgated.http.headers import request_block, response_headers
+from wxgated.http.headers import (
+    check_request,
+    field_lines,
+    request_block,
+    response_headers,
+    target_bytes,
+)
 from wxgated.http.message import Handler, Request, Response
 from wxgated.http.wstunnel import Tunnel
 from wxgated.observe.metrics import WEBSOCKETS_OPEN
@@ -27,7 +33,7 @@ from wxgated.upstream.errors import (
     UpstreamTimeout,
     to_http_error,
 )
-from wxgated.upstream.forward import NO_EXCLUDE, accounted, admit
+from wxgated.upstream.forward import NO_EXCLUDE, accounted, admit, request_head
 from wxgated.upstream.pool import Target, Upstream
 
 DEFAULT_IDLE = 300.0
@@ -60,12 +66,14 @@ class WebSocketProxy:
 
     async def __call__(self, req: Request) -> Response:
         up = self.upstream
+        uri, host, lines = self._parts(req)
         try:
             target = admit(up, req, NO_EXCLUDE)
         except UpstreamError as exc:
             raise to_http_error(exc) from None
+        head = request_head(req.method, uri, host or target.host_header, lines) + b"\r\n"
         side, error = await accounted(up, req, target, _handshake(
-            target, self._head(req, target), up.connect_timeout, up.read_timeout))
+            target, head, up.connect_timeout, up.read_timeout))
         if error is not None or side is None or not side.switched:
             if side is not None:
                 side.transport.close()
@@ -81,13 +89,15 @@ class WebSocketProxy:
         resp.upgrade = tunnel.start
         return resp
 
-    def _head(self, req: Request, target: Target) -> bytes:
+    def _parts(self, req: Request) -> tuple[bytes, bytes, bytes]:
+        """The handshake's target, Host and lines, checked before a target is admitted."""
         lines, host = request_block(req.headers, req.peer_ip, req.client_ip, req.scheme,
                                     req.header(b"host"), req.trace_id, self.preserve_host)
-        return b"".join((
-            req.method.encode(), b" ", req.target_uri.encode("latin-1"), b" HTTP/1.1\r\nhost: ",
-            host or target.host_header, b"\r\n", lines, b"connection: upgrade\r\nupgrade: ",
-            req.header(b"upgrade") or b"websocket", b"\r\n\r\n"))
+        lines += field_lines([(b"connection", b"upgrade"),
+                              (b"upgrade", req.header(b"upgrade") or b"websocket")])
+        uri = target_bytes(req.path, req.query)
+        check_request(uri, lines)
+        return uri, host, lines
 
 
 async def _handshake(target: Target, head: bytes, connect_timeout: float,

@@ -61,14 +61,24 @@ def fields_size(raw: list[tuple[bytes, bytes]]) -> int:
     return size
 
 
-def head_fields(raw: list[tuple[bytes, bytes]], version: str, room: int
-                ) -> list[tuple[bytes, bytes]]:
-    """A complete head's fields lower-cased, X-WX-* dropped (they are the gateway's
-    alone, DESIGN.md), exactly one Host (RFC 9112 §3.2), and no more than `room` bytes
-    of them (431). One plain loop: map/zip chains count fewer opcodes but take 2–3× the
-    time for a real head (PERFORMANCE.md)."""
+def head_fields(raw: list[tuple[bytes, bytes]], version: str, room: int,
+                allow_underscores: bool = False) -> list[tuple[bytes, bytes]]:
+    """A complete head's fields lower-cased, exactly one Host (RFC 9112 §3.2), no more
+    than `room` bytes of them (431), and none that could pass for the gateway's own:
+
+    - X-WX-* are the gateway's identity headers alone: a client's are dropped;
+    - a name with `_` is dropped (nginx's `underscores_in_headers off`): CGI, WSGI,
+      PHP and some Java containers read `_` as `-`, so `X_WX_OpenID` would be
+      `X-WX-OpenID` upstream and `Transfer_Encoding` a framing header. When allowed,
+      a name that reads as an identity, hop-by-hop or gateway-set header is still dropped;
+    - the headers the client's `Connection` lists are dropped here, before any filter
+      runs, so that list can never reach a header the gateway adds later.
+
+    One plain loop: map/zip chains count fewer opcodes but take 2–3× the time for a real
+    head (docs/PERFORMANCE.md)."""
     headers = []
     hosts = 0
+    listed = False
     size = 4 * len(raw)
     for name, value in raw:
         size += len(name) + len(value)
@@ -77,12 +87,46 @@ def head_fields(raw: list[tuple[bytes, bytes]], version: str, room: int
             hosts += 1
         elif name.startswith(b"x-wx-"):
             continue
+        elif b"_" in name and not _underscore_ok(name, allow_underscores):
+            continue
+        elif name == b"connection" and value.lower() not in _PLAIN_CONNECTION:
+            listed = True
         headers.append((name, value))
     if size > room:
         raise Refused(431, TOO_LARGE)
     if hosts > 1 or (hosts == 0 and version == "1.1"):
         raise Refused(400, "bad request: exactly one Host header is required")
-    return headers
+    return _without_listed(headers) if listed else headers
+
+
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
+# what a Connection list may not remove: the message's own framing and routing
+_FRAMING = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection",
+                      b"upgrade"})
+# names a client may not send even spelled with `_` (the gateway sets or strips them)
+_RESERVED = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
+    b"proxy-authorization", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+    b"host", b"content-length", b"expect", b"x-forwarded-for", b"x-forwarded-proto",
+    b"x-forwarded-host", b"x-real-ip", b"via", b"traceparent", b"x-trace-id",
+})
+
+
+def _underscore_ok(name: bytes, allowed: bool) -> bool:
+    if not allowed:
+        return False
+    dashed = name.replace(b"_", b"-")
+    return not dashed.startswith(b"x-wx-") and dashed not in _RESERVED
+
+
+def _without_listed(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Drop the fields a Connection header names (RFC 9110 §7.6.1), never framing."""
+    names: set[bytes] = set()
+    for k, v in headers:
+        if k == b"connection":
+            names.update(t.strip() for t in v.lower().split(b","))
+    names -= _FRAMING
+    return [h for h in headers if h[0] not in names]
 
 
 def origin_form(url: bytes) -> tuple[bytes, bytes | None]:

@@ -8,7 +8,10 @@ X-Real-IP, Via, and the trace headers.
 from __future__ import annotations
 
 import hashlib
+import re
 from random import getrandbits
+
+from wxgated.http.message import HTTPError
 
 HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
@@ -19,7 +22,7 @@ HOP_BY_HOP = frozenset({
 _REPLACED = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"x-real-ip", b"traceparent",
                        b"x-trace-id"})
 _SKIP = HOP_BY_HOP | _REPLACED | {b"x-forwarded-for", b"via"}
-_SPECIAL = frozenset({b"x-forwarded-for", b"via", b"connection"})  # what needs a closer look
+_SPECIAL = frozenset({b"x-forwarded-for", b"via"})  # what needs a closer look
 _RESPONSE_SPECIAL = frozenset({b"via", b"connection"})
 _RESPONSE_DROP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
@@ -58,31 +61,29 @@ def request_block(headers: list[tuple[bytes, bytes]], peer_ip: str, client_ip: s
     """The forwarded header lines (without Host/framing) and the Host to send.
 
     Returns (block, host) where block is ready to follow the request line; host is
-    empty unless `keep_host` (then the upstream gets the client's Host).
+    empty unless `keep_host` (then the upstream gets the client's Host). The client's
+    `Connection` list was applied when the head was parsed (http.framing.head_fields),
+    so nothing the gateway added since can be removed by it. Raises HTTPError(400)
+    rather than send a field that could split a line (`_check_lines`).
     """
     kept = []
-    special = False  # a proxy in front, or a Connection header naming others: rare
+    special = False  # a proxy in front: rare
     for h in headers:  # one pass: the usual head has nothing to fix
         if h[0] not in _SKIP:
             kept.append(h)
-        elif h[0] in _SPECIAL and _special(h):
+        elif h[0] in _SPECIAL:
             special = True
     xff = b""
     via = VIA
     if special:
-        conn = _NO_TOKENS
         for k, v in headers:
             if k == b"x-forwarded-for":
                 xff = v if not xff else xff + b", " + v
             elif k == b"via":
                 via = v + b", " + VIA
-            elif k == b"connection" and v.lower() not in _PLAIN_CONNECTION:
-                conn = connection_tokens(headers)
-        if conn:
-            kept = [h for h in kept if h[0] not in conn]
     peer = peer_ip.encode()
     block = b"".join((
-        b"\r\n".join(map(b": ".join, kept)), b"\r\n" if kept else b"",
+        _join(kept),
         b"x-forwarded-for: ", xff + b", " + peer if xff else peer,
         b"\r\nx-forwarded-proto: ", scheme.encode(),
         b"\r\nx-forwarded-host: " + host if host else b"",
@@ -91,7 +92,71 @@ def request_block(headers: list[tuple[bytes, bytes]], peer_ip: str, client_ip: s
         b"\r\nx-trace-id: ", trace_id.encode(),
         b"\r\ntraceparent: ", traceparent(trace_id), b"\r\n",
     ))
+    _check_lines(block, len(kept) + (7 if host else 6))
     return block, (host or b"") if keep_host else b""
+
+
+def field_lines(fields: list[tuple[bytes, bytes]]) -> bytes:
+    """Header fields as `name: value` CRLF lines, checked (`_check_lines`)."""
+    for name, _ in fields:
+        if not name or _NOT_TOKEN(name) is not None:
+            raise unsafe()
+    return _check_lines(_join(fields), len(fields))
+
+
+def _join(fields: list[tuple[bytes, bytes]]) -> bytes:
+    return b"\r\n".join(map(b": ".join, fields)) + b"\r\n" if fields else b""
+
+
+def _check_lines(text: bytes, lines: int) -> bytes:
+    """The last line of defence for header lines: a value holding CR, LF, NUL or another
+    control byte (HTAB aside) is refused (HTTPError 400) instead of written, whatever
+    put it there (a filter, a template, a claim, a client). Checked on the joined text:
+    exactly `lines` CRLFs and no other control byte."""
+    if _CTL(text) is not None or text.count(b"\n") != lines or text.count(b"\r") != lines:
+        raise unsafe()
+    return text
+
+
+def unsafe() -> HTTPError:
+    return HTTPError(400, "bad request: a header or the target cannot be forwarded safely")
+
+
+# control bytes other than HTAB, CR and LF (those are counted separately)
+_CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]").search
+_NOT_TOKEN = re.compile(rb"[^!#$%&'*+.^_`|~0-9A-Za-z-]").search
+# a control byte, a CR or LF not in a CRLF pair, or a CRLF opening an empty or folded line
+_BAD_LINES = re.compile(
+    rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\n[\r\n \t]|^[\r\n \t]").search
+# a request target: visible ASCII only, and no fragment
+_BAD_TARGET = re.compile(rb"[^\x21-\x22\x24-\x7e]").search
+
+
+def target_bytes(path: str, query: str) -> bytes:
+    """The request target an upstream gets, refused (HTTPError 400) unless it is visible
+    ASCII without a fragment: the request line cannot be split or extended by it."""
+    try:
+        uri = (path + "?" + query if query else path).encode("ascii")
+    except UnicodeEncodeError:
+        raise unsafe() from None
+    check_target(uri)
+    return uri
+
+
+def check_target(uri: bytes) -> None:
+    if _BAD_TARGET(uri) is not None or uri[:1] not in (b"/", b"*"):
+        raise unsafe()
+
+
+def check_request(uri: bytes, lines: bytes) -> None:
+    """The bottom check before any request head is written upstream, whoever built its
+    parts: a target that cannot split the request line, and header lines that are
+    CRLF-terminated, free of control bytes and of blank or folded lines, so what is
+    written is at most one request. (Counting the lines, which stops a smuggled extra
+    header, is the builders' job: `field_lines`, `request_block`.)"""
+    check_target(uri)
+    if lines and (_BAD_LINES(lines) is not None or lines[-2:] != b"\r\n"):
+        raise unsafe()
 
 
 def traceparent(trace_id: str) -> bytes:

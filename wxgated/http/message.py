@@ -140,7 +140,7 @@ class Request:
         start: float = 0.0,
     ) -> None:
         self.method = method
-        self.path = path  # raw (still percent-encoded) path; filters may rewrite it
+        self.path = path  # normalised path (http.target), still percent-encoded; filters may rewrite it
         self.orig_path = path  # as the client sent it, for logs
         self.query = query  # raw query string without "?"
         self.headers = headers

@@ -37,6 +37,7 @@ from wxgated.http.framing import (
 )
 from wxgated.http.message import NO_BODY, Body, HTTPError, Request, Response
 from wxgated.http.serving import Dispatcher
+from wxgated.http.target import normalize_path, split_target
 from wxgated.http.waiters import wake
 from wxgated.http.writer import ResponseWriter, simple_response
 
@@ -220,8 +221,10 @@ class GatewayProtocol(asyncio.Protocol):
             return
         parser = self.parser
         version = parser.get_http_version()
+        cfg = self.cfg
         self._headers = headers = head_fields(self._headers, version,
-                                              self.cfg.max_header - len(self._url))
+                                              cfg.max_header - len(self._url),
+                                              cfg.allow_underscores)
         url = self._url
         if url[:1] != b"/":
             url, authority = origin_form(url)
@@ -230,10 +233,12 @@ class GatewayProtocol(asyncio.Protocol):
                 headers.append((b"host", authority))
                 self._headers = headers
         by_name = dict(headers)  # the last of each name, for the few read here
-        path_b, _, query_b = url.partition(b"?")
+        path, query = split_target(url)
         method = parser.get_method().decode("ascii")
-        req = self.d.begin(self.peer_ip, headers, by_name, method, path_b.decode("latin-1"),
-                           query_b.decode("latin-1"), version, parser.should_keep_alive())
+        req = self.d.begin(self.peer_ip, headers, by_name, method,
+                           normalize_path(path, cfg.path_rules), query, version,
+                           parser.should_keep_alive())
+        req.orig_path = path
         req.transport = self.transport
         cl = by_name.get(b"content-length")
         length = None if cl is None else int(cl)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from wxgated.http.deadlines import Deadlines
 from wxgated.http.message import Request, Response
+from wxgated.http.target import DEFAULT_RULES, PathRules
 
 if TYPE_CHECKING:
     from wxgated.http.server import GatewayProtocol
@@ -20,17 +21,21 @@ class ServerConfig:
     """Per-listener settings, read on every request: plain attributes, no lookups."""
 
     __slots__ = ("max_header", "max_body", "header_timeout", "idle_timeout", "scheme",
-                 "max_connections")
+                 "max_connections", "path_rules", "allow_underscores")
 
     def __init__(self, max_header: int = 16384, max_body: int = 1 << 20,
                  header_timeout: float = 10.0, idle_timeout: float = 75.0,
-                 scheme: str = "http", max_connections: int = 0) -> None:
+                 scheme: str = "http", max_connections: int = 0,
+                 path_rules: PathRules = DEFAULT_RULES,
+                 allow_underscores: bool = False) -> None:
         self.max_header = max_header
         self.max_body = max_body
         self.header_timeout = header_timeout
         self.idle_timeout = idle_timeout
         self.scheme = scheme
         self.max_connections = max_connections
+        self.path_rules = path_rules
+        self.allow_underscores = allow_underscores
 
 
 class Dispatcher:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
 
+from wxgated.http.headers import check_request
 from wxgated.http.message import Body, Request
 from wxgated.upstream.breaker import classify, min_retry_after
 from wxgated.upstream.errors import UpstreamError, UpstreamUnavailable
@@ -59,7 +60,9 @@ async def forward(up: Upstream, req: Request | None, method: str, uri: bytes, li
     """Run the exchange, retrying per policy; raises UpstreamError when all tries fail.
 
     `target` is an already admitted first target; `attempt`, `tried` and `deadline` say
-    where a caller that made earlier tries itself left off (the fast path)."""
+    where a caller that made earlier tries itself left off (the fast path). A head that
+    could be read as more than one request is refused (HTTPError 400) before any try."""
+    check_request(uri, lines)
     if attempt == 1 and target is None and up.budget is not None:
         up.budget.record_request()
     replayable = body.empty or body.buffered is not None

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wxgated.http.client import ConnectionPool, UpstreamConnection
+from wxgated.http.headers import field_lines
 from wxgated.http.message import NO_BODY, Body
 from wxgated.observe.metrics import (
     UPSTREAM_DURATION,
@@ -172,8 +173,9 @@ class Upstream:
         """A whole buffered exchange, for aggregation and internal calls."""
         from wxgated.upstream.forward import forward
 
-        lines = b"".join(k + b": " + v + b"\r\n" for k, v in headers)
-        ex = await forward(self, None, method, path_and_query.encode("latin-1"), lines, b"",
+        lines = field_lines(headers)
+        uri = path_and_query.encode("utf-8", "surrogateescape")  # forward checks it
+        ex = await forward(self, None, method, uri, lines, b"",
                            Body.of(body) if body else NO_BODY, read_timeout=timeout)
         data = ex.conn.take_body() if ex.conn.complete else await _read_all(ex.conn)
         return ex.status, ex.headers, data

@@ -275,3 +275,52 @@ def test_random_bytes_never_reach_an_upstream_unchecked(
     else:
         assert all(r.values(name) == [] for name in IDENTITY)
     assert all("_" not in k for k, _ in r.headers)
+
+
+# --- framing and Host: one request in, at most one request out --------------------
+
+SMUGGLING = [
+    b"POST /public/a HTTP/1.1\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n"
+    b"0\r\n\r\nGET /private/x HTTP/1.1\r\nhost: a\r\n\r\n",
+    b"POST /public/a HTTP/1.1\r\ncontent-length: 4\r\ncontent-length: 40\r\n\r\nbody",
+    b"POST /public/a HTTP/1.1\r\ntransfer-encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+    b"POST /public/a HTTP/1.1\r\ntransfer-encoding : chunked\r\n\r\n0\r\n\r\n",
+    b"POST /public/a HTTP/1.1\r\ncontent-length: +4\r\n\r\nbody",
+    b"POST /public/a HTTP/1.1\r\ncontent-length: 4\r\n foo\r\n\r\nbody",
+    b"GET /public/a HTTP/1.1\r\nx: a\rGET /private/x HTTP/1.1\r\n\r\n",
+    b"GET /public/a HTTP/1.1\nx: a\n\n",
+]
+
+
+@pytest.mark.parametrize("data", SMUGGLING)
+def test_ambiguous_framing_is_refused(gw: GatewayProcess, upstream: RecordingUpstream,
+                                      data: bytes) -> None:
+    upstream.take()
+    head, _, rest = data.partition(b"\r\n")
+    data = head + b"\r\nhost: api.example.com\r\n" + rest
+    out = b""
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(data)
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except ConnectionResetError:
+            pass
+    got = upstream.take()
+    assert out.startswith(b"HTTP/1.1 400 "), out[:60]
+    assert out.count(b"HTTP/1.1 ") == 1
+    assert got == []
+
+
+@pytest.mark.parametrize("host", [b"a b", b"a/b", b"a@b:80/x", b"[::1", b"a\"b", b"a:80:90",
+                                  b"a:123456", b"a\\b", b"a?b", b"a#b"])
+def test_a_host_that_is_no_authority_is_refused(gw: GatewayProcess,
+                                               upstream: RecordingUpstream, host: bytes) -> None:
+    upstream.take()
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(b"GET /public/a HTTP/1.1\r\nhost: " + host + b"\r\nconnection: close\r\n\r\n")
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    assert out.startswith(b"HTTP/1.1 400 "), (host, out[:60])
+    assert upstream.take() == []

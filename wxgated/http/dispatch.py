@@ -118,6 +118,9 @@ class GatewayDispatcher(Dispatcher):
     def reject(self, req: Request, status: int, msg: str) -> Response:
         return envelope(status, None, trace_id=req.trace_id, code=status, msg=msg)
 
+    def abandon(self, req: Request) -> None:
+        self.in_flight -= 1
+
     def done(self, req: Request, status: int, bytes_in: int, bytes_out: int) -> None:
         self.in_flight -= 1
         duration = self._time() - req.start

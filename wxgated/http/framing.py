@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httptools
@@ -63,7 +64,7 @@ def fields_size(raw: list[tuple[bytes, bytes]]) -> int:
 
 def head_fields(raw: list[tuple[bytes, bytes]], version: str, room: int,
                 allow_underscores: bool = False) -> list[tuple[bytes, bytes]]:
-    """A complete head's fields lower-cased, exactly one Host (RFC 9112 §3.2), no more
+    """A complete head's fields lower-cased, exactly one valid Host (RFC 9112 §3.2), no more
     than `room` bytes of them (431), and none that could pass for the gateway's own:
 
     - X-WX-* are the gateway's identity headers alone: a client's are dropped;
@@ -85,6 +86,8 @@ def head_fields(raw: list[tuple[bytes, bytes]], version: str, room: int,
         name = name.lower()
         if name == b"host":
             hosts += 1
+            if _HOST(value) is None:
+                raise Refused(400, "bad request: invalid Host header")
         elif name.startswith(b"x-wx-"):
             continue
         elif b"_" in name and not _underscore_ok(name, allow_underscores):
@@ -99,6 +102,9 @@ def head_fields(raw: list[tuple[bytes, bytes]], version: str, room: int,
     return _without_listed(headers) if listed else headers
 
 
+# RFC 9110 §7.2: uri-host [":" port]; a reg-name, an IPv4 or a bracketed IPv6 literal
+_HOST = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?"
+                   ).fullmatch
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
 # what a Connection list may not remove: the message's own framing and routing
 _FRAMING = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection",

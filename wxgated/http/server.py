@@ -101,9 +101,11 @@ class GatewayProtocol(asyncio.Protocol):
             self.writer.connection_lost()
         if self._body is not None:
             self._body.fail(ConnectionResetError("client disconnected"))
-        for _, body in self.pipeline:
+        for req, body in self.pipeline:  # never to be answered: no longer in flight
+            self.d.abandon(req)
             if body is not None:
                 body.fail(ConnectionResetError("client disconnected"))
+        self.pipeline.clear()
         if self.tunnel is not None:
             self.tunnel.client_lost()
 

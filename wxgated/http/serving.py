@@ -72,3 +72,7 @@ class Dispatcher:
 
     def done(self, req: Request, status: int, bytes_in: int, bytes_out: int) -> None:
         pass  # pragma: no cover
+
+    def abandon(self, req: Request) -> None:
+        """A begun request that will never be answered: queued behind the answer that
+        closed its connection (nginx logs nothing for those either)."""

@@ -78,11 +78,9 @@ def reloads(gw: GatewayProcess, result: str) -> float:
 
 
 def reload_with(gw: GatewayProcess, cfg: dict[str, Any], result: str) -> None:
-    """Write `cfg` (keeping the harness's listen addresses unless `cfg` sets its own)
-    and wait until the reload is counted under `result`."""
+    """Write `cfg` and wait until the reload is counted under `result`."""
     before = reloads(gw, result)
-    server = {"listen": gw.config["server"]["listen"], **cfg.get("server", {})}
-    gw.write({**gw.config, **cfg, "server": server})
+    gw.write(cfg)
     wait_for(lambda: reloads(gw, result) > before, what=f"a {result} reload")
 
 
@@ -189,3 +187,32 @@ def test_a_new_listen_port_is_reported_not_claimed(gateway: Any,
     assert reloads(gw, "success") == 0
     # back to the address it runs on: a full success again
     reload_with(gw, config(upstream.url), "success")
+
+
+def test_with_workers_the_supervisor_reports_the_restart(gateway: Any,
+                                                         upstream: ThreadedApp) -> None:
+    gw = gateway(config(upstream.url, workers=2))
+    reload_with(gw, config(upstream.url, workers=3, trusted_proxies=["127.0.0.1/32"]),
+                "partial")
+    events = [d for d in gw.log_lines() if d.get("restart_needed")]
+    assert events and events[-1]["restart_needed"] == ["server.workers"]
+    # the workers applied the rest
+    wait_for(lambda: call(gw.port, headers={"X-Forwarded-For": "203.0.113.9"})[1]
+             .get("real_ip") == "203.0.113.9", what="both workers to trust the proxy")
+    for _ in range(10):
+        assert call(gw.port, headers={"X-Forwarded-For": "203.0.113.9"})[1]["real_ip"] \
+            == "203.0.113.9"
+
+
+def test_file_contents_are_part_of_a_registry_spec(tmp_path: Path) -> None:
+    from wxgated.config.spec import identity
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("one")
+    fragment = {"tls": {"verify": True, "ca_file": str(ca)}}
+    first = identity(fragment)
+    assert identity(fragment) == first
+    ca.write_text("two")
+    assert identity(fragment) != first
+    ca.unlink()
+    assert identity(fragment) != first and "unreadable" in str(identity(fragment))

@@ -39,6 +39,15 @@ class GatewayProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def write(self, config: dict[str, Any] | str) -> None:
+        """Replace the config file. A dict keeps the harness's listen addresses unless it
+        names its own: a reload that moves them is only applied by a restart (and
+        counted as result="partial"), which only the tests about that want."""
+        if not isinstance(config, str) and hasattr(self, "port"):
+            config = dict(config)
+            config.setdefault("version", 1)
+            config["server"] = {"listen": f"127.0.0.1:{self.port}", **config.get("server", {})}
+            config["admin"] = {"listen": f"127.0.0.1:{self.admin_port}",
+                               **config.get("admin", {})}
         text = config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(text)

@@ -8,6 +8,7 @@ the admin listener, sd_notify, the file watcher and the reload decision; the wor
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import signal
@@ -85,8 +86,7 @@ async def serve_single(gw: Gateway) -> None:
         asyncio.ensure_future(gw.reload("SIGHUP"))
 
     gw.before_reload.append(notifier.reloading)
-    gw.on_reload.append(lambda ok: notifier.ready(
-        status="config reloaded" if ok else "reload failed; old config serving"))
+    gw.on_reload.append(lambda ok: notifier.ready(status=reload_status(gw, ok)))
     install_signals(loop, on_hup, lambda signame: stop.set())
     notifier.ready(status=f"serving {len(gw.snapshot.routes)} routes")
     watchdog = notifier.start_watchdog()
@@ -96,6 +96,15 @@ async def serve_single(gw: Gateway) -> None:
     if watchdog is not None:
         watchdog.cancel()
     await admin.close()
+
+
+def reload_status(gw: Gateway, ok: bool) -> str:
+    """The sd_notify STATUS after a reload: a partial one says what waits for a restart."""
+    if not ok:
+        return "reload failed; old config serving"
+    if gw.pending_restart:
+        return "config reloaded; restart to apply " + ", ".join(gw.pending_restart)
+    return "config reloaded"
 
 
 def admin_listen(gw: Gateway) -> str:
@@ -115,6 +124,10 @@ async def serve_supervised(gw: Gateway, n: int) -> int:
 
     async def on_reload() -> bool:
         ok = await gw.reload("reload")  # the supervisor's own copy: admin views, validation
+        if ok:  # the supervisor's drain limit follows the config, as the workers' do
+            timeouts = gw.snapshot.config.get("server", {}).get("timeouts", {})
+            sup.settings = dataclasses.replace(
+                sup.settings, shutdown_grace=duration(timeouts.get("shutdown_grace"), 15.0))
         return ok
 
     sup = Supervisor(n, worker_main, cfg.get("server", {}).get("listen", "0.0.0.0:8080"),

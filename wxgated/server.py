@@ -22,6 +22,7 @@ from wxgated.http.clientip import ClientIPResolver
 from wxgated.http.dispatch import GatewayDispatcher
 from wxgated.http.serving import ServerConfig
 from wxgated.http.target import PathRules
+from wxgated.liveconfig import pinned, restart_needed
 from wxgated.observe.accesslog import AccessLog
 from wxgated.observe.metrics import CONFIG_RELOADS
 from wxgated.observe.metrics import flush as flush_metrics
@@ -33,7 +34,10 @@ log = logging.getLogger("wxgated")
 
 
 def server_config(cfg: dict[str, Any], into: ServerConfig | None = None) -> ServerConfig:
-    """ServerConfig from `server:`; updates `into` in place so live connections follow."""
+    """ServerConfig from `server:`; updates `into` in place so live connections follow.
+
+    A key read here applies on reload: list it in liveconfig.LIVE_SERVER_KEYS, or a
+    change to it is reported as needing a restart."""
     server = cfg.get("server", {})
     limits = server.get("limits", {})
     timeouts = server.get("timeouts", {})
@@ -69,6 +73,8 @@ class Gateway:
         self.on_reload: list[Any] = []  # callbacks(ok: bool) (sd_notify READY=1)
         self.count_reloads = True  # False in workers: their supervisor counts
         self.tls: Any = None
+        self.started_with: dict[str, Any] = {}  # liveconfig.pinned() of the first load
+        self.pending_restart: list[str] = []  # changed settings that wait for a restart
 
     def load(self) -> None:
         """The first load; raises ConfigError so `run` exits before binding anything."""
@@ -76,6 +82,7 @@ class Gateway:
 
         self.snapshot = load_snapshot(self.config_path, self.registry)
         self.registry.commit()
+        self.started_with = pinned(self.snapshot.config)
 
     async def start(self, sock: socket.socket | None = None) -> None:
         cfg = self.snapshot.config
@@ -118,43 +125,69 @@ class Gateway:
         await self.reload("file change")
 
     async def reload(self, reason: str) -> bool:
-        """Re-read the config (and the TLS pair: a renewed certificate needs no restart)."""
-        from wxgated.config.compile import load_snapshot
+        """Re-read the config (and the TLS pair: a renewed certificate needs no restart).
 
+        True when the new config serves; settings that wait for a restart are named in
+        a warning and counted as result="partial", never reported as applied."""
         for cb in self.before_reload:
             cb()
         async with self._reload_lock:
             if self.tls is not None:
                 self.tls.check()
-            try:
-                snap = load_snapshot(self.config_path, self.registry)
-            except ConfigError as exc:
-                self._count("failure")
-                for issue in exc.issues:
-                    self.access_log.event("error", "config reload failed", issue=str(issue))
+            snap = self._compile()
+            if snap is None:
                 self._notify(False)
                 return False
-            except Exception as exc:  # noqa: BLE001 - a reload must never kill the server
-                self._count("failure")
-                self.access_log.event("error", "config reload failed", error=repr(exc))
-                self._notify(False)
-                return False
-            old = self.snapshot
-            self.snapshot = snap
-            if self.dispatcher is not None:
-                server_config(snap.config, self.dispatcher.cfg)
-                self.dispatcher.snapshot = snap
-            self.registry.commit()
-            if self.dispatcher is not None:
-                start_health_checks(snap)
+            self._swap(snap)
+            self._report(snap, reason)
+            self._notify(True)
+            return True
+
+    def _compile(self) -> Any:
+        """The new Snapshot, or None once the failure is logged and counted."""
+        from wxgated.config.compile import load_snapshot
+
+        try:
+            return load_snapshot(self.config_path, self.registry)
+        except ConfigError as exc:
+            self._count("failure")
+            for issue in exc.issues:
+                self.access_log.event("error", "config reload failed", issue=str(issue))
+        except Exception as exc:  # noqa: BLE001 - a reload must never kill the server
+            self._count("failure")
+            self.access_log.event("error", "config reload failed", error=repr(exc))
+        return None
+
+    def _swap(self, snap: Any) -> None:
+        """Make `snap` live, with every server setting live connections can follow."""
+        self.snapshot = snap
+        cfg = snap.config
+        server = cfg.get("server", {})
+        self.access_log.enabled = cfg.get("access_log", {}).get("enabled", True)
+        d = self.dispatcher
+        if d is not None:
+            server_config(cfg, d.cfg)
+            d.client_ip = ClientIPResolver(server.get("trusted_proxies", []))
+            d.snapshot = snap
+        if self.tls is not None and "tls" in server:
+            self.tls.retarget(server["tls"]["cert"], server["tls"]["key"])
+        self.registry.commit()
+        if d is not None:
+            start_health_checks(snap)
+
+    def _report(self, snap: Any, reason: str) -> None:
+        self.pending_restart = (restart_needed(self.started_with, snap.config)
+                                if self.started_with else [])
+        if not self.pending_restart:
             self._count("success")
             self.access_log.event("info", "config reloaded", reason=reason, sha256=snap.sha256,
                                   routes=len(snap.routes))
-            if old.config.get("server", {}).get("listen") != snap.config.get("server", {}).get(
-                    "listen"):
-                self.access_log.event("warning", "server.listen changed: restart to apply")
-            self._notify(True)
-            return True
+            return
+        self._count("partial")
+        self.access_log.event(
+            "warning", "config reloaded, except settings that need a restart: "
+            + ", ".join(self.pending_restart), reason=reason, sha256=snap.sha256,
+            routes=len(snap.routes), restart_needed=self.pending_restart)
 
     def _count(self, result: str) -> None:
         if self.count_reloads:

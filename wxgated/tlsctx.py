@@ -137,6 +137,15 @@ class CertReloader:
         log.info("TLS certificate %s reloaded", self.cert)
         return True
 
+    def retarget(self, cert: PathLike, key: PathLike) -> bool:
+        """Follow `server.tls` to other files on reload: the listener keeps its context,
+        so a new pair at new paths goes live like a renewed one. True when it did."""
+        if Path(cert) == self.cert and Path(key) == self.key:
+            return False
+        self.cert, self.key = Path(cert), Path(key)
+        self._sig = None  # whatever is there now differs from what is loaded
+        return self.check()
+
     async def run(self, interval: float = 5.0) -> None:
         """Poll every `interval` seconds until cancelled (stat() only, so cheap)."""
         while True:

@@ -1,8 +1,11 @@
 """What may be cached, under which key, and for how long.
 
 Kept apart from the filter so the rules read in one place:
-- key: route, method, path, query sorted by parameter name, then the configured `vary`
-  values; a request with Authorization (or a Cookie) is keyed per user by the JWT
+- key: route, scheme, host (the authority the client asked for), method, path, query
+  sorted by parameter name, then the configured `vary` values. The host is in the key
+  because backends build answers from it (X-Forwarded-Host: absolute links, redirects):
+  without it one `Host: evil.example` request would fill the entry every other host
+  then gets (cache poisoning); a request with Authorization (or a Cookie) is keyed per user by the JWT
   openid, and is never cached when there is no verified user to key it by;
 - storable answers: a status from CACHEABLE_STATUSES, no Set-Cookie, no `no-store`,
   `private` or `no-cache` from the upstream, a `Vary` we can honour, and a positive
@@ -60,6 +63,19 @@ def sorted_query(query: str) -> str:
     return "&".join(parts)
 
 
+_DEFAULT_PORT = {"http": ":80", "https": ":443"}
+
+
+def authority(req: Request) -> str:
+    """The Host the client asked for, as one spelling per origin: hosts are
+    case-insensitive and the scheme's default port is the same origin without it."""
+    host = req.host.lower().rstrip(".") if req.host else ""
+    port = _DEFAULT_PORT.get(req.scheme)
+    if port is not None and host.endswith(port):
+        host = host[: -len(port)].rstrip(".")
+    return host
+
+
 def cache_key(req: Request, spec: KeySpec) -> str | None:
     """The key for `req`, or None when it must bypass the cache (personal request with
     no verified user to key it by)."""
@@ -74,7 +90,8 @@ def cache_key(req: Request, spec: KeySpec) -> str | None:
         return None
     elif req.header(b"cookie") is not None and b"cookie" not in spec.headers:
         return None
-    parts = [spec.route, req.method, req.path, sorted_query(req.query), user]
+    parts = [spec.route, req.scheme, authority(req), req.method, req.path,
+             sorted_query(req.query), user]
     for name in spec.headers:
         v = req.header(name)
         parts.append("" if v is None else v.decode("latin-1"))

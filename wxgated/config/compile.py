@@ -14,7 +14,7 @@ from typing import Any
 
 from wxgated.config.context import CompileContext
 from wxgated.config.errors import ConfigError, Issue, SemanticError
-from wxgated.config.spec import frozen, worker_count
+from wxgated.config.spec import identity, worker_count
 from wxgated.config.units import parse_size
 from wxgated.filters import FILTERS
 from wxgated.handlers import TERMINALS
@@ -204,13 +204,14 @@ def _services(cfg: dict[str, Any], registry: Registry) -> dict[str, Any]:
     from wxgated.state import open_backend
 
     state_cfg = cfg.get("state", {"backend": "memory"})
-    state = registry.keep(("state",), frozen(state_cfg), lambda: open_backend(state_cfg))
+    state = registry.keep(("state",), identity(state_cfg), lambda: open_backend(state_cfg))
     services: dict[str, Any] = {"state": state}
     try:
         from wxgated.wechat import build_services
     except ImportError:
         return services
-    spec = frozen({k: cfg.get(k) for k in ("wechat", "jwt", "state")})
+    # identity(): a PEM rotated in place (same pem_file path) must rebuild the key ring
+    spec = identity({k: cfg.get(k) for k in ("wechat", "jwt", "state")})
     services.update(registry.keep(("wechat",), spec, lambda: _Bundle(build_services(cfg, state))))
     return services
 

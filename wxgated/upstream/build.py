@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
-from wxgated.config.spec import duration, frozen
+from wxgated.config.spec import duration, file_contents, frozen
 from wxgated.observe.metrics import CIRCUIT_STATE
 from wxgated.registry import Registry
 from wxgated.upstream.balancer import make_balancer
@@ -43,7 +43,9 @@ def build_upstream(name: str, ucfg: dict[str, Any], registry: Registry) -> Upstr
                           max_idle=int(keepalive.get("max_idle", 64)),
                           idle_timeout=duration(keepalive.get("idle_timeout"), 60.0),
                           tls_verify=bool(tls.get("verify", True)), ca_file=tls.get("ca_file"))
-        targets.append(registry.keep(("target", name, spec.url), (spec, guards),
+        # file_contents: a CA bundle replaced at the same path needs a new TLS context
+        targets.append(registry.keep(("target", name, spec.url),
+                                     (spec, guards, file_contents(tls)),
                                      partial(_new_target, name, spec, cb, hc, ph)))
     HealthGroup([t.health for t in targets])
     checker = None

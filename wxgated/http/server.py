@@ -67,6 +67,7 @@ class GatewayProtocol(asyncio.Protocol):
         self._bytes_in = 0
         self.deadline = 0.0
         self.bucket = 0  # the Deadlines bucket we sit in
+        self._body_by = 0.0  # the body deadline of the message being read (loop time)
         self._parsing = False
         self._head_timed = False
         self._waiter: asyncio.Future[None] | None = None  # the cycle task, parked
@@ -159,15 +160,23 @@ class GatewayProtocol(asyncio.Protocol):
         if self.deadline:
             self.d.deadlines.arm(self, 0.0)
 
+    def _arm_body(self) -> None:
+        """The whole-body deadline, from the end of the head: a client dripping its body
+        gets a 408 then, however often a byte arrives (nginx's client_body_timeout
+        only bounds the pauses, which a drip stays within)."""
+        seconds = self.cfg.body_timeout
+        self._body_by = self.loop.time() + seconds if seconds > 0 else 0.0
+        self.d.deadlines.arm(self, self._body_by)
+
     def on_deadline(self) -> None:
         if self.closed:
             return
         body = self._body
         if body is not None and not body.done:  # the client stalled within its body
             body.fail(HTTPError(408, "request body timeout"))
-        if self.active:
+        if self.active:  # its handler answers (a 408 when it reads the body) and closes
             return
-        if self._parsing:  # slow client: header or body not complete in time
+        if self._parsing:  # slow client: the head not complete in time
             self._reject(408, "request timeout")
         else:  # idle keep-alive connection
             self.transport.close()
@@ -245,7 +254,7 @@ class GatewayProtocol(asyncio.Protocol):
             if length is not None and length > self.cfg.max_body:
                 body.too_large = True
             req.body = Body(body, length)
-            self._arm(self.cfg.header_timeout)  # the longest pause within the body
+            self._arm_body()
         else:
             req.body = NO_BODY if length is None else _ZERO_BODY
         self._body = body
@@ -268,9 +277,9 @@ class GatewayProtocol(asyncio.Protocol):
                 self.pause_reading()
 
     def on_body(self, chunk: bytes) -> None:
+        # no re-arming here: a chunk now and then must not keep a body alive for ever
         if self._body is not None:
             self._body.feed(chunk)
-            self._arm(self.cfg.header_timeout)
 
     def on_message_complete(self) -> None:
         self._parsing = False
@@ -422,14 +431,14 @@ class GatewayProtocol(asyncio.Protocol):
             self.reading_paused = True
             self.transport.pause_reading()
             if self._body is not None:
-                self._disarm()  # we are not reading: no body timeout meanwhile
+                self._disarm()  # we are not reading: the body deadline waits for resume
 
     def resume_reading(self) -> None:
         if self.reading_paused and not self.closed and self._refusal is None:
             self.reading_paused = False
             self.transport.resume_reading()
-            if self._body is not None:
-                self._arm(self.cfg.header_timeout)
+            if self._body is not None:  # the deadline it had: a pause does not extend it
+                self.d.deadlines.arm(self, self._body_by)
 
     def send_continue(self) -> None:
         if not self.closed:

@@ -5,8 +5,9 @@ measured ~50 µs of CPU per proxied request on raw protocols against 355–440 �
 aiohttp on both legs. Owning the protocol means owning its correctness: requests are
 answered in order (pipelining), keep-alive follows the request and the response,
 llhttp rejects smuggling shapes (CL+TE, duplicate CL, obs-fold, bad header names),
-header and body sizes are limited on the wire, and reading pauses when a body or a
-pipeline backs up.
+header and body sizes are limited on the wire, a head has `timeouts.header` and a whole
+body `timeouts.body` from the end of its head (no chunk extends either), and reading
+pauses when a body or a pipeline backs up.
 
 A request on a route with a fast path is answered from callbacks (`Dispatcher.fast` →
 wxgated.handlers.fastproxy → `answer_now`, or a task of its own when it must wait:

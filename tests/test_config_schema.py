@@ -111,7 +111,8 @@ routes:
 """)
     doc = load_and_validate(str(path), env={})
     full = apply_defaults(doc.data)
-    assert full["server"]["timeouts"] == {"idle": "5s", "header": "10s", "shutdown_grace": "15s"}
+    assert full["server"]["timeouts"] == {"idle": "5s", "header": "10s", "body": "60s",
+                                         "shutdown_grace": "15s"}
     assert full["server"]["listen"] == "0.0.0.0:8080" and full["server"]["workers"] == 1
     assert full["admin"] == {"listen": "127.0.0.1:9090"}
     assert full["state"] == {"backend": "memory"}

@@ -45,8 +45,10 @@ def server_config(cfg: dict[str, Any], into: ServerConfig | None = None) -> Serv
     sc.max_header = parse_size(limits.get("max_header", "16KiB"))
     sc.max_body = parse_size(limits.get("max_body", "1MiB"))
     sc.max_connections = int(limits.get("max_connections", 0))
+    sc.request_buffer = parse_size(limits.get("request_buffer", "64KiB"))
     sc.header_timeout = duration(timeouts.get("header"), 10.0)
     sc.idle_timeout = duration(timeouts.get("idle"), 75.0)
+    sc.body_timeout = duration(timeouts.get("body"), 60.0)
     sc.scheme = "https" if server.get("tls") else "http"
     sc.path_rules = PathRules(bool(server.get("normalize_path", True)),
                               bool(server.get("merge_slashes", True)),

@@ -155,12 +155,16 @@ def _server() -> Schema:
         "limits": obj({
             "max_body": size("1MiB", "largest request body (413 beyond), per route overridable"),
             "max_header": size("16KiB", "largest request head (431 beyond)"),
+            "request_buffer": size("64KiB", "request bodies up to this size are read whole "
+                                   "before an upstream connection is taken; larger ones "
+                                   "stream once this much is in"),
             "max_connections": integer(0, "open client connections per worker (0: no limit)",
                                        0),
         }, default={}),
         "timeouts": obj({
-            "header": duration("10s", "time to receive a request head, and the longest "
-                               "pause within a request body"),
+            "header": duration("10s", "time to receive a request head"),
+            "body": duration("60s", "time to receive a whole request body, from the end of "
+                             "its head (408 and the connection closed beyond)"),
             "idle": duration("75s", "keep-alive connection idle time"),
             "shutdown_grace": duration("15s", "how long in-flight requests may finish on stop",
                                        positive=False),

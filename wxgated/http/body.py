@@ -48,7 +48,7 @@ class RequestBody(BodyFeeder):
             return
         self.chunks_q.append(chunk)
         self.buffered += len(chunk)
-        if self.buffered > HIGH_WATER:
+        if self.buffered > HIGH_WATER and self.buffered > self.proto.cfg.request_buffer:
             self.proto.pause_reading()
         self._wake()
 
@@ -67,19 +67,36 @@ class RequestBody(BodyFeeder):
 
     # -- read by the handler ---------------------------------------------------
     def whole(self) -> bytes | None:
-        if not self.done or self.started or self.error is not None or self.buffered > HIGH_WATER:
-            return None  # still arriving, already streaming, failed, or reading paused
+        if not self.done or self.started or self.error is not None:
+            return None  # still arriving, already streaming, or failed
         self.started = True
         data = b"".join(self.chunks_q)
         self.chunks_q.clear()
+        if self.buffered > HIGH_WATER:  # reading was paused for this body: it is read now
+            self.proto.resume_reading()
         self.buffered = 0
         return data
+
+    async def fill(self) -> None:
+        """Wait, reading nothing, until the body is all in or `request_buffer` bytes of
+        it are (the queue holds them: reading pauses only past the larger of that and
+        HIGH_WATER). Raises the body's error."""
+        limit = self.proto.cfg.request_buffer
+        if self.expect_continue and not self.done:
+            self.expect_continue = False  # the client waits for this before sending
+            self.proto.send_continue()
+        while self.error is None and not self.done and self.received < limit:
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+        if self.error is not None:
+            raise self.error
 
     async def chunks(self) -> AsyncIterator[bytes]:
         if self.started:
             raise RuntimeError("request body already consumed")
         self.started = True
         if self.expect_continue and not self.done:
+            self.expect_continue = False
             self.proto.send_continue()
         q = self.chunks_q
         while True:

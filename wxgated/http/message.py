@@ -55,6 +55,23 @@ class Body:
         self._buffered = feeder.whole()
         return self._buffered
 
+    async def fill(self) -> None:
+        """Read the body ahead, before an upstream connection is taken: whole when it
+        fits the server's `request_buffer` (then it is sent with a Content-Length, even
+        if it came chunked, and a retry can replay it), else that much of it. A client
+        dripping a small body so costs no upstream connection (nginx's
+        proxy_request_buffering). Raises what ends the body early: the body deadline's
+        408, a 413, the client leaving. Callers check `buffered is None` first, so a
+        body already whole costs no coroutine."""
+        feeder = self._feeder
+        if feeder is None or self._buffered is not None or feeder.started:
+            return
+        await feeder.fill()
+        data = feeder.whole()
+        if data is not None:
+            self._buffered = data
+            self.length = len(data)
+
     @property
     def consumed(self) -> bool:
         """True once streaming has started, so the body cannot be sent again."""
@@ -114,6 +131,9 @@ class BodyFeeder:
     def whole(self) -> bytes | None:
         """All of the body if it has arrived and nothing has read it, else None."""
         return None
+
+    async def fill(self) -> None:
+        """Wait until the body is all in or has filled the read-ahead buffer."""
 
 
 class Request:

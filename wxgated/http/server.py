@@ -5,8 +5,9 @@ measured ~50 µs of CPU per proxied request on raw protocols against 355–440 �
 aiohttp on both legs. Owning the protocol means owning its correctness: requests are
 answered in order (pipelining), keep-alive follows the request and the response,
 llhttp rejects smuggling shapes (CL+TE, duplicate CL, obs-fold, bad header names),
-header and body sizes are limited on the wire, and reading pauses when a body or a
-pipeline backs up.
+header and body sizes are limited on the wire, a head has `timeouts.header` and a whole
+body `timeouts.body` from the end of its head (no chunk extends either), and reading
+pauses when a body or a pipeline backs up.
 
 A request on a route with a fast path is answered from callbacks (`Dispatcher.fast` →
 wxgated.handlers.fastproxy → `answer_now`, or a task of its own when it must wait:
@@ -68,6 +69,7 @@ class GatewayProtocol(asyncio.Protocol):
         self._bytes_in = 0
         self.deadline = 0.0
         self.bucket = 0  # the Deadlines bucket we sit in
+        self._body_by = 0.0  # the body deadline of the message being read (loop time)
         self._parsing = False
         self._head_timed = False
         self._waiter: asyncio.Future[None] | None = None  # the cycle task, parked
@@ -162,15 +164,23 @@ class GatewayProtocol(asyncio.Protocol):
         if self.deadline:
             self.d.deadlines.arm(self, 0.0)
 
+    def _arm_body(self) -> None:
+        """The whole-body deadline, from the end of the head: a client dripping its body
+        gets a 408 then, however often a byte arrives (nginx's client_body_timeout
+        only bounds the pauses, which a drip stays within)."""
+        seconds = self.cfg.body_timeout
+        self._body_by = self.loop.time() + seconds if seconds > 0 else 0.0
+        self.d.deadlines.arm(self, self._body_by)
+
     def on_deadline(self) -> None:
         if self.closed:
             return
         body = self._body
         if body is not None and not body.done:  # the client stalled within its body
             body.fail(HTTPError(408, "request body timeout"))
-        if self.active:
+        if self.active:  # its handler answers (a 408 when it reads the body) and closes
             return
-        if self._parsing:  # slow client: header or body not complete in time
+        if self._parsing:  # slow client: the head not complete in time
             self._reject(408, "request timeout")
         else:  # idle keep-alive connection
             self.transport.close()
@@ -252,7 +262,7 @@ class GatewayProtocol(asyncio.Protocol):
             if length is not None and length > self.cfg.max_body:
                 body.too_large = True
             req.body = Body(body, length)
-            self._arm(self.cfg.header_timeout)  # the longest pause within the body
+            self._arm_body()
         else:
             req.body = NO_BODY if length is None else _ZERO_BODY
         self._body = body
@@ -275,9 +285,9 @@ class GatewayProtocol(asyncio.Protocol):
                 self.pause_reading()
 
     def on_body(self, chunk: bytes) -> None:
+        # no re-arming here: a chunk now and then must not keep a body alive for ever
         if self._body is not None:
             self._body.feed(chunk)
-            self._arm(self.cfg.header_timeout)
 
     def on_message_complete(self) -> None:
         self._parsing = False
@@ -429,14 +439,14 @@ class GatewayProtocol(asyncio.Protocol):
             self.reading_paused = True
             self.transport.pause_reading()
             if self._body is not None:
-                self._disarm()  # we are not reading: no body timeout meanwhile
+                self._disarm()  # we are not reading: the body deadline waits for resume
 
     def resume_reading(self) -> None:
         if self.reading_paused and not self.closed and self._refusal is None:
             self.reading_paused = False
             self.transport.resume_reading()
-            if self._body is not None:
-                self._arm(self.cfg.header_timeout)
+            if self._body is not None:  # the deadline it had: a pause does not extend it
+                self.d.deadlines.arm(self, self._body_by)
 
     def send_continue(self) -> None:
         if not self.closed:

@@ -21,11 +21,13 @@ class ServerConfig:
     """Per-listener settings, read on every request: plain attributes, no lookups."""
 
     __slots__ = ("max_header", "max_body", "header_timeout", "idle_timeout", "scheme",
-                 "max_connections", "path_rules", "allow_underscores")
+                 "max_connections", "body_timeout", "request_buffer", "path_rules",
+                 "allow_underscores")
 
     def __init__(self, max_header: int = 16384, max_body: int = 1 << 20,
                  header_timeout: float = 10.0, idle_timeout: float = 75.0,
                  scheme: str = "http", max_connections: int = 0,
+                 body_timeout: float = 60.0, request_buffer: int = 64 * 1024,
                  path_rules: PathRules = DEFAULT_RULES,
                  allow_underscores: bool = False) -> None:
         self.max_header = max_header
@@ -34,6 +36,10 @@ class ServerConfig:
         self.idle_timeout = idle_timeout
         self.scheme = scheme
         self.max_connections = max_connections
+        # the whole request body must be in this long after its head (0: no deadline)
+        self.body_timeout = body_timeout
+        # bodies up to this size are read whole before an upstream connection is taken
+        self.request_buffer = request_buffer
         self.path_rules = path_rules
         self.allow_underscores = allow_underscores
 

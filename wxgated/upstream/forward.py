@@ -60,9 +60,15 @@ async def forward(up: Upstream, req: Request | None, method: str, uri: bytes, li
     """Run the exchange, retrying per policy; raises UpstreamError when all tries fail.
 
     `target` is an already admitted first target; `attempt`, `tried` and `deadline` say
-    where a caller that made earlier tries itself left off (the fast path). A head that
-    could be read as more than one request is refused (HTTPError 400) before any try."""
+    where a caller that made earlier tries itself left off (the fast path).
+
+    A head that could be read as more than one request is refused (HTTPError 400)
+    before any try. A client body still arriving is read ahead first (`Body.fill`),
+    before a target is admitted or a connection taken: a slow client holds only its
+    own connection."""
     check_request(uri, lines)
+    if body.buffered is None:
+        await body.fill()
     if attempt == 1 and target is None and up.budget is not None:
         up.budget.record_request()
     replayable = body.empty or body.buffered is not None

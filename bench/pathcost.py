@@ -9,7 +9,7 @@ metrics, access log into /dev/null) with in-memory transports: request bytes go 
 the upstream request comes out, a canned nginx answer goes back in, the client answer
 comes out. What it prints is stable to a few percent, so it shows whether a change to
 the hot path made it cheaper. The same loop over a minimal callback proxy (the "floor"
-of PERFORMANCE.md) is printed alongside.
+of docs/PERFORMANCE.md) is printed alongside.
 """
 
 from __future__ import annotations

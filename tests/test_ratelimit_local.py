@@ -1,4 +1,4 @@
-"""rate_limit with the local store: DESIGN.md semantics, keys, missing-key policy, reload."""
+"""rate_limit with the local store: docs/CONFIG.md semantics, keys, missing-key policy, reload."""
 
 from __future__ import annotations
 

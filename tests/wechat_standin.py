@@ -1,4 +1,4 @@
-"""A local stand-in for api.weixin.qq.com that speaks its wire format (WECHAT.md).
+"""A local stand-in for api.weixin.qq.com that speaks its wire format (WeChat's server API documentation).
 
 JSON is served as text/plain, errors as errcode/errmsg with a ", rid: ..." suffix, each
 js_code and phone code works once. Tests steer it through the `Control` object:

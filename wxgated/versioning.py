@@ -1,4 +1,4 @@
-"""API versions: which version a request asks for (DESIGN.md `match.version`).
+"""API versions: which version a request asks for (docs/CONFIG.md `match.version`).
 
 Three places a client can name a version, tried in the configured order:
 - `path`:   `/v2/users` (or `<path_prefix>/v2/...`, e.g. `/api/v2/users`); the version

@@ -331,7 +331,7 @@ def _aggregate() -> Schema:
 
 
 def _core_terminals() -> dict[str, Schema]:
-    """Fallback value schemas for the four terminals DESIGN.md names, used until (or
+    """Fallback value schemas for the four terminals docs/CONFIG.md names, used until (or
     unless) a handler module registers its own, so the core config always validates."""
     return {
         "upstream": {"$ref": "#/$defs/name", "description": "name of an upstream"},

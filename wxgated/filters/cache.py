@@ -1,4 +1,4 @@
-"""The `cache` filter: answer repeated GET/HEAD requests from a store (DESIGN.md, Cache).
+"""The `cache` filter: answer repeated GET/HEAD requests from a store (docs/CONFIG.md, `cache`).
 
 Rules (what may be cached, the key, freshness) are in wxgated.cache.policy. This module
 is the flow around `next`:

@@ -1,7 +1,7 @@
 """`request_headers` / `response_headers`: set, add, remove headers.
 
 Identity headers (`X-WX-*`) cannot be set this way: only the gateway's own
-authentication may assert who the caller is (DESIGN.md).
+authentication may assert who the caller is (docs/CONFIG.md).
 """
 
 from __future__ import annotations

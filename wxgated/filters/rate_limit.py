@@ -1,6 +1,6 @@
 """The `rate_limit` filter: GCRA buckets per client key, kept in process or in Redis.
 
-Options (DESIGN.md semantics: the bucket holds `burst` tokens, refills `rate` per `per`):
+Options (docs/CONFIG.md semantics: the bucket holds `burst` tokens, refills `rate` per `per`):
 
 - `rate` (required), `per` (default 1s), `burst` (default `rate`);
 - `key`: who gets a bucket (a wxgated.clientkey spec, default `ip`);

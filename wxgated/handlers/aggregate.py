@@ -1,4 +1,4 @@
-"""The `aggregate` terminal: one answer built from several backends (DESIGN.md).
+"""The `aggregate` terminal: one answer built from several backends (docs/CONFIG.md).
 
 Steps run concurrently, each as soon as the steps it depends on have answered, so a
 page of independent backends costs about the slowest of them. Every step is bounded by
@@ -79,7 +79,7 @@ class Failed(Exception):
 
 
 def _base_headers(req: Request) -> Headers:
-    """What every backend call carries: trace and identity (DESIGN.md)."""
+    """What every backend call carries: trace and identity (docs/CONFIG.md)."""
     tid = req.trace_id
     headers: Headers = [
         (b"accept", b"application/json"),

@@ -1,6 +1,6 @@
 """The terminal registry: the one key of a route that answers it.
 
-A terminal is `upstream`, `aggregate`, `respond` or `wechat` (DESIGN.md). Each module
+A terminal is `upstream`, `aggregate`, `respond` or `wechat` (docs/CONFIG.md). Each module
 registers a `Terminal` with its route key, the JSON Schema fragment for that key's value,
 and a `build(value, route, ctx) -> Handler` called once per route at compile time.
 """

@@ -1,6 +1,6 @@
 """The proxy's callback path: a request answered without a task switch.
 
-PERFORMANCE.md's floor (a callback-only proxy on Protocols) costs about 1.25× nginx
+docs/PERFORMANCE.md's floor (a callback-only proxy on Protocols) costs about 1.25× nginx
 per request; the coroutine path costs several times that, mostly in futures, task
 wake-ups and the await chain between the two legs. So for the common request (no
 body or a small one already whole, no upgrade, filters that can decide synchronously)

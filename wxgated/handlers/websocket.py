@@ -1,4 +1,4 @@
-"""WebSocket proxying for the `upstream` terminal (DESIGN.md: upgrades pass on every
+"""WebSocket proxying for the `upstream` terminal (docs/CONFIG.md: upgrades pass on every
 proxied route unless it says `websocket: false`).
 
 The filter chain has already run on the upgrade request (jwt_auth, rate_limit, ...).

@@ -1,4 +1,4 @@
-"""The `wechat` terminal: the gateway's own WeChat endpoints (DESIGN.md, WeChat endpoints).
+"""The `wechat` terminal: the gateway's own WeChat endpoints (docs/CONFIG.md, `wechat`).
 
     wechat: login                 # POST {"code"} → session + JWT
     wechat: decrypt               # POST {"encryptedData", "iv"[, "rawData", "signature"]}

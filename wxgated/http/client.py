@@ -1,6 +1,6 @@
 """The upstream HTTP/1.1 client: keep-alive connections on asyncio Protocols + httptools.
 
-Hand-written for the same reason as the server (PERFORMANCE.md): aiohttp's
+Hand-written for the same reason as the server (docs/PERFORMANCE.md): aiohttp's
 ClientSession spends most of a proxied request's CPU on machinery a gateway does not
 need. One `UpstreamConnection` carries one exchange at a time (no upstream pipelining).
 Small answers that arrive whole with their head are handed over as bytes, so the

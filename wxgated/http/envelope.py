@@ -1,4 +1,4 @@
-"""The one JSON envelope every gateway-made response uses (DESIGN.md, HTTP contract)."""
+"""The one JSON envelope every gateway-made response uses (docs/CONFIG.md)."""
 
 from __future__ import annotations
 

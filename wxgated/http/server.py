@@ -1,6 +1,6 @@
 """The public HTTP/1.1 server: an asyncio Protocol around httptools (llhttp).
 
-Hand-written instead of aiohttp's server because this is the hot path: PERFORMANCE.md
+Hand-written instead of aiohttp's server because this is the hot path: docs/PERFORMANCE.md
 measured ~50 µs of CPU per proxied request on raw protocols against 355–440 µs with
 aiohttp on both legs. Owning the protocol means owning its correctness: requests are
 answered in order (pipelining), keep-alive follows the request and the response,

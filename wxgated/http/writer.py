@@ -2,7 +2,7 @@
 streams, and flow control when the client reads slower than the upstream sends.
 
 The head is built with one bytes join and sent together with the body in one
-`transport.write` (PERFORMANCE.md: half the per-request cost is system calls).
+`transport.write` (docs/PERFORMANCE.md: half the per-request cost is system calls).
 """
 
 from __future__ import annotations

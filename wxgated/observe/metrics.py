@@ -1,4 +1,4 @@
-"""Prometheus metrics (DESIGN.md, metrics contract).
+"""Prometheus metrics (docs/OPERATIONS.md, Metrics).
 
 All metrics live in one CollectorRegistry, `REGISTRY`, exposed on the admin listener.
 Label children are resolved once per route/upstream (see `RouteMetrics`), never per

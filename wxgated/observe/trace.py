@@ -1,4 +1,4 @@
-"""Trace ids: take the caller's, else the W3C traceparent's, else make one (DESIGN.md)."""
+"""Trace ids: take the caller's, else the W3C traceparent's, else make one (docs/CONFIG.md)."""
 
 from __future__ import annotations
 

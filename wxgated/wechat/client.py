@@ -1,4 +1,4 @@
-"""The WeChat server API client (WECHAT.md): the only code that talks to api.weixin.qq.com.
+"""The WeChat server API client (WeChat's server API documentation): the only code that talks to api.weixin.qq.com.
 
 WeChat serves JSON as text/plain and signals errors in the body (`errcode`), so every
 answer is parsed as JSON whatever its Content-Type and HTTP status. Only errcode -1

@@ -1,4 +1,4 @@
-"""WeChat's cryptography (WECHAT.md) and the gateway's own at-rest encryption.
+"""WeChat's cryptography (WeChat's server API documentation) and the gateway's own at-rest encryption.
 
 Everything that compares a client-supplied signature uses `hmac.compare_digest`, so the
 time a check takes says nothing about how much of a forged signature was right.

@@ -69,7 +69,7 @@ class Deps:
 
 
 def wechat_error(err: WeChatError, code_status: int = 401) -> HTTPError:
-    """DESIGN.md's errcode → HTTP status map; `code` carries WeChat's errcode."""
+    """The documented errcode → HTTP status map (docs/CONFIG.md); `code` carries WeChat's errcode."""
     code, headers = err.errcode, []
     if err.unreachable or code == -1:
         status, headers = 503, [(b"retry-after", b"1")]

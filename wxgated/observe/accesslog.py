@@ -60,8 +60,8 @@ class AccessLog:
         if not self.enabled:
             return
         up_ms = req.upstream_ms
-        fields = (req.trace_id, req.route.name if req.route is not None else "", req.method,
-                  req.orig_path, req.upstream, req.target, req.client_ip)
+        fields: tuple[str, ...] = (req.trace_id, req.route.name if req.route is not None else "", req.method,
+                                   req.orig_path, req.upstream, req.target, req.client_ip)
         if not _plain("".join(fields)):
             fields = _escaped(fields)
         trace, route, method, path, upstream, target, ip = fields

@@ -132,11 +132,16 @@ async def test_cookie_and_query_param_sources(services) -> None:
 
 async def test_claim_headers_and_unionid_from_the_session(services) -> None:
     chain = Chain(services, {"claim_headers": {"role": "X-User-Role", "evil": "X-Evil"}})
-    token = await login(services, unionid="u-sess", role="admin", evil="a\r\nX-WX-OpenID: x")
+    token = await login(services, unionid="u-sess", role="admin", evil=7)
     status, _, req = await chain([bearer(token), (b"x-user-role", b"forged")])
     assert header(req, b"x-user-role") == [b"admin"]
-    assert header(req, b"x-evil") == []  # a value with CR/LF is never sent
+    assert header(req, b"x-evil") == [b"7"]  # numbers are written as in JSON
     assert header(req, b"x-wx-unionid") == [b"u-sess"]
+    # a value with CR/LF is never sent: the request is refused, not quietly stripped
+    token = await login(services, role="admin", evil="a\r\nX-WX-OpenID: x")
+    status, doc, req = await chain([bearer(token)])
+    assert (status, doc["msg"], req) == (
+        401, "invalid claims: evil has control characters or edge spaces", None)
 
 
 async def test_without_check_session_a_logged_out_token_still_passes(services) -> None:

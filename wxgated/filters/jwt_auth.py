@@ -2,8 +2,10 @@
 
 The upstream gets `X-WX-OpenID` (and `X-WX-UnionID` when known) plus any claim→header
 mappings; whatever the client sent under those names is dropped first, so identity
-headers only ever come from a verified token. The verified token is cached by the key
-ring, so the per-request cost is a dict hit, an int compare and (with `check_session`,
+headers only ever come from a verified token. A claim that cannot be a header value
+(control bytes, edge spaces, not a string, or for mapped claims not a string, number or
+boolean) refuses the request with a 401 rather than being dropped. The verified token
+is cached by the key ring, so the per-request cost is a dict hit, an int compare and (with `check_session`,
 the default) one state-backend read that makes logout effective at once.
 
     filters:
@@ -23,7 +25,7 @@ from wxgated.config.errors import SemanticError
 from wxgated.filters.base import Filter, register
 from wxgated.http.message import Handler, Request, Response, SyncCheck
 from wxgated.wechat.auth import Authenticator, TokenSource, unauthorized
-from wxgated.wechat.jwt_keys import TokenError
+from wxgated.wechat.claims import TokenError, header_value
 
 OPENID = b"x-wx-openid"
 UNIONID = b"x-wx-unionid"
@@ -49,9 +51,13 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-def _value(v: Any) -> bytes | None:
-    raw = str(v).encode()
-    return None if b"\r" in raw or b"\n" in raw or b"\0" in raw else raw
+def _header(value: Any, what: str, identity: bool = False) -> bytes:
+    """`header_value`, refusing the request (401) when the claim cannot be a header:
+    leaving a mapped header out would let the upstream read its absence as a default."""
+    try:
+        return header_value(value, what, identity)
+    except TokenError as exc:
+        raise unauthorized(exc.msg) from None
 
 
 @register
@@ -113,13 +119,13 @@ class JWTAuth(Filter):
             return
         claims, unionid = found
         req.claims = claims
-        headers.append((OPENID, str(claims["sub"]).encode()))
+        headers.append((OPENID, _header(claims["sub"], "sub", True)))
         if unionid:
-            headers.append((UNIONID, str(unionid).encode()))
+            headers.append((UNIONID, _header(unionid, "unionid", True)))
         for claim, name in self.mapped:
             v = claims.get(claim)
-            if v is not None and (raw := _value(v)) is not None:
-                headers.append((name, raw))
+            if v is not None:
+                headers.append((name, _header(v, claim)))
         req.headers = headers
 
     async def handle(self, req: Request, next: Handler) -> Response:

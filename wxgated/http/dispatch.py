@@ -50,7 +50,7 @@ class GatewayDispatcher(Dispatcher):
               version: str, keep_alive: bool) -> Request:
         xff = by_name.get(b"x-forwarded-for")
         host = by_name.get(b"host")
-        client = self.client_ip.resolve(peer_ip, xff) if xff is not None else peer_ip
+        client = self.client_ip.resolve(peer_ip, xff, headers) if xff is not None else peer_ip
         trace_id = trace_id_for(by_name.get(b"x-trace-id"), by_name.get(b"traceparent"))
         req = Request(method, path, query, headers, NO_BODY, version, keep_alive,
                       self.cfg.scheme, client, peer_ip, trace_id, self._time())

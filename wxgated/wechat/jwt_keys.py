@@ -23,31 +23,19 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 from jwt.algorithms import get_default_algorithms
 
+from wxgated.wechat.claims import (
+    REASONS,
+    TokenError,
+    check_identity,
+    check_times,
+    unverified_header,
+)
 from wxgated.wechat.settings import SettingsError, seconds
 
 HMAC_MIN = {"HS256": 32, "HS384": 48, "HS512": 64}  # RFC 7518 §3.2: key ≥ hash size
 ASYMMETRIC = ("RS256", "ES256", "EdDSA")
 ALGORITHMS = (*HMAC_MIN, *ASYMMETRIC)
-REASONS = ("missing", "malformed", "expired", "bad signature", "revoked", "invalid claims")
-
-
-class TokenError(Exception):
-    """Why a token was refused. `reason` is one of REASONS; `msg` is for the 401 body."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason = reason
-        self.msg = f"{_PHRASE[reason]}: {detail}" if detail else _PHRASE[reason]
-        super().__init__(self.msg)
-
-
-_PHRASE = {
-    "missing": "missing token",
-    "malformed": "malformed token",
-    "expired": "token expired",
-    "bad signature": "bad signature",
-    "revoked": "token revoked",
-    "invalid claims": "invalid claims",
-}
+__all__ = ["REASONS", "JWTKey", "KeyRing", "TokenError", "load_key"]
 
 
 @dataclass(frozen=True)
@@ -184,28 +172,25 @@ class KeyRing:
         if not token:
             raise TokenError("missing")
         claims = self._decode(token)
-        if "sub" in claims:
-            # `claim.openid` (rate-limit keys, templates) reads naturally; the token says `sub`
-            claims.setdefault("openid", claims["sub"])
+        check_identity(claims)
+        # `claim.openid` (rate-limit keys, templates) reads naturally; the token says `sub`
+        claims.setdefault("openid", claims["sub"])
         self._cache[token] = (claims, claims["exp"] + self.leeway)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return claims
 
     def _decode(self, token: str) -> dict[str, Any]:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.DecodeError:
-            raise TokenError("malformed") from None
-        kid, alg = header.get("kid"), header.get("alg")
+        """Verified claims; the key comes from our ring by `kid`, the algorithm from the key."""
+        kid, alg = unverified_header(token)
         if kid is not None:
-            key = self._by_kid.get(kid) if isinstance(kid, str) else None
+            key = self._by_kid.get(kid)
             if key is None:
                 raise TokenError("bad signature", "unknown key id")
             candidates = [key]
         else:
             candidates = self.keys
-        failure = TokenError("bad signature", f"algorithm {alg!r} not accepted")
+        failure = TokenError("bad signature", "algorithm not accepted")
         for key in candidates:
             if alg != key.alg:
                 continue
@@ -222,24 +207,34 @@ class KeyRing:
                 audience=self.audience, leeway=self.leeway,
                 options={"require": ["exp", "iat", "sub"], "verify_aud": bool(self.audience)},
             )
-        except jwt.ExpiredSignatureError:
-            raise TokenError("expired") from None
-        except jwt.ImmatureSignatureError:
-            raise TokenError("invalid claims", "not valid yet") from None
-        except jwt.InvalidIssuerError:
-            raise TokenError("invalid claims", "wrong issuer") from None
-        except jwt.InvalidAudienceError:
-            raise TokenError("invalid claims", "wrong audience") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise TokenError("invalid claims", f"missing {exc.claim}") from None
-        except jwt.InvalidAlgorithmError:
-            raise TokenError("bad signature", "algorithm not accepted") from None
         except jwt.InvalidSignatureError:
             raise
-        except jwt.DecodeError:
+        except jwt.PyJWTError as exc:
+            raise _token_error(exc) from None
+        except (ValueError, TypeError, OverflowError, RecursionError):
+            # what older pyjwt let escape from hostile JSON: still the client's fault
             raise TokenError("malformed") from None
-        except jwt.InvalidTokenError as exc:
-            raise TokenError("invalid claims", type(exc).__name__) from None
-        if not isinstance(claims.get("exp"), int | float):
-            raise TokenError("invalid claims", "exp is not a number")
+        if not isinstance(claims, dict):
+            raise TokenError("malformed", "payload is not an object")
+        check_times(claims)
         return claims
+
+
+def _token_error(exc: jwt.PyJWTError) -> TokenError:
+    """The 401 reason for a pyjwt refusal (only the class is read: its text may quote
+    the token)."""
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return TokenError("expired")
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return TokenError("invalid claims", "not valid yet")
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return TokenError("invalid claims", "wrong issuer")
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return TokenError("invalid claims", "wrong audience")
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return TokenError("invalid claims", f"missing {exc.claim}")
+    if isinstance(exc, jwt.InvalidAlgorithmError):
+        return TokenError("bad signature", "algorithm not accepted")
+    if isinstance(exc, jwt.DecodeError):
+        return TokenError("malformed")
+    return TokenError("invalid claims", type(exc).__name__)

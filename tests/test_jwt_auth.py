@@ -175,3 +175,12 @@ def test_config_errors(services) -> None:
     ctx.services["sessions"] = services["sessions"]
     with pytest.raises(SemanticError, match="set by jwt_auth"):
         FILTERS["jwt_auth"]({"claim_headers": {"x": "X-WX-OpenID"}}, ctx)
+
+
+async def test_a_tokens_own_openid_claim_cannot_name_another_user(services) -> None:
+    sess = await services["sessions"].create("o-1", None, "c2Vzc2lvbmtleTEyMzQ1Ng==")
+    token = services["jwt"].issue({"sub": "o-1", "sid": sess.sid, "openid": "o-admin"})[0]
+    status, _, req = await Chain(services)([bearer(token)])
+    assert status == 200
+    assert header(req, b"x-wx-openid") == [b"o-1"]
+    assert req.claims["openid"] == "o-1"  # what rate-limit and cache keys read

@@ -5,7 +5,7 @@ the key and only that key's algorithm is allowed. That closes both classic holes
 none` and HS256 signed with an RSA public key (the "key confusion" attack), whatever the
 token's header claims.
 
-pyjwt's decode costs ≈100 µs (PERFORMANCE.md), so verified tokens are cached in a
+pyjwt's decode costs ≈100 µs (docs/PERFORMANCE.md), so verified tokens are cached in a
 bounded LRU keyed by the exact token; a hit only re-checks `exp`. Revocation is not the
 key ring's business: the jwt_auth filter asks the session store.
 """
@@ -173,8 +173,9 @@ class KeyRing:
             raise TokenError("missing")
         claims = self._decode(token)
         check_identity(claims)
-        # `claim.openid` (rate-limit keys, templates) reads naturally; the token says `sub`
-        claims.setdefault("openid", claims["sub"])
+        # `claim.openid` (rate-limit and cache keys, templates) reads naturally; the token
+        # says `sub`, and only `sub`: a token's own `openid` claim could name another user
+        claims["openid"] = claims["sub"]
         self._cache[token] = (claims, claims["exp"] + self.leeway)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

@@ -98,7 +98,7 @@ def test_the_bottom_check_refuses_a_target_that_could_split_the_line(uri: bytes)
 
 
 @pytest.mark.parametrize("lines", [b"a: b\r\n\r\nGET /x HTTP/1.1\r\n", b"a: b\n", b"a: b\r",
-                                   b"a: \x00\r\n", b" a: b\r\n", b"a: b\r\n\tc\r\n", b"a: b"])
+                                   b"a: \x00\r\n", b"\r\na: b\r\n", b"a: b"])
 def test_the_bottom_check_refuses_lines_that_are_not_one_head(lines: bytes) -> None:
     with pytest.raises(HTTPError):
         check_request(b"/x", lines)

@@ -22,12 +22,7 @@ from typing import Any
 
 from wxgated.http.client import UpstreamConnection
 from wxgated.http.envelope import error_response
-from wxgated.http.headers import (
-    check_request,
-    request_block,
-    response_headers,
-    target_bytes,
-)
+from wxgated.http.headers import request_block, response_headers, target_bytes
 from wxgated.http.message import Headers, HTTPError, Request, Response, SyncCheck
 from wxgated.upstream.errors import (
     UpstreamConnectError,
@@ -89,8 +84,7 @@ class FastProxy:
         call.lines, call.host = request_block(req.headers, req.peer_ip, req.client_ip,
                                               req.scheme, req.header(b"host"), req.trace_id,
                                               self.preserve_host)
-        call.uri = uri = target_bytes(req.path, req.query)
-        check_request(uri, call.lines)
+        call.uri = target_bytes(req.path, req.query)  # checked, as the lines are
         if up.budget is not None:
             up.budget.record_request()
         try:

@@ -16,13 +16,7 @@ from typing import Any
 import httptools
 
 from wxgated.config.spec import duration
-from wxgated.http.headers import (
-    check_request,
-    field_lines,
-    request_block,
-    response_headers,
-    target_bytes,
-)
+from wxgated.http.headers import field_lines, request_block, response_headers, target_bytes
 from wxgated.http.message import Handler, Request, Response
 from wxgated.http.wstunnel import Tunnel
 from wxgated.observe.metrics import WEBSOCKETS_OPEN
@@ -90,14 +84,13 @@ class WebSocketProxy:
         return resp
 
     def _parts(self, req: Request) -> tuple[bytes, bytes, bytes]:
-        """The handshake's target, Host and lines, checked before a target is admitted."""
+        """The handshake's target, Host and lines, built (and so checked: `target_bytes`,
+        `request_block`, `field_lines`) before a target is admitted."""
         lines, host = request_block(req.headers, req.peer_ip, req.client_ip, req.scheme,
                                     req.header(b"host"), req.trace_id, self.preserve_host)
         lines += field_lines([(b"connection", b"upgrade"),
                               (b"upgrade", req.header(b"upgrade") or b"websocket")])
-        uri = target_bytes(req.path, req.query)
-        check_request(uri, lines)
-        return uri, host, lines
+        return target_bytes(req.path, req.query), host, lines
 
 
 async def _handshake(target: Target, head: bytes, connect_timeout: float,

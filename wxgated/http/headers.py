@@ -112,8 +112,9 @@ def _check_lines(text: bytes, lines: int) -> bytes:
     """The last line of defence for header lines: a value holding CR, LF, NUL or another
     control byte (HTAB aside) is refused (HTTPError 400) instead of written, whatever
     put it there (a filter, a template, a claim, a client). Checked on the joined text:
-    exactly `lines` CRLFs and no other control byte."""
-    if _CTL(text) is not None or text.count(b"\n") != lines or text.count(b"\r") != lines:
+    exactly `lines` CRLFs and no other control byte. (bytes.translate and count run at
+    memory speed; a regex over a head costs 2–10 µs, a quarter of a request.)"""
+    if _controls(text) != 2 * lines or text.count(b"\r\n") != lines:
         raise unsafe()
     return text
 
@@ -122,12 +123,15 @@ def unsafe() -> HTTPError:
     return HTTPError(400, "bad request: a header or the target cannot be forwarded safely")
 
 
-# control bytes other than HTAB, CR and LF (those are counted separately)
-_CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]").search
+# control bytes other than HTAB (CR and LF included: they are counted)
+_CONTROLS = bytes(range(0x20)).replace(b"\t", b"") + b"\x7f"
 _NOT_TOKEN = re.compile(rb"[^!#$%&'*+.^_`|~0-9A-Za-z-]").search
-# a control byte, a CR or LF not in a CRLF pair, or a CRLF opening an empty or folded line
-_BAD_LINES = re.compile(
-    rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\n[\r\n \t]|^[\r\n \t]").search
+
+
+def _controls(text: bytes) -> int:
+    return len(text) - len(text.translate(None, _CONTROLS))
+
+
 # a request target: visible ASCII only, and no fragment
 _BAD_TARGET = re.compile(rb"[^\x21-\x22\x24-\x7e]").search
 
@@ -151,11 +155,12 @@ def check_target(uri: bytes) -> None:
 def check_request(uri: bytes, lines: bytes) -> None:
     """The bottom check before any request head is written upstream, whoever built its
     parts: a target that cannot split the request line, and header lines that are
-    CRLF-terminated, free of control bytes and of blank or folded lines, so what is
+    CRLF-terminated, free of other control bytes and of a blank line, so what is
     written is at most one request. (Counting the lines, which stops a smuggled extra
     header, is the builders' job: `field_lines`, `request_block`.)"""
     check_target(uri)
-    if lines and (_BAD_LINES(lines) is not None or lines[-2:] != b"\r\n"):
+    if lines and (_controls(lines) != 2 * lines.count(b"\r\n") or lines[-2:] != b"\r\n"
+                  or lines[:2] == b"\r\n" or b"\r\n\r\n" in lines):
         raise unsafe()
 
 

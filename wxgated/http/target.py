@@ -56,9 +56,9 @@ DEFAULT_RULES = PathRules()
 
 def split_target(url: bytes) -> tuple[str, str]:
     """(path, query) of an origin-form target, the fragment dropped."""
-    if b"#" in url:
-        url = url.partition(b"#")[0]
-    path, _, query = url.partition(b"?")
+    if b"?" not in url and b"#" not in url:  # the usual target
+        return url.decode("latin-1"), ""
+    path, _, query = url.partition(b"#")[0].partition(b"?")
     q = query.decode("latin-1")
     if _QUERY_UNSAFE.search(q):
         q = _QUERY_UNSAFE.sub(_pct_char, q)

@@ -119,9 +119,11 @@ class JWTAuth(Filter):
             return
         claims, unionid = found
         req.claims = claims
-        headers.append((OPENID, _header(claims["sub"], "sub", True)))
+        # the ring checked the token's sub and unionid once (claims.check_identity)
+        headers.append((OPENID, claims["sub"].encode()))
         if unionid:
-            headers.append((UNIONID, _header(unionid, "unionid", True)))
+            headers.append((UNIONID, unionid.encode() if unionid == claims.get("unionid")
+                            else _header(unionid, "unionid", True)))  # from the session
         for claim, name in self.mapped:
             v = claims.get(claim)
             if v is not None:

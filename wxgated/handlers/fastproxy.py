@@ -81,10 +81,10 @@ class FastProxy:
             if hdrs:  # an inner filter's headers come before an outer one's
                 call.added = hdrs if call.added is None else hdrs + call.added
         up = self.upstream
-        call.lines, call.host = request_block(req.headers, req.peer_ip, req.client_ip,
-                                              req.scheme, req.header(b"host"), req.trace_id,
-                                              self.preserve_host)
-        call.uri = target_bytes(req.path, req.query)  # checked, as the lines are
+        call.lines, call.host = lines, host = request_block(
+            req.headers, req.peer_ip, req.client_ip, req.scheme, req.header(b"host"),
+            req.trace_id, self.preserve_host)
+        call.uri = uri = target_bytes(req.path, req.query)  # checked, as the lines are
         if up.budget is not None:
             up.budget.record_request()
         try:
@@ -96,17 +96,34 @@ class FastProxy:
             proto.answer_later(req, call.slow(target))
             return
         target.active += 1
+        call.target = target
+        call.start = start = time.monotonic()
         try:
-            call.first_try(target, conn)
+            timeout = self.timeout
+            if timeout is None:  # retries: each try within their deadline
+                timeout, call.deadline = timeouts(up, self.read_timeout)
+                timeout = try_timeout(timeout, call.deadline, start)
+            conn.begin(req.method == "HEAD", timeout)
+            conn.listener = call.on_head
+            body = req.body  # none, or whole (the server holds a small one back until it is)
+            data = body.buffered
+            assert data is not None
+            conn.transport.write(with_body(
+                request_head(req.method, uri, host or target.host_header, lines), body, data))
         except BaseException:
-            # one request, one answer: the connection and the admission go back before
-            # the error is answered, so no stray answer (or count) follows it
-            conn.listener = None
-            conn.abort()
-            target.active -= 1
-            if target.breaker is not None:
-                target.breaker.cancel()
+            _give_back(target, conn)
             raise
+
+
+def _give_back(target: Target, conn: UpstreamConnection) -> None:
+    """One request, one answer: after a failure on the fast path, the connection and the
+    admission go back before the error is answered, so no stray answer (or count)
+    follows it."""
+    conn.listener = None
+    conn.abort()
+    target.active -= 1
+    if target.breaker is not None:
+        target.breaker.cancel()
 
 
 class Call:
@@ -126,27 +143,6 @@ class Call:
         self.target: Target | None = None
         self.start = 0.0
         self.deadline: float | None = None
-
-    def first_try(self, target: Target, conn: UpstreamConnection) -> None:
-        """Write the request on an idle connection of the admitted (and counted)
-        `target`; its listener takes the answer."""
-        fp = self.fp
-        req = self.req
-        start = time.monotonic()
-        timeout = fp.timeout
-        if timeout is None:  # retries: each try within their deadline
-            timeout, self.deadline = timeouts(fp.upstream, fp.read_timeout)
-            timeout = try_timeout(timeout, self.deadline, start)
-        self.target = target
-        self.start = start
-        conn.begin(req.method == "HEAD", timeout)
-        conn.listener = self.on_head
-        body = req.body  # none, or whole (the server holds a small one back until it is)
-        data = body.buffered
-        assert data is not None
-        conn.transport.write(with_body(
-            request_head(req.method, self.uri, self.host or target.host_header, self.lines),
-            body, data))
 
     def on_head(self, conn: Any) -> None:
         """The connection's listener: the answer head is in, or the exchange failed."""

@@ -38,7 +38,7 @@ from wxgated.http.framing import (
 )
 from wxgated.http.message import NO_BODY, Body, HTTPError, Request, Response
 from wxgated.http.serving import Dispatcher
-from wxgated.http.target import normalize_path, split_target
+from wxgated.http.target import request_target
 from wxgated.http.waiters import wake
 from wxgated.http.writer import ResponseWriter, simple_response
 
@@ -245,12 +245,11 @@ class GatewayProtocol(asyncio.Protocol):
                 headers.append((b"host", authority))
                 self._headers = headers
         by_name = dict(headers)  # the last of each name, for the few read here
-        path, query = split_target(url)
+        sent, path, query = request_target(url, cfg.path_rules)
         method = parser.get_method().decode("ascii")
-        req = self.d.begin(self.peer_ip, headers, by_name, method,
-                           normalize_path(path, cfg.path_rules), query, version,
+        req = self.d.begin(self.peer_ip, headers, by_name, method, path, query, version,
                            parser.should_keep_alive())
-        req.orig_path = path
+        req.orig_path = sent
         req.transport = self.transport
         cl = by_name.get(b"content-length")
         length = None if cl is None else int(cl)

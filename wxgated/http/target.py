@@ -54,6 +54,18 @@ class PathRules:
 DEFAULT_RULES = PathRules()
 
 
+def request_target(url: bytes, rules: PathRules) -> tuple[str, str, str]:
+    """(path as sent, normalised path, query) of an origin-form target: the one call
+    the server makes per request, so the usual target costs two searches and a regex."""
+    if b"?" not in url and b"#" not in url:
+        path, query = url.decode("latin-1"), ""
+    else:
+        path, query = split_target(url)
+    if _NEEDS_WORK(path) is None and path[:1] == "/":
+        return path, path, query
+    return path, normalize_path(path, rules), query
+
+
 def split_target(url: bytes) -> tuple[str, str]:
     """(path, query) of an origin-form target, the fragment dropped."""
     if b"?" not in url and b"#" not in url:  # the usual target

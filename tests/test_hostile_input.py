@@ -222,7 +222,6 @@ def test_header_names_with_underscores_are_dropped(
 # --- the property: random bytes anywhere -----------------------------------------
 
 _CTL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-IDENTITY = ("x-wx-openid", "x-wx-unionid", "x-role")
 # hostile pieces mixed with raw random bytes: pure noise mostly stops at the parser
 _path = st.lists(st.sampled_from([
     b"a", b"/", b"//", b".", b"..", b"%2e", b"%2F", b"%5c", b"\\", b"%", b"%0d%0a", b"%00",
@@ -239,7 +238,7 @@ _claim = st.text(st.sampled_from(["a", "Z", "\r", "\n", "\x00", "\x7f", "\t", " 
                                   "你", "\u2028"]), max_size=8)
 
 
-@settings(max_examples=300, deadline=None,
+@settings(max_examples=300, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=_path, names=st.lists(_name, max_size=4),
        values=st.lists(_value, min_size=4, max_size=4),
@@ -262,18 +261,17 @@ def test_random_bytes_never_reach_an_upstream_unchecked(
     event(f"answered {statuses[:1]}, upstream got {len(got)}")
     assert len(statuses) <= 1
     assert len(got) <= 1
-    if guarded and _CTL.search(sub + role):  # a claim that could split a header: 401
-        assert got == [] and statuses in ([400], [401]), statuses
     if not got:
         return
     [r] = got
     assert r.well_formed, r.raw
     assert statuses == [200]
-    if guarded:  # the identity the token gave, exactly once, and nothing else
+    if r.target.startswith("/private/"):  # past jwt_auth: the token's identity, once
+        assert guarded and sub and _CTL.search(sub + role) is None, (sub, role)
         assert r.values("x-wx-openid") == [sub.encode()]
         assert r.values("x-role") == [role.encode()]
-    else:
-        assert all(r.values(name) == [] for name in IDENTITY)
+    else:  # X-WX-* are the gateway's alone on any route (x-role is jwt_auth's own)
+        assert r.values("x-wx-openid") == [] and r.values("x-wx-unionid") == []
     assert all("_" not in k for k, _ in r.headers)
 
 

@@ -27,9 +27,9 @@ from wxgated.config.errors import SemanticError
 from wxgated.config.units import DURATION_PATTERN
 from wxgated.handlers.base import Terminal, register_terminal
 from wxgated.http.envelope import envelope
+from wxgated.http.errors import UpstreamError, UpstreamTimeout
 from wxgated.http.headers import traceparent
 from wxgated.http.message import Handler, Headers, Request, Response
-from wxgated.upstream.errors import UpstreamError, UpstreamTimeout
 
 _DURATION = {"type": ["string", "number"], "pattern": DURATION_PATTERN}
 _PATHS = {"type": "array", "items": {"type": "string", "minLength": 1}}

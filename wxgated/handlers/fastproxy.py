@@ -22,13 +22,13 @@ from typing import Any
 
 from wxgated.http.client import UpstreamConnection
 from wxgated.http.envelope import error_response
-from wxgated.http.headers import request_block, response_headers, target_bytes
-from wxgated.http.message import Headers, HTTPError, Request, Response, SyncCheck
-from wxgated.upstream.errors import (
+from wxgated.http.errors import (
     UpstreamConnectError,
     UpstreamError,
     to_http_error,
 )
+from wxgated.http.headers import request_block, response_headers, target_bytes
+from wxgated.http.message import Headers, HTTPError, Request, Response, SyncCheck
 from wxgated.upstream.forward import (
     NO_EXCLUDE,
     admit,

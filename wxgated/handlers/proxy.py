@@ -8,9 +8,9 @@ from wxgated.config.spec import duration
 from wxgated.handlers.base import Terminal, register_terminal
 from wxgated.handlers.fastproxy import FastProxy, client_response
 from wxgated.handlers.websocket import build_upgrader, wants_websocket
+from wxgated.http.errors import UpstreamError, to_http_error
 from wxgated.http.headers import request_block, target_bytes
 from wxgated.http.message import HTTPError, Request, Response, SyncCheck
-from wxgated.upstream.errors import UpstreamError, to_http_error
 from wxgated.upstream.forward import forward
 from wxgated.upstream.pool import Upstream
 

@@ -16,17 +16,17 @@ from typing import Any
 import httptools
 
 from wxgated.config.spec import duration
-from wxgated.http.headers import field_lines, request_block, response_headers, target_bytes
-from wxgated.http.message import Handler, Request, Response
-from wxgated.http.wstunnel import Tunnel
-from wxgated.observe.metrics import WEBSOCKETS_OPEN
-from wxgated.upstream.errors import (
+from wxgated.http.errors import (
     UpstreamBroken,
     UpstreamConnectError,
     UpstreamError,
     UpstreamTimeout,
     to_http_error,
 )
+from wxgated.http.headers import field_lines, request_block, response_headers, target_bytes
+from wxgated.http.message import Handler, Request, Response
+from wxgated.http.wstunnel import Tunnel
+from wxgated.observe.metrics import WEBSOCKETS_OPEN
 from wxgated.upstream.forward import NO_EXCLUDE, accounted, admit, request_head
 from wxgated.upstream.pool import Target, Upstream
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from wxgated.config.errors import SemanticError
-from wxgated.handlers.base import Terminal, register_terminal
+from wxgated.handlers.base import TERMINALS, Terminal, register_terminal
 from wxgated.wechat.endpoints import ACTIONS, BUILDERS, Deps
 
 SCHEMA: dict[str, Any] = {
@@ -51,8 +51,18 @@ def build(value: Any, route: dict[str, Any], ctx: Any) -> Any:
         raise SemanticError("path is only for action: api", ("path",))
     if action == "api" and not opts.get("path"):
         raise SemanticError("action: api needs a path (the WeChat API path)", ())
+    if opts.get("upstream") is not None:
+        opts["forward"] = _upstream(opts["upstream"], route, ctx)
     deps = Deps.from_services(ctx.services, action)
     return BUILDERS[action](deps, opts, route, ctx)
+
+
+def _upstream(name: str, route: dict[str, Any], ctx: Any) -> Any:
+    """Signed pushes go through the ordinary `upstream` terminal (pools, retries,
+    breakers); built here so wechat/ needs nothing from handlers/."""
+    if name not in ctx.upstreams:
+        raise SemanticError(f"unknown upstream {name!r}", ("upstream",))
+    return TERMINALS["upstream"].build(name, route, ctx)
 
 
 register_terminal(Terminal("wechat", SCHEMA, build))

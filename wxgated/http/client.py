@@ -25,14 +25,14 @@ from typing import Any
 import httptools
 
 from wxgated.http.deadlines import Deadlines
-from wxgated.http.framing import fields_size
-from wxgated.http.waiters import wake
-from wxgated.upstream.errors import (
+from wxgated.http.errors import (
     UpstreamBroken,
     UpstreamConnectError,
     UpstreamError,
     UpstreamTimeout,
 )
+from wxgated.http.framing import fields_size
+from wxgated.http.waiters import wake
 
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024

@@ -16,10 +16,10 @@ import time
 from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
 
+from wxgated.http.errors import UpstreamError, UpstreamUnavailable
 from wxgated.http.headers import check_request
 from wxgated.http.message import Body, Request
 from wxgated.upstream.breaker import classify, min_retry_after
-from wxgated.upstream.errors import UpstreamError, UpstreamUnavailable
 from wxgated.upstream.pool import Exchange, Target, Upstream, exchange_once
 
 NO_EXCLUDE: frozenset[Any] = frozenset()

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wxgated.http.client import ConnectionPool, UpstreamConnection
+from wxgated.http.errors import UpstreamConnectError, UpstreamError
 from wxgated.http.headers import field_lines
 from wxgated.http.message import NO_BODY, Body
 from wxgated.observe.metrics import (
@@ -22,7 +23,6 @@ from wxgated.observe.metrics import (
     local_histogram,
 )
 from wxgated.tlsctx import client_context
-from wxgated.upstream.errors import UpstreamConnectError, UpstreamError
 
 
 @dataclass(frozen=True)

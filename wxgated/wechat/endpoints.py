@@ -230,7 +230,7 @@ def build_push(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: Any
     token = deps.settings.push_token
     if not token:
         raise SemanticError("wechat: push needs wechat.push_token (the message-push Token)")
-    forward = _upstream_handler(opts.get("upstream"), route, ctx)
+    forward: Handler | None = opts.get("forward")  # the `upstream` terminal, if named
     text = [(b"content-type", b"text/plain; charset=utf-8")]
 
     async def push(req: Request) -> Response:
@@ -246,17 +246,6 @@ def build_push(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: Any
         return Response(200, list(text), b"success")
 
     return push
-
-
-def _upstream_handler(name: str | None, route: dict[str, Any], ctx: Any) -> Handler | None:
-    """Signed pushes go through the ordinary `upstream` terminal (pools, retries, breakers)."""
-    if name is None:
-        return None
-    from wxgated.handlers.base import TERMINALS
-
-    if name not in ctx.upstreams:
-        raise SemanticError(f"unknown upstream {name!r}", ("upstream",))
-    return TERMINALS["upstream"].build(name, route, ctx)
 
 
 def build_api(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: Any) -> Handler:

@@ -1,4 +1,6 @@
-"""Why an upstream exchange failed; the proxy maps these to 502/504 and retry reasons."""
+"""Why an upstream exchange failed (the wire client raises these; the proxy maps them to
+502/503/504 and the retry policy to its reasons). Kept in http/, beside the client, so
+the protocol layer imports nothing from upstream/."""
 
 from __future__ import annotations
 

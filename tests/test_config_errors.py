@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from wxgated.compiler.validate import load_and_validate
 from wxgated.config.errors import ConfigError
-from wxgated.config.validate import load_and_validate
 
 BASE_UPSTREAMS = """\
 upstreams:
@@ -352,8 +352,8 @@ def test_every_problem_is_reported_at_once_in_file_order(tmp_path: Path) -> None
 def test_one_of_reports_the_branch_the_value_was_meant_for(tmp_path: Path) -> None:
     """A plug-in fragment with a short and a long form: a typo inside the long form is
     reported inside it, not as "not a string"."""
+    from wxgated.compiler.validate import validate
     from wxgated.config.loader import load_document
-    from wxgated.config.validate import validate
 
     actions = {"enum": ["login", "logout"]}
     schema = {"type": "object", "additionalProperties": False, "properties": {"wechat": {

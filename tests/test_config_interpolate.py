@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from wxgated.compiler.validate import load_and_validate
 from wxgated.config.errors import ConfigError
 from wxgated.config.interpolate import interpolate
 from wxgated.config.loader import load_document
-from wxgated.config.validate import load_and_validate
 
 ENV = {"HOST": "db.local", "PORT": "6380", "EMPTY": "", "SECRET": "s3cr3t"}
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from wxgated.compiler.validate import validate
 from wxgated.config.errors import ConfigError
 from wxgated.config.loader import load_document
-from wxgated.config.validate import validate
 
 TEXT = """\
 server:

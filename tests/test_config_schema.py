@@ -15,12 +15,12 @@ from jsonschema import Draft202012Validator
 
 import wxgated.filters
 import wxgated.handlers
+from wxgated.compiler.schema import build_schema, dumps
+from wxgated.compiler.validate import apply_defaults, load_and_validate
 from wxgated.config.errors import ConfigError
-from wxgated.config.schema import build_schema, dumps
-from wxgated.config.validate import apply_defaults, load_and_validate
 
 ROOT = Path(__file__).resolve().parent.parent
-REGENERATE = "python -m wxgated.config.schema > schema/wxgated.schema.json"
+REGENERATE = "python -m wxgated.compiler.schema > schema/wxgated.schema.json"
 
 
 def test_committed_schema_file_is_current() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wxgated.config.compile import load_snapshot
+from wxgated.compiler.snapshot import load_snapshot
 from wxgated.config.errors import ConfigError
 from wxgated.registry import Registry
 

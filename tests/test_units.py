@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from wxgated.config.schema import DEFS
+from wxgated.config.fragments import DEFS
 from wxgated.config.units import parse_duration, parse_size
 
 

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("schema", help="print the config's JSON Schema")
     args = parser.parse_args(argv)
     if args.cmd == "schema":
-        from wxgated.config.schema import build_schema
+        from wxgated.compiler.schema import build_schema
 
         print(json.dumps(build_schema(), indent=2, ensure_ascii=False))
         return 0
@@ -51,7 +51,7 @@ def report(exc: ConfigError) -> None:
 
 def compile_only(path: str) -> Any:
     """Validate and compile `path` as `run` would, without binding anything."""
-    from wxgated.config.compile import load_snapshot
+    from wxgated.compiler.snapshot import load_snapshot
     from wxgated.registry import Registry
 
     async def compiled() -> Any:

@@ -80,7 +80,7 @@ class Gateway:
 
     def load(self) -> None:
         """The first load; raises ConfigError so `run` exits before binding anything."""
-        from wxgated.config.compile import load_snapshot
+        from wxgated.compiler.snapshot import load_snapshot
 
         self.snapshot = load_snapshot(self.config_path, self.registry)
         self.registry.commit()
@@ -147,7 +147,7 @@ class Gateway:
 
     def _compile(self) -> Any:
         """The new Snapshot, or None once the failure is logged and counted."""
-        from wxgated.config.compile import load_snapshot
+        from wxgated.compiler.snapshot import load_snapshot
 
         try:
             return load_snapshot(self.config_path, self.registry)

@@ -23,12 +23,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from wxgated.config import schema
+from wxgated.config import fragments
 from wxgated.config.spec import duration
 from wxgated.upstream.breaker import CONNECT_ERROR, TIMEOUT, SlidingCounter
 
 # the schema's default for `retries.methods` (RFC 9110 §9.2.2), one list for both
-IDEMPOTENT_METHODS: frozenset[str] = frozenset(schema.IDEMPOTENT_METHODS)
+IDEMPOTENT_METHODS: frozenset[str] = frozenset(fragments.IDEMPOTENT_METHODS)
 ERROR_CAUSES: frozenset[str] = frozenset({CONNECT_ERROR, TIMEOUT})
 
 

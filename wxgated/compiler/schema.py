@@ -5,7 +5,7 @@ The core sections are written here. Each filter's options come from its class's
 (wxgated.handlers.TERMINALS), so a new filter never edits this file, only regenerates
 schema/wxgated.schema.json:
 
-    python -m wxgated.config.schema > schema/wxgated.schema.json
+    python -m wxgated.compiler.schema > schema/wxgated.schema.json
 
 Every object has `additionalProperties` (false, or a schema for free-form maps), so a
 typo is an error, never a silently ignored key. Defaults live here as `default:` and
@@ -21,136 +21,42 @@ import json
 import sys
 from typing import Any
 
-from wxgated.config import units
-
-# Patterns shared with validate.py (which turns a mismatch into a readable hint).
-NAME = r"^[A-Za-z0-9_.-]+$"
-LISTEN = r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):[0-9]{1,5}$"
-WORKERS = r"^(?:auto|[1-9][0-9]*)$"
-TARGET_URL = r"^https?://[^\s/?#@]+/?$"
-REDIS_URL = r"^(?:redis|rediss|unix)://"
-_KEY_PART = r"(?:ip|route|(?:header|claim|cookie)[.:][^+\s]+)"
-HASH_KEY = rf"^{_KEY_PART}(?:\+{_KEY_PART})*$"
-STATUS_SPEC = r"^(?:[1-5]xx|[1-5][0-9]{2}(?:-[1-5][0-9]{2})?)$"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-HOST = rf"^(?:(?:\*\.)?{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]+\])$"
-VERSION = r"^[vV]?[0-9]+(?:\.[0-9]+)*$"
-RETRY_ON = r"^(?:connect_error|timeout)$"
-HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]
-IDEMPOTENT_METHODS = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]
-WECHAT_ACTIONS = ["login", "decrypt", "phone", "logout", "refresh", "push", "api"]
-
-PATTERN_HINTS: dict[str, str] = {
-    NAME: 'use letters, digits, "_", "." and "-"',
-    LISTEN: 'expected "host:port", e.g. "0.0.0.0:8080" or "[::]:8080"',
-    WORKERS: 'expected a number ≥ 1 or "auto"',
-    TARGET_URL: 'expected "http://host:port" or "https://host:port" (no path)',
-    REDIS_URL: 'expected a redis://, rediss:// or unix:// URL',
-    HASH_KEY: "expected ip, route, header.NAME, cookie.NAME, claim.NAME, or several "
-              'joined with "+" (e.g. "claim.openid+ip")',
-    STATUS_SPEC: 'expected a status (200), a class ("5xx") or a range ("200-399")',
-    HOST: 'expected a host name ("api.example.com") or a wildcard ("*.example.com")',
-    VERSION: 'expected a version such as "v1", "2" or "v2.1"',
-    RETRY_ON: "expected connect_error, timeout or an HTTP status",
-    r"^/": 'must start with "/"',
-    r"^https?://": "expected an http:// or https:// URL",
-    r"^[^{}]*$": 'must not contain "{" or "}"',
-}
-
-SCHEMA_ID = "https://wxgated.dev/schema/v1/wxgated.schema.json"
-DRAFT = "https://json-schema.org/draft/2020-12/schema"
-
-Schema = dict[str, Any]
-
-
-def _with(schema: Schema, default: Any = None, desc: str | None = None) -> Schema:
-    if default is not None:
-        schema["default"] = default
-    if desc:
-        schema["description"] = desc
-    return schema
-
-
-def obj(props: dict[str, Schema], required: tuple[str, ...] = (), default: Any = None,
-        desc: str | None = None) -> Schema:
-    """An object with exactly these keys."""
-    s: Schema = {"type": "object", "additionalProperties": False, "properties": props}
-    if required:
-        s["required"] = list(required)
-    return _with(s, default, desc)
-
-
-def string_map(desc: str | None = None, values: Schema | None = None) -> Schema:
-    """A free-form mapping of strings (headers, renames)."""
-    return _with({"type": "object", "additionalProperties": values or {"type": "string"}},
-                 None, desc)
-
-
-def duration(default: Any = None, desc: str | None = None, positive: bool = True) -> Schema:
-    ref = "#/$defs/positive_duration" if positive else "#/$defs/duration"
-    return _with({"$ref": ref}, default, desc)
-
-
-def size(default: Any = None, desc: str | None = None) -> Schema:
-    return _with({"$ref": "#/$defs/size"}, default, desc)
-
-
-def string(default: Any = None, desc: str | None = None, **kw: Any) -> Schema:
-    return _with({"type": "string", **kw}, default, desc)
-
-
-def integer(default: Any = None, desc: str | None = None, minimum: int | None = None,
-            maximum: int | None = None) -> Schema:
-    s: Schema = {"type": "integer"}
-    if minimum is not None:
-        s["minimum"] = minimum
-    if maximum is not None:
-        s["maximum"] = maximum
-    return _with(s, default, desc)
-
-
-def boolean(default: bool | None = None, desc: str | None = None) -> Schema:
-    s = _with({"type": "boolean"}, None, desc)
-    if default is not None:
-        s["default"] = default
-    return s
-
-
-def enum(values: list[Any], default: Any = None, desc: str | None = None) -> Schema:
-    return _with({"enum": list(values)}, default, desc)
-
-
-def methods(default: list[str] | None = None, desc: str | None = None) -> Schema:
-    return _with({"type": "array", "uniqueItems": True, "minItems": 1,
-                  "items": {"enum": HTTP_METHODS}}, default, desc)
-
-
-def _statuses(default: list[Any], desc: str) -> Schema:
-    item = {"type": ["integer", "string"], "minimum": 100, "maximum": 599,
-            "pattern": STATUS_SPEC}
-    return _with({"type": "array", "minItems": 1, "items": item}, default, desc)
-
-
-DEFS: Schema = {
-    "duration": {"type": ["string", "number"], "minimum": 0,
-                 "pattern": units.DURATION_PATTERN,
-                 "description": "a duration: 250ms, 10s, 1m30s, 2h, 1d, or a number of seconds"},
-    "positive_duration": {"type": ["string", "number"], "exclusiveMinimum": 0,
-                          "pattern": units.POSITIVE_DURATION_PATTERN,
-                          "description": "a duration greater than zero: 250ms, 10s, 2h"},
-    "size": {"type": ["string", "integer"], "minimum": 0, "pattern": units.SIZE_PATTERN,
-             "description": "a size: 512, 10KB (×1000), 64KiB, 1MiB, 1GiB (×1024)"},
-    "name": {"type": "string", "pattern": NAME,
-             "description": "letters, digits, '_', '.' and '-'"},
-}
+from wxgated.config.fragments import (
+    DEFS,
+    DRAFT,
+    HASH_KEY,
+    HOST,
+    HTTP_METHODS,
+    IDEMPOTENT_METHODS,
+    LISTEN,
+    REDIS_URL,
+    RETRY_ON,
+    SCHEMA_ID,
+    TARGET_URL,
+    VERSION,
+    WECHAT_ACTIONS,
+    WORKERS,
+    Schema,
+    boolean,
+    duration,
+    enum,
+    integer,
+    methods,
+    obj,
+    size,
+    statuses,
+    string,
+    string_map,
+    with_meta,
+)
 
 
 def _server() -> Schema:
     return obj({
         "listen": string("0.0.0.0:8080", "public listener, host:port", pattern=LISTEN),
-        "workers": _with({"type": ["integer", "string"], "minimum": 1, "pattern": WORKERS},
+        "workers": with_meta({"type": ["integer", "string"], "minimum": 1, "pattern": WORKERS},
                          1, 'worker processes: a number, or "auto" (one per CPU core)'),
-        "trusted_proxies": _with({"type": "array", "items": {"type": "string"}}, [],
+        "trusted_proxies": with_meta({"type": "array", "items": {"type": "string"}}, [],
                                  "CIDRs whose X-Forwarded-For is believed"),
         "limits": obj({
             "max_body": size("1MiB", "largest request body (413 beyond), per route overridable"),
@@ -237,7 +143,7 @@ def _jwt() -> Schema:
         "audience": audience,
         "ttl": duration("2h", "token lifetime"),
         "leeway": duration("30s", "clock skew allowed on exp/nbf/iat", positive=False),
-        "keys": _with({"type": "array", "minItems": 1, "items": key}, None,
+        "keys": with_meta({"type": "array", "minItems": 1, "items": key}, None,
                       "the first key signs; all keys verify"),
     }, required=("keys",))
 
@@ -246,7 +152,7 @@ def _upstream() -> Schema:
     target = obj({"url": string(desc="http(s)://host:port", pattern=TARGET_URL),
                   "weight": integer(1, "share of traffic", 1)}, required=("url",))
     return obj({
-        "targets": _with({"type": "array", "minItems": 1, "items": target}),
+        "targets": with_meta({"type": "array", "minItems": 1, "items": target}),
         "balance": enum(["round_robin", "least_conn", "hash"], "round_robin"),
         "hash_key": string(None, "balance: hash key: ip (default), header.NAME, "
                            "cookie.NAME, claim.NAME, route, or parts joined with +",
@@ -254,16 +160,16 @@ def _upstream() -> Schema:
         "timeouts": obj({"connect": duration("1s"), "read": duration("30s")}, default={}),
         "retries": obj({
             "attempts": integer(1, "tries in all, the first included", 1, 10),
-            "on": _with({"type": "array", "items": {
+            "on": with_meta({"type": "array", "items": {
                 "type": ["string", "integer"], "pattern": RETRY_ON,
                 "minimum": 100, "maximum": 599}}, ["connect_error"],
                 "connect_error, timeout, or statuses"),
             "methods": methods(IDEMPOTENT_METHODS, "methods that may be retried"),
             "per_try_timeout": duration(desc="timeout of each try (default: timeouts.read)"),
             "deadline": duration(desc="all tries together end by then"),
-            "budget": _with({"type": "number", "minimum": 0, "maximum": 1}, 0.2,
+            "budget": with_meta({"type": "number", "minimum": 0, "maximum": 1}, 0.2,
                             "retries allowed as a share of requests"),
-            "min_retries_per_sec": _with({"type": "number", "minimum": 0}, 3,
+            "min_retries_per_sec": with_meta({"type": "number", "minimum": 0}, 3,
                                          "retries always allowed on a quiet upstream"),
         }, default={}),
         "health_check": obj({
@@ -271,7 +177,7 @@ def _upstream() -> Schema:
             "interval": duration("5s"), "timeout": duration("1s"),
             "unhealthy_after": integer(3, "consecutive failures", 1),
             "healthy_after": integer(2, "consecutive successes", 1),
-            "expect_status": _statuses(["200-399"], 'statuses, "2xx" or ranges "200-399"'),
+            "expect_status": statuses(["200-399"], 'statuses, "2xx" or ranges "200-399"'),
         }, desc="active checks (off unless present)"),
         "passive_health": obj({
             "enabled": boolean(True),
@@ -282,13 +188,13 @@ def _upstream() -> Schema:
         }, default={}),
         "circuit_breaker": obj({
             "window": duration("10s"), "min_requests": integer(20, minimum=1),
-            "failure_ratio": _with({"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            "failure_ratio": with_meta({"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                                    0.5),
             "open_for": duration("30s"), "half_open_requests": integer(3, minimum=1),
             "max_open_for": duration(desc="cap on open_for growth (default: 5×open_for, "
                                      "at most 300s)"),
-            "failure_statuses": _statuses(["5xx"], "statuses counted as failures"),
-            "failure_errors": _with({"type": "array", "uniqueItems": True,
+            "failure_statuses": statuses(["5xx"], "statuses counted as failures"),
+            "failure_errors": with_meta({"type": "array", "uniqueItems": True,
                                      "items": {"enum": ["connect_error", "timeout"]}},
                                     ["connect_error", "timeout"]),
         }, desc="per-target breaker (off unless present)"),
@@ -303,7 +209,7 @@ def _filters(registry: dict[str, Any]) -> Schema:
     item: Schema = {"type": "object", "minProperties": 1, "maxProperties": 1,
                     "additionalProperties": False, "properties": props,
                     "description": "one filter: {name: options}"}
-    return _with({"type": "array", "items": item}, [], "run in order, around the terminal")
+    return with_meta({"type": "array", "items": item}, [], "run in order, around the terminal")
 
 
 def _aggregate() -> Schema:
@@ -316,9 +222,9 @@ def _aggregate() -> Schema:
         "as": string(desc="key of this answer in data (default: merged into data)"),
         "optional": boolean(False, "a failure leaves it out (listed in partial)"),
         "timeout": duration(desc="this backend's timeout, within the route's"),
-        "allow": _with({"type": "array", "items": {"type": "string"}},
+        "allow": with_meta({"type": "array", "items": {"type": "string"}},
                        desc="dotted paths kept"),
-        "deny": _with({"type": "array", "items": {"type": "string"}},
+        "deny": with_meta({"type": "array", "items": {"type": "string"}},
                       desc="dotted paths dropped"),
         "rename": string_map("dotted path → new key"),
         "after": string(desc="name of a backend whose answer this one needs"),
@@ -326,7 +232,7 @@ def _aggregate() -> Schema:
     }, required=("upstream", "path"))
     return obj({
         "timeout": duration("5s", "overall deadline"),
-        "backends": _with({"type": "array", "minItems": 1, "items": backend}),
+        "backends": with_meta({"type": "array", "minItems": 1, "items": backend}),
     }, required=("backends",))
 
 
@@ -352,7 +258,7 @@ def _route(filters: dict[str, Any], terminals: dict[str, Any]) -> Schema:
         "path": string(desc="/static, /:param, /*tail", minLength=1),
         "methods": methods(desc="default: any method"),
         "host": string(desc="exact host or *.example.com", pattern=HOST),
-        "version": _with({"type": ["string", "integer"], "pattern": VERSION, "minimum": 0},
+        "version": with_meta({"type": ["string", "integer"], "pattern": VERSION, "minimum": 0},
                          desc="API version this route serves (v1, 2, ...)"),
     }, required=("path",))
     props: dict[str, Schema] = {
@@ -393,18 +299,18 @@ def build_schema() -> Schema:
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "version": _with({"const": 1}, 1, "config format version"),
+            "version": with_meta({"const": 1}, 1, "config format version"),
             "server": _server(),
             "admin": obj({"listen": string("127.0.0.1:9090", pattern=LISTEN)}, default={}),
             "state": _state(),
             "wechat": _wechat(),
             "jwt": _jwt(),
-            "upstreams": _with({"type": "object", "propertyNames": {"$ref": "#/$defs/name"},
+            "upstreams": with_meta({"type": "object", "propertyNames": {"$ref": "#/$defs/name"},
                                 "additionalProperties": _upstream()}, {}),
             "access_log": obj({"enabled": boolean(True, "one JSON line per request on "
                                                   "stdout")}, default={}),
-            "versioning": _with(copy.deepcopy(VERSIONING), {}),
-            "routes": _with({"type": "array", "items": _route(FILTERS, terminal_schemas())},
+            "versioning": with_meta(copy.deepcopy(VERSIONING), {}),
+            "routes": with_meta({"type": "array", "items": _route(FILTERS, terminal_schemas())},
                             []),
         },
         "$defs": copy.deepcopy(DEFS),

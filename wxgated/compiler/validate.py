@@ -20,10 +20,12 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from wxgated.config import semantic, units
+from wxgated.compiler import semantic
+from wxgated.compiler.schema import build_schema
+from wxgated.config import units
 from wxgated.config.errors import ConfigError, Issue
+from wxgated.config.fragments import PATTERN_HINTS, Schema
 from wxgated.config.loader import Document, load_document
-from wxgated.config.schema import PATTERN_HINTS, Schema, build_schema
 
 _TYPES = {"object": "a mapping", "array": "a list", "string": "a string",
           "integer": "an integer", "number": "a number", "boolean": "true or false",

@@ -65,7 +65,7 @@ class Snapshot:
 
 def load_snapshot(path: str, registry: Registry) -> Snapshot:
     """Read, validate and compile `path`; raises ConfigError with every issue found."""
-    from wxgated.config.validate import load_and_validate
+    from wxgated.compiler.validate import load_and_validate
 
     doc = load_and_validate(path)
     try:

@@ -45,7 +45,7 @@ def unique_route_names(doc: Document, data: dict[str, Any]) -> Iterator[Issue]:
 
 
 def one_terminal(doc: Document, data: dict[str, Any]) -> Iterator[Issue]:
-    from wxgated.config.schema import terminal_schemas
+    from wxgated.compiler.schema import terminal_schemas
 
     keys = set(terminal_schemas())
     for i, route in _routes(data):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wxgated.router import RouteConflict, Router
+from wxgated.routing import RouteConflict, Router
 
 NOT_FOUND = (None, {}, ())
 

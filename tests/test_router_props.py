@@ -15,7 +15,7 @@ from urllib.parse import unquote
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wxgated.router import RouteConflict, Router
+from wxgated.routing import RouteConflict, Router
 
 STATIC = ["a", "b", "ab", "%61"]
 METHODS = ["GET", "HEAD", "POST", "PUT"]

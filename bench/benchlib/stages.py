@@ -23,7 +23,7 @@ _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>.*?):(?P<line>\d+)\)$")
 RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("log", ("wxgated/observe/accesslog.py",)),
     ("metrics", ("wxgated/observe/metrics.py", "prometheus_client/")),
-    ("route", ("wxgated/router.py",)),
+    ("route", ("wxgated/routing/",)),
     ("trace id", ("wxgated/observe/trace.py",)),
     ("filter: jwt_auth", ("wxgated/filters/jwt_auth.py", "wxgated/wechat/", "jwt/")),
     ("filter: rate_limit", ("wxgated/filters/rate_limit.py", "wxgated/limits/",
@@ -33,11 +33,12 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("aggregate", ("wxgated/handlers/aggregate.py", "wxgated/aggregate/")),
     ("upstream: client protocol and pool", ("wxgated/http/client.py",)),
     ("upstream: proxy, balancer, breaker, accounting", (
-        "wxgated/handlers/proxy.py", "wxgated/handlers/fastproxy.py", "wxgated/upstream/")),
+        "wxgated/handlers/proxy.py", "wxgated/handlers/fastproxy.py", "wxgated/upstream/",
+        "wxgated/http/errors.py")),
     ("header rules (forwarded, hop-by-hop, via)", ("wxgated/http/headers.py",)),
     ("response write", ("wxgated/http/writer.py",)),
     ("timeouts (Deadlines)", ("wxgated/http/deadlines.py",)),
-    ("parse + request setup", ("wxgated/http/framing.py",)),
+    ("parse + request setup", ("wxgated/http/framing.py", "wxgated/http/target.py")),
 )
 # Frames that own everything beneath them, checked from the root in: the session check's
 # state read and JSON decode belong to the session check, not to "state backend".

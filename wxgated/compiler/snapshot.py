@@ -21,7 +21,7 @@ from wxgated.handlers import TERMINALS
 from wxgated.http.message import Handler, Request, Response
 from wxgated.observe.metrics import RouteMetrics
 from wxgated.registry import Registry, aclose_quietly, close_quietly
-from wxgated.router import RouteConflict, Router
+from wxgated.routing import RouteConflict, Router
 from wxgated.upstream.build import build_upstreams
 from wxgated.versioning import VersionSources, normalize
 

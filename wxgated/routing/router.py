@@ -11,8 +11,8 @@ Semantics (the contract the config layer and the server rely on):
   non-empty segment) or a tail (`*rest`, last segment only). The tail matches everything
   after the slash before it, possibly empty, possibly with slashes: `/static/*p`
   matches `/static/` (p="") and `/static/a/b` (p="a/b") but not `/static`.
-- Matching works on the raw path (without the query string) split on "/": an encoded
-  slash (%2F) stays inside its segment. Static segments compare raw; param and tail
+- Matching works on the request's normalised path (wxgated.http.target) split on "/":
+  an encoded slash (%2F, when `escaped_slashes: keep`) stays inside its segment. Static segments compare raw; param and tail
   values are percent-decoded. A trailing slash is significant; "" means "/".
 - Priority is static > param > tail, compared segment by segment from the left, with
   backtracking: with `/a/:x/c` and `/a/b/d`, `/a/b/c` matches the param route.
@@ -35,7 +35,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import unquote
+
+from wxgated.routing.tree import (
+    Entry,
+    Leaf,
+    Node,
+    Tree,
+    collect_allow,
+    params_of,
+    parse_pattern,
+    walk,
+)
 
 _NO_ALLOW: tuple[str, ...] = ()
 _HOST_CACHE_MAX = 1024
@@ -50,92 +60,6 @@ class RouteConflict(Exception):
         super().__init__(message)
         self.first = first
         self.second = second
-
-
-class _Entry:
-    """One route as seen by a leaf: its value and where its params sit in the path."""
-
-    __slots__ = ("value", "params", "tail")
-
-    def __init__(self, value: Any, params: tuple[tuple[str, int], ...],
-                 tail: tuple[str, int] | None) -> None:
-        self.value = value
-        self.params = params  # (name, index into path.split("/"))
-        self.tail = tail
-
-
-class _Leaf:
-    """The routes ending at one node, by method."""
-
-    __slots__ = ("any", "explicit", "table", "allow")
-
-    def __init__(self) -> None:
-        self.any: _Entry | None = None
-        self.explicit: dict[str, _Entry] = {}
-        self.table: dict[str, _Entry] = {}  # explicit + implicit HEAD
-        self.allow: tuple[str, ...] = ()
-
-    def put(self, methods: tuple[str, ...], entry: _Entry) -> None:
-        if not methods:
-            self.any = entry
-            return
-        for m in methods:
-            self.explicit[m] = entry
-        self.table = dict(self.explicit)
-        if "GET" in self.table and "HEAD" not in self.table:
-            self.table["HEAD"] = self.table["GET"]
-        self.allow = tuple(sorted(self.table))
-
-    def get(self, method: str) -> _Entry | None:
-        return self.any or self.table.get(method)
-
-
-class _Node:
-    __slots__ = ("static", "param", "tail", "leaf")
-
-    def __init__(self) -> None:
-        self.static: dict[str, _Node] = {}
-        self.param: _Node | None = None
-        self.tail: _Leaf | None = None  # routes whose `*name` starts at this depth
-        self.leaf: _Leaf | None = None  # routes that end exactly here
-
-
-class _Tree:
-    """The routes of one host spec."""
-
-    __slots__ = ("root", "exact", "shapes")
-
-    def __init__(self) -> None:
-        self.root = _Node()
-        self.exact: dict[str, _Leaf] = {}  # fully static pattern -> its leaf
-        # shape -> [(methods, value, pattern)], for conflict checks only
-        self.shapes: dict[tuple[str, ...], list[tuple[tuple[str, ...], Any, str]]] = {}
-
-
-def _parse(pattern: str) -> tuple[list[str], tuple[str, ...]]:
-    """Split a pattern into raw segments and its shape (params ':' and tails '*')."""
-    if not pattern.startswith("/"):
-        raise ValueError(f"route path {pattern!r} must start with '/'")
-    segs = pattern.split("/")[1:]
-    shape: list[str] = []
-    names: set[str] = set()
-    for i, seg in enumerate(segs):
-        last = i == len(segs) - 1
-        if seg == "" and not last:
-            raise ValueError(f"route path {pattern!r} has an empty segment")
-        if seg[:1] in (":", "*"):
-            name = seg[1:]
-            if not name.isidentifier():
-                raise ValueError(f"route path {pattern!r}: bad name in segment {seg!r}")
-            if name in names:
-                raise ValueError(f"route path {pattern!r}: {name!r} is used twice")
-            names.add(name)
-            if seg[0] == "*" and not last:
-                raise ValueError(f"route path {pattern!r}: {seg!r} must be the last segment")
-            shape.append(seg[0])
-        else:
-            shape.append(seg)
-    return segs, tuple(shape)
 
 
 def _host_key(host: str | None) -> str | None:
@@ -179,11 +103,11 @@ class Router:
     """Maps (method, host, path) to the value of the best route; see the module doc."""
 
     def __init__(self) -> None:
-        self._hostless = _Tree()
-        self._exact: dict[str, _Tree] = {}
-        self._wild: list[tuple[str, _Tree]] = []  # (".suffix", tree), longest first
-        self._host_cache: dict[str, tuple[_Tree, ...]] = {}
-        self._only: tuple[_Tree, ...] | None = (self._hostless,)
+        self._hostless = Tree()
+        self._exact: dict[str, Tree] = {}
+        self._wild: list[tuple[str, Tree]] = []  # (".suffix", tree), longest first
+        self._host_cache: dict[str, tuple[Tree, ...]] = {}
+        self._only: tuple[Tree, ...] | None = (self._hostless,)
         # (method, host, path) -> the lookup's answer, params as items: most traffic
         # repeats a few hundred URLs, and a hit costs one dict probe instead of a walk
         self._hits: dict[tuple[str, str, str], tuple[Any, tuple[tuple[str, str], ...],
@@ -195,7 +119,7 @@ class Router:
     def add(self, pattern: str, methods: Sequence[str] | None, host: str | None,
             value: Any) -> None:
         """Add a route; raises ValueError on a malformed pattern, RouteConflict on a tie."""
-        segs, shape = _parse(pattern)
+        segs, shape = parse_pattern(pattern)
         meths = _methods(methods)
         hkey = _host_key(host)
         tree = self._tree(hkey)
@@ -209,7 +133,7 @@ class Router:
             if kind == ":":
                 params.append((seg[1:], i))
                 if node.param is None:
-                    node.param = _Node()
+                    node.param = Node()
                 node = node.param
             elif kind == "*":
                 tail = (seg[1:], i)
@@ -217,22 +141,22 @@ class Router:
             else:
                 nxt = node.static.get(seg)
                 if nxt is None:
-                    nxt = node.static[seg] = _Node()
+                    nxt = node.static[seg] = Node()
                 node = nxt
-        entry = _Entry(value, tuple(params), tail)
+        entry = Entry(value, tuple(params), tail)
         if tail is not None:
             if node.tail is None:
-                node.tail = _Leaf()
+                node.tail = Leaf()
             node.tail.put(meths, entry)
         else:
             if node.leaf is None:
-                node.leaf = _Leaf()
+                node.leaf = Leaf()
             node.leaf.put(meths, entry)
             if not params:
                 tree.exact[pattern] = node.leaf
         self._routes.append((hkey, pattern, meths, value))
 
-    def _tree(self, hkey: str | None) -> _Tree:
+    def _tree(self, hkey: str | None) -> Tree:
         self._host_cache.clear()
         self._hits.clear()
         if hkey is None:
@@ -243,17 +167,17 @@ class Router:
             for s, t in self._wild:
                 if s == suffix:
                     return t
-            tree = _Tree()
+            tree = Tree()
             self._wild.append((suffix, tree))
             self._wild.sort(key=lambda st: -len(st[0]))
             return tree
         found = self._exact.get(hkey)
         if found is None:
-            found = self._exact[hkey] = _Tree()
+            found = self._exact[hkey] = Tree()
         return found
 
     @staticmethod
-    def _check_conflict(tree: _Tree, shape: tuple[str, ...], meths: tuple[str, ...],
+    def _check_conflict(tree: Tree, shape: tuple[str, ...], meths: tuple[str, ...],
                         hkey: str | None, pattern: str, value: Any) -> None:
         same = tree.shapes.setdefault(shape, [])
         for other_meths, other_value, other_pattern in same:
@@ -312,19 +236,19 @@ class Router:
                 segs = path.split("/")
                 if segs[0] != "":
                     return None, {}, _NO_ALLOW
-            e = _walk(tree.root, segs, 1, len(segs), method)
+            e = walk(tree.root, segs, 1, len(segs), method)
             if e is not None:
-                return e.value, _params(e, segs), _NO_ALLOW
+                return e.value, params_of(e, segs), _NO_ALLOW
         if segs is None or segs[0] != "":
             return None, {}, _NO_ALLOW
         allow: set[str] = set()
         for tree in trees:
-            _collect(tree.root, segs, 1, len(segs), allow)
+            collect_allow(tree.root, segs, 1, len(segs), allow)
         return None, {}, tuple(sorted(allow))
 
-    def _trees_for(self, host: str) -> tuple[_Tree, ...]:
+    def _trees_for(self, host: str) -> tuple[Tree, ...]:
         h = _request_host(host)
-        trees: list[_Tree] = []
+        trees: list[Tree] = []
         exact = self._exact.get(h)
         if exact is not None:
             trees.append(exact)
@@ -339,81 +263,3 @@ class Router:
         return out
 
 
-def _walk(node: _Node, segs: list[str], i: int, n: int, method: str) -> _Entry | None:
-    """Depth-first in priority order; each node is visited at most once per lookup."""
-    while node.param is None and node.tail is None:  # static-only stretch: no branching
-        if i == n:
-            leaf = node.leaf
-            return None if leaf is None else (leaf.any or leaf.table.get(method))
-        node = node.static.get(segs[i])  # type: ignore[assignment]
-        if node is None:
-            return None
-        i += 1
-    if i == n:
-        leaf = node.leaf
-        return None if leaf is None else (leaf.any or leaf.table.get(method))
-    seg = segs[i]
-    child = node.static.get(seg)
-    if child is not None:
-        e = _walk(child, segs, i + 1, n, method)
-        if e is not None:
-            return e
-    if seg and node.param is not None:
-        e = _walk(node.param, segs, i + 1, n, method)
-        if e is not None:
-            return e
-    leaf = node.tail
-    if leaf is not None:
-        return leaf.any or leaf.table.get(method)
-    return None
-
-
-def _collect(node: _Node, segs: list[str], i: int, n: int, allow: set[str]) -> None:
-    """Union of the methods of every route whose path matches (the 405 case only)."""
-    if i == n:
-        if node.leaf is not None:
-            allow.update(node.leaf.allow)
-        return
-    seg = segs[i]
-    child = node.static.get(seg)
-    if child is not None:
-        _collect(child, segs, i + 1, n, allow)
-    if seg and node.param is not None:
-        _collect(node.param, segs, i + 1, n, allow)
-    if node.tail is not None:
-        allow.update(node.tail.allow)
-
-
-def _params(e: _Entry, segs: list[str]) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for name, k in e.params:
-        v = segs[k]
-        params[name] = _decode(v) if "%" in v else v
-    if e.tail is not None:
-        name, k = e.tail
-        v = "/".join(segs[k:])
-        params[name] = _decode(v) if "%" in v else v
-    return params
-
-
-_HEX = {(a + b).encode(): bytes([int(a + b, 16)])
-        for a in "0123456789abcdefABCDEF" for b in "0123456789abcdefABCDEF"}
-
-
-def _decode(s: str) -> str:
-    """Exactly urllib.parse.unquote, about twice as fast on ASCII input (raw paths are)."""
-    try:
-        raw = s.encode("ascii")
-    except UnicodeEncodeError:
-        return unquote(s)
-    parts = raw.split(b"%")
-    out = [parts[0]]
-    for part in parts[1:]:
-        byte = _HEX.get(part[:2])
-        if byte is None:
-            out.append(b"%")
-            out.append(part)
-        else:
-            out.append(byte)
-            out.append(part[2:])
-    return b"".join(out).decode("utf-8", "replace")

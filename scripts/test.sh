@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # Set up everything the tests need and run the whole suite (ruff + mypy + pytest).
-# Installs redis-server from Debian when it is missing (the tests start their own).
+# Installs from Debian what is missing: redis-server (the tests start their own) and
+# promtool (package `prometheus`; the tests check deploy/prometheus/alerts.yml with it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1; then
+# need COMMAND PACKAGE: install Debian's PACKAGE when COMMAND is not on PATH
+need() {
+  command -v "$1" >/dev/null 2>&1 && return 0
   if [ "$(id -u)" != 0 ]; then
-    echo "redis-server is missing: sudo apt-get install -y redis-server" >&2
+    echo "$1 is missing: sudo apt-get install -y $2" >&2
     exit 1
   fi
-  apt-get update -qq && touch /tmp/.wxgated-apt-updated
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-fi
+  if [ ! -f /tmp/.wxgated-apt-updated ]; then
+    apt-get update -qq && touch /tmp/.wxgated-apt-updated
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+need redis-server redis-server
+need promtool prometheus
 bash scripts/setup.sh test
 .venv/bin/ruff check wxgated tests bench
 .venv/bin/python -m mypy wxgated

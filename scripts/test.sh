@@ -1,17 +1,40 @@
 #!/usr/bin/env bash
 # Set up everything the tests need and run the whole suite (ruff + mypy + pytest).
-# Installs redis-server from Debian when it is missing (the tests start their own).
+# Installs from Debian what is missing: redis-server (the tests start their own) and
+# promtool (package `prometheus`; the tests check deploy/prometheus/alerts.yml with it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1; then
+# need COMMAND PACKAGE: install Debian's PACKAGE when COMMAND is not on PATH
+need() {
+  command -v "$1" >/dev/null 2>&1 && return 0
   if [ "$(id -u)" != 0 ]; then
-    echo "redis-server is missing: sudo apt-get install -y redis-server" >&2
+    echo "$1 is missing: sudo apt-get install -y $2" >&2
     exit 1
   fi
-  apt-get update -qq && touch /tmp/.wxgated-apt-updated
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-fi
+  if [ ! -f /tmp/.wxgated-apt-updated ]; then
+    apt-get update -qq && touch /tmp/.wxgated-apt-updated
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
+
+# Debian ships promtool only in `prometheus`, whose postinst would start and enable a
+# Prometheus server on :9090, the admin port wxgated uses by default. Install it with
+# services held back (policy-rc.d) and leave the server disabled: we only want the tool.
+need_promtool() {
+  command -v promtool >/dev/null 2>&1 && return 0
+  local held=""
+  if [ "$(id -u)" = 0 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    held=1
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT  # also when the install fails
+  fi
+  need promtool prometheus
+  if [ -n "$held" ]; then rm -f /usr/sbin/policy-rc.d; fi
+  if command -v systemctl >/dev/null 2>&1; then systemctl disable prometheus >/dev/null 2>&1 || true; fi
+}
+need redis-server redis-server
+need_promtool
 bash scripts/setup.sh test
 .venv/bin/ruff check wxgated tests bench
 .venv/bin/python -m mypy wxgated

@@ -23,6 +23,7 @@ from wxgated.config.spec import worker_count
 from wxgated.reloader import watch_files
 from wxgated.sdnotify import Notifier
 from wxgated.server import Gateway, install_signals
+from wxgated.startup import announce, workers_serving
 
 
 def run(path: str) -> int:
@@ -79,6 +80,8 @@ async def serve_single(gw: Gateway) -> None:
     await gw.start()
     admin = Admin(lambda: gw.snapshot, lambda: gw.ready)
     await admin.start(admin_listen(gw))
+    announce(gw.snapshot.config, len(gw.snapshot.routes), 1, admin_listen(gw))
+    workers_serving(1)
     gw.watch()
     stop = asyncio.Event()
 
@@ -135,6 +138,7 @@ async def serve_supervised(gw: Gateway, n: int) -> int:
                      payload=gw.config_path)
     admin = Admin(lambda: gw.snapshot, lambda: sup.ready, metrics=multiproc.collect_text)
     await admin.start(admin_listen(gw))
+    announce(cfg, len(gw.snapshot.routes), n, admin_listen(gw))  # once, not per worker
     watcher = asyncio.ensure_future(watch_files(gw.watched, _request(sup)))
     try:
         return await sup.run()

@@ -47,6 +47,7 @@ from typing import Any
 from wxgated import workerproc
 from wxgated.observe import multiproc
 from wxgated.sdnotify import Notifier
+from wxgated.startup import workers_serving
 from wxgated.workerproc import bind_socket, parse_listen, reuse_port_available
 
 log = logging.getLogger(__name__)
@@ -305,6 +306,7 @@ class Supervisor:
             return
         if msg == workerproc.MSG_READY:
             slot.ready = True
+            workers_serving(sum(s.ready for s in self._slots))
             if slot.hup_when_ready:
                 slot.hup_when_ready = False
                 self._signal(slot, signal.SIGHUP)
@@ -328,6 +330,7 @@ class Supervisor:
             slot.conn.close()
         pid, code = proc.pid, proc.exitcode
         slot.proc, slot.conn, slot.ready = None, None, False
+        workers_serving(sum(s.ready for s in self._slots))
         proc.close()
         fut = self._acks.pop(pid or 0, None)
         if fut is not None and not fut.done():

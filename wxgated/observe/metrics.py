@@ -76,6 +76,15 @@ WEBSOCKETS_OPEN = Gauge(
     registry=REGISTRY, multiprocess_mode="livesum",
 )
 
+WORKERS_CONFIGURED = Gauge(
+    "wxgated_workers_configured", "Worker processes configured (server.workers; 1: one process).",
+    registry=REGISTRY, multiprocess_mode="max",
+)
+WORKERS_SERVING = Gauge(
+    "wxgated_workers_serving", "Worker processes that reported ready and are alive.",
+    registry=REGISTRY, multiprocess_mode="max",
+)
+
 
 _LOCAL: dict[tuple[str, tuple[str, ...]], Any] = {}  # (metric, labels) -> local, for flush()
 _GAUGE_SOURCES: list[Any] = []  # callables feeding IN_FLIGHT at flush time

@@ -12,8 +12,9 @@ need() {
     echo "$1 is missing: sudo apt-get install -y $2" >&2
     exit 1
   fi
-  if [ ! -f /tmp/.wxgated-apt-updated ]; then
-    apt-get update -qq && touch /tmp/.wxgated-apt-updated
+  if [ -z "${APT_UPDATED:-}" ]; then  # once per run, before the first install
+    apt-get update -qq
+    APT_UPDATED=1
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null
 }

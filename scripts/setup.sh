@@ -11,8 +11,9 @@ apt_install() {
     echo "missing $*: run as root or: sudo apt-get install -y $*" >&2
     exit 1
   fi
-  if [ ! -f /tmp/.wxgated-apt-updated ]; then
-    apt-get update -qq && touch /tmp/.wxgated-apt-updated
+  if [ -z "${APT_UPDATED:-}" ]; then  # once per run (scripts/test.sh exports it)
+    apt-get update -qq
+    export APT_UPDATED=1
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }

@@ -14,7 +14,7 @@ need() {
   fi
   if [ -z "${APT_UPDATED:-}" ]; then  # once per run, before the first install
     apt-get update -qq
-    APT_UPDATED=1
+    export APT_UPDATED=1
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null
 }

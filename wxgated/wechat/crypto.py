@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-
 # How far a watermark's timestamp may lie from now, either way (docs/CONFIG.md, decrypt):
 # WeChat stamps the data when the user hands it out, so old data is a replay.
 WATERMARK_WINDOW = 300.0

@@ -45,7 +45,9 @@ class WeChatError(Exception):
 
 # Failures raised before a byte of the request was written: refused, DNS, TLS, connect
 # timeout. Anything later (read timeout, disconnect) may have reached WeChat.
-_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+# (ConnectionTimeoutError exists from aiohttp 3.10; pyproject allows 3.9.)
+_NOT_SENT: tuple[type[BaseException], ...] = (aiohttp.ClientConnectorError,) + tuple(
+    t for t in (getattr(aiohttp, "ConnectionTimeoutError", None),) if isinstance(t, type))
 
 
 class WeChatClient:

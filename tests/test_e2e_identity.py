@@ -255,8 +255,8 @@ async def test_no_session_key_or_appsecret_in_responses_or_output(
         gw: GatewayProcess, standin: StandIn, client: Client) -> None:
     wx = standin.wx
     token, key = await client.login(gw.url, wx, "o-frank", unionid="u-frank")
-    user = {"openId": "o-frank", "nickName": "Frank", "watermark": {"appid": APPID,
-                                                                     "timestamp": 1}}
+    user = {"openId": "o-frank", "nickName": "Frank",
+            "watermark": {"appid": APPID, "timestamp": int(time.time())}}
     enc, iv = encrypt_user_data(key, user)
     status, doc, _ = await client.call("POST", gw.url + "/auth/wx/decrypt",
                                        {"encryptedData": enc, "iv": iv}, token)

@@ -68,23 +68,45 @@ async def test_minute_quota_gives_45011(wx) -> None:
 
 async def test_busy_is_retried_with_backoff_then_succeeds(wx) -> None:
     client, ctl = wx
-    ctl.add_code("c", "o-c")
-    busy = count("jscode2session", -1)
+    busy = count("stable_token", -1)
     ctl.fail_next(2)
-    doc = await client.code2session("c")
-    assert doc["openid"] == "o-c"
-    assert ctl.calls["jscode2session"] == 3
-    assert count("jscode2session", -1) == busy + 2
+    doc = await client.get_stable_token()
+    assert doc["access_token"]
+    assert ctl.calls["stable_token"] == 3
+    assert count("stable_token", -1) == busy + 2
 
 
 async def test_busy_past_retries_raises_minus_one(wx) -> None:
+    client, ctl = wx
+    ctl.fail_next(5)
+    with pytest.raises(WeChatError) as err:
+        await client.get_stable_token()
+    assert err.value.errcode == -1 and err.value.sent
+    assert ctl.calls["stable_token"] == 3  # 1 + retries=2
+
+
+async def test_code2session_busy_is_not_retried(wx) -> None:
+    """A -1 after the js_code reached WeChat: a retry could only earn 40163."""
     client, ctl = wx
     ctl.add_code("c", "o-c")
     ctl.fail_next(5)
     with pytest.raises(WeChatError) as err:
         await client.code2session("c")
-    assert err.value.errcode == -1
-    assert ctl.calls["jscode2session"] == 3  # 1 + retries=2
+    assert err.value.errcode == -1 and err.value.sent
+    assert ctl.calls["jscode2session"] == 1
+
+
+async def test_code2session_is_retried_when_the_connection_failed() -> None:
+    client = WeChatClient(f"http://127.0.0.1:{free_port()}", APPID, SECRET, retries=2,
+                          backoff=0.01)
+    before = count("jscode2session", -1)
+    try:
+        with pytest.raises(WeChatError) as err:
+            await client.code2session("c")
+    finally:
+        await client.close()
+    assert err.value.unreachable and not err.value.sent
+    assert count("jscode2session", -1) == before + 3  # nothing was sent: all 3 tried
 
 
 async def test_timeout_is_unreachable_and_hides_secret(serve, caplog) -> None:
@@ -103,7 +125,15 @@ async def test_timeout_is_unreachable_and_hides_secret(serve, caplog) -> None:
     assert err.value.__cause__ is None and err.value.__suppress_context__
     assert SECRET not in str(err.value) and SECRET not in repr(client)
     assert SECRET not in caplog.text
-    assert ctl.calls["jscode2session"] == 2
+    assert err.value.sent
+    assert ctl.calls["jscode2session"] == 1  # sent, then timed out: never retried
+    client = WeChatClient(base, APPID, SECRET, timeout=0.2, retries=1)
+    try:
+        with pytest.raises(WeChatError):
+            await client.get_stable_token()
+    finally:
+        await client.close()
+    assert ctl.calls["stable_token"] == 2  # an idempotent call keeps its retry
 
 
 async def test_connection_refused_is_unreachable() -> None:

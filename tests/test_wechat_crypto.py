@@ -7,12 +7,14 @@ import hashlib
 import hmac
 import json
 import os
+import time
 
 import pytest
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from wxgated.wechat.crypto import (
+    WATERMARK_WINDOW,
     DecryptError,
     SecretBox,
     check_session_signature,
@@ -43,7 +45,8 @@ def reason(*args: str) -> str:
 
 
 def test_round_trip_with_independently_encrypted_data() -> None:
-    doc = {"openId": "o", "nickName": "微信用户", "watermark": {"timestamp": 1, "appid": APPID}}
+    doc = {"openId": "o", "nickName": "微信用户",
+           "watermark": {"timestamp": int(time.time()), "appid": APPID}}
     enc = cbc(KEY, json.dumps(doc, ensure_ascii=False).encode())
     assert decrypt_user_data(KEY, enc, IV64, APPID) == doc
     assert encrypt_user_data(KEY, doc, IV) == cbc(KEY, json.dumps(doc).encode())
@@ -52,18 +55,58 @@ def test_round_trip_with_independently_encrypted_data() -> None:
 
 
 def test_each_failure_has_its_reason() -> None:
-    good = cbc(KEY, json.dumps({"watermark": {"appid": APPID}}).encode())
+    good = cbc(KEY, json.dumps({"watermark": {"appid": APPID,
+                                              "timestamp": int(time.time())}}).encode())
     short_key = base64.b64encode(os.urandom(24)).decode()
     assert reason("%%%", good, IV64, APPID) == "bad base64 in session_key"
     assert reason(KEY, "%%%", IV64, APPID) == "bad base64 in encryptedData"
     assert reason(short_key, good, IV64, APPID) == "session_key is not 16 bytes"
     assert reason(KEY, good, base64.b64encode(b"x" * 12).decode(), APPID) == "iv is not 16 bytes"
     assert "multiple of 16" in reason(KEY, base64.b64encode(b"abc").decode(), IV64, APPID)
-    assert reason(KEY, cbc(KEY, b"A" * 32, pad=False), IV64, APPID).startswith("bad padding")
-    assert reason(KEY, cbc(KEY, b"\xff\xfe not json"), IV64, APPID).startswith("decrypted data is not JSON")
+    assert reason(KEY, cbc(KEY, b"\xff\xfe not json"), IV64, APPID) == STALE
     assert reason(KEY, cbc(KEY, b"[1, 2]"), IV64, APPID) == "decrypted data is not a JSON object"
     assert reason(KEY, cbc(KEY, b"{}"), IV64, APPID) == "watermark appid mismatch"
     assert reason(KEY, good, IV64, "wxsomeoneelse") == "watermark appid mismatch"
+
+
+STALE = "session_key is out of date: log in again"
+
+
+def stale(*args: str) -> bool:
+    with pytest.raises(DecryptError) as err:
+        decrypt_user_data(*args)
+    return err.value.stale
+
+
+def test_another_session_key_is_stale_a_wrong_iv_is_not() -> None:
+    doc = {"openId": "o", "nickName": "n" * 40, "watermark": {"appid": APPID,
+                                                              "timestamp": int(time.time())}}
+    enc = cbc(KEY, json.dumps(doc).encode())
+    other = base64.b64encode(os.urandom(16)).decode()
+    assert reason(KEY, cbc(KEY, b"A" * 32, pad=False), IV64, APPID) == STALE
+    for _ in range(20):  # random keys: bad padding, or (1 in 256) garbage that is no JSON
+        key = base64.b64encode(os.urandom(16)).decode()
+        assert stale(key, enc, IV64, APPID) and reason(key, enc, IV64, APPID) == STALE
+    bad_iv = base64.b64encode(os.urandom(16)).decode()
+    assert reason(KEY, enc, bad_iv, APPID) == "decrypted data is not JSON (wrong iv)"
+    assert not stale(KEY, enc, bad_iv, APPID) and stale(other, enc, IV64, APPID)
+
+
+def test_watermark_timestamp_window() -> None:
+    now = time.time()
+
+    def at(stamp: object) -> str:
+        enc = cbc(KEY, json.dumps({"watermark": {"appid": APPID, "timestamp": stamp}}).encode())
+        try:
+            decrypt_user_data(KEY, enc, IV64, APPID, now=now)
+        except DecryptError as err:
+            return err.reason
+        return "ok"
+
+    assert at(int(now)) == at(int(now) - 299) == at(int(now) + 299) == "ok"
+    assert at(int(now) - WATERMARK_WINDOW - 2).startswith("watermark timestamp outside")
+    assert at(int(now) + WATERMARK_WINDOW + 2).startswith("watermark timestamp outside")
+    assert at(None) == at("1700000000") == at(True) == "watermark without timestamp"
 
 
 def test_raw_data_signature() -> None:

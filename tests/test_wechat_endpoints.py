@@ -147,7 +147,8 @@ async def test_decrypt_round_trip_and_each_failure(env) -> None:
     gw, ctl = env
     token, key = await login(gw, ctl)
     iv = os.urandom(16)
-    user = {"openId": "o-1", "nickName": "小明", "watermark": {"appid": APPID, "timestamp": 1}}
+    user = {"openId": "o-1", "nickName": "小明",
+            "watermark": {"appid": APPID, "timestamp": int(time.time())}}
     enc = encrypt_user_data(key, user, iv)
     iv64 = base64.b64encode(iv).decode()
     status, doc, _ = await gw.call("decrypt", {"encryptedData": enc, "iv": iv64}, token)
@@ -162,6 +163,9 @@ async def test_decrypt_round_trip_and_each_failure(env) -> None:
         "bad base64 in iv": {"encryptedData": enc, "iv": "!!!"},
         "watermark appid mismatch": {"encryptedData": encrypt_user_data(
             key, {**user, "watermark": {"appid": "wxother"}}, iv), "iv": iv64},
+        "watermark timestamp outside the accepted window (stale data)": {
+            "encryptedData": encrypt_user_data(key, {**user, "watermark": {
+                "appid": APPID, "timestamp": int(time.time()) - 600}}, iv), "iv": iv64},
         "encryptedData is required": {"iv": iv64},
     }
     for msg, body in cases.items():
@@ -170,7 +174,11 @@ async def test_decrypt_round_trip_and_each_failure(env) -> None:
     status, doc, _ = await gw.call("decrypt", {"encryptedData": enc,
                                                 "iv": base64.b64encode(os.urandom(16)).decode()},
                                    token)
-    assert status == 400 and "wrong session_key or iv" in doc["msg"]
+    assert (status, doc["msg"]) == (400, "decrypted data is not JSON (wrong iv)")
+    other_key = base64.b64encode(os.urandom(16)).decode()  # WeChat's newer session_key
+    status, doc, resp = await gw.call("decrypt", {"encryptedData": encrypt_user_data(
+        other_key, user, iv), "iv": iv64}, token)
+    assert (status, doc["msg"]) == (401, "session_key is out of date: log in again")
     assert (await gw.call("decrypt", {"encryptedData": enc, "iv": iv64}))[1]["msg"] == \
         "missing token"
 
@@ -179,7 +187,8 @@ async def test_logout_kills_the_token_at_once(env) -> None:
     gw, ctl = env
     token, key = await login(gw, ctl)
     iv = os.urandom(16)
-    body = {"encryptedData": encrypt_user_data(key, {"watermark": {"appid": APPID}}, iv),
+    mark = {"watermark": {"appid": APPID, "timestamp": int(time.time())}}
+    body = {"encryptedData": encrypt_user_data(key, mark, iv),
             "iv": base64.b64encode(iv).decode()}
     assert (await gw.call("decrypt", body, token))[0] == 200
     assert (await gw.call("logout", None, token))[0] == 200

@@ -154,3 +154,21 @@ async def test_waits_out_a_dead_lock_holder(wx) -> None:
     token = await keeper.get()
     assert ctl.token_ok(token) and ctl.calls["stable_token"] == 1
     assert loop.time() - started >= 0.35  # it waited for the lease instead of fetching twice
+
+
+async def test_force_refresh_is_shared_across_keepers_and_rationed(wx) -> None:
+    """Two instances on one state backend: one force_refresh per 30 s between them."""
+    ctl, client = wx
+    state = open_backend({"backend": "memory"})
+    a, b = (TokenKeeper(client(), state, APPID) for _ in range(2))
+    first = await a.get()
+    ctl.reject_token(first)
+    second = await a.invalidate(first)
+    assert second != first and ctl.calls["stable_token_force"] == 1
+    ctl.reject_token(second)
+    with pytest.raises(WeChatError) as err:
+        await b.invalidate(second)
+    assert err.value.errcode == 40001 and "force_refresh" in err.value.errmsg
+    assert ctl.calls["stable_token_force"] == 1
+    token, left = await b.current()
+    assert token == second and 7000 < left <= 7200

@@ -1,12 +1,18 @@
 """A local stand-in for api.weixin.qq.com that speaks its wire format (WeChat's server API documentation).
 
 JSON is served as text/plain, errors as errcode/errmsg with a ", rid: ..." suffix, each
-js_code and phone code works once. Tests steer it through the `Control` object:
+js_code and phone code works once (a second use: 40163 / 40029) and for 5 minutes
+(`code_ttl`; then 40029). A phone code added with an openid answers 40029 when the body
+names another openid (WeChat documents the openid check but not its errcode; 40029,
+"invalid code", is the guess). Tests steer it through the `Control` object:
 
     app, wx = make_wechat_app("wxappid", "secret")
     base = await serve(app)
     wx.add_code("c1", "openid-1")
     wx.fail_next(2); wx.latency = 0.2; wx.quota_per_minute = 3; wx.expire_tokens()
+    wx.delays["jscode2session"] = 2.0   # accepts the request, answers late
+    wx.misconfigure(40164)               # every API answers 40164 (IP not whitelisted)
+    wx.reject_token(t)                   # 40001 for t, yet stable_token hands t out
     assert wx.calls["stable_token"] == 1
 """
 
@@ -36,6 +42,12 @@ class Control:
     latency: float = 0.0
     quota_per_minute: int | None = None  # jscode2session calls per minute before 45011
     token_ttl: int = 7200
+    code_ttl: float = 300.0  # js_code and phone code lifetime
+    delays: dict[str, float] = field(default_factory=dict)  # api -> seconds before answering
+    config_errcode: int | None = None  # every API answers this (40125, 40164, ...)
+    rejected: set[str] = field(default_factory=set)  # tokens answered with 40001
+    issued: dict[str, float] = field(default_factory=dict)  # code -> time.time() issued
+    last_body: dict[str, Any] = field(default_factory=dict)
     codes: dict[str, dict[str, str]] = field(default_factory=dict)
     used_codes: set[str] = field(default_factory=set)
     phone_codes: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -58,10 +70,31 @@ class Control:
         if unionid:
             entry["unionid"] = unionid
         self.codes[code] = entry
+        self.issued[code] = time.time()
         return key
 
-    def add_phone_code(self, code: str, phone: str = "13800138000", country: str = "86") -> None:
-        self.phone_codes[code] = {"purePhoneNumber": phone, "countryCode": country}
+    def add_phone_code(self, code: str, phone: str = "13800138000", country: str = "86",
+                       openid: str | None = None) -> None:
+        """A phone code; with `openid` it only works for that user (when the body says)."""
+        self.phone_codes[code] = {"purePhoneNumber": phone, "countryCode": country,
+                                  "openid": openid}
+        self.issued[code] = time.time()
+
+    def age_codes(self, seconds: float) -> None:
+        """Every code issued so far is `seconds` older (to test the 5-minute expiry)."""
+        for code in self.issued:
+            self.issued[code] -= seconds
+
+    def code_expired(self, code: str) -> bool:
+        return time.time() - self.issued.get(code, time.time()) > self.code_ttl
+
+    def misconfigure(self, errcode: int | None) -> None:
+        """Every API answers `errcode` (40125 bad secret, 40164 IP not whitelisted, ...)."""
+        self.config_errcode = errcode
+
+    def reject_token(self, token: str) -> None:
+        """WeChat says 40001 to `token`, but stable_token keeps returning it until forced."""
+        self.rejected.add(token)
 
     def fail_next(self, n: int) -> None:
         """The next `n` calls (any endpoint) answer errcode -1, system busy."""
@@ -78,7 +111,8 @@ class Control:
         return token
 
     def token_ok(self, token: str | None) -> bool:
-        return token is not None and self.tokens.get(token, 0) > time.time()
+        return token is not None and token not in self.rejected and \
+            self.tokens.get(token, 0) > time.time()
 
 
 def _rid() -> str:
@@ -93,17 +127,26 @@ def _error(code: int, msg: str) -> web.Response:
     return _answer({"errcode": code, "errmsg": msg + _rid()})
 
 
+_CONFIG_MESSAGES = {
+    40013: "invalid appid", 40125: "invalid appsecret", 41002: "appid missing",
+    40164: "invalid ip 203.0.113.7 ipv6 ::ffff:203.0.113.7, not in whitelist",
+}
+
+
 def make_wechat_app(appid: str, secret: str) -> tuple[web.Application, Control]:
     ctl = Control(appid, secret)
 
     async def gate(api: str, request: web.Request) -> web.Response | None:
         ctl.calls[api] += 1
         ctl.last_query[api] = dict(request.query)
-        if ctl.latency:
-            await asyncio.sleep(ctl.latency)
+        if ctl.latency or ctl.delays.get(api):
+            await asyncio.sleep(ctl.latency + ctl.delays.get(api, 0.0))
         if ctl._fail > 0:
             ctl._fail -= 1
             return _error(-1, "system error")
+        if ctl.config_errcode is not None:
+            code = ctl.config_errcode
+            return _error(code, _CONFIG_MESSAGES.get(code, "configuration error"))
         return None
 
     async def jscode2session(request: web.Request) -> web.Response:
@@ -126,7 +169,7 @@ def make_wechat_app(appid: str, secret: str) -> tuple[web.Application, Control]:
         if code in ctl.used_codes:
             return _error(40163, "code been used")
         entry = ctl.codes.get(code)
-        if entry is None:
+        if entry is None or ctl.code_expired(code):
             return _error(40029, "invalid code")
         ctl.used_codes.add(code)
         ctl.session_keys[entry["openid"]] = entry["session_key"]
@@ -153,7 +196,10 @@ def make_wechat_app(appid: str, secret: str) -> tuple[web.Application, Control]:
             return _error(40013, "invalid appid")
         if body.get("secret") != ctl.secret:
             return _error(40001, "invalid credential, access_token is invalid or not latest")
-        if body.get("force_refresh") or not ctl.token_ok(ctl.stable):
+        if body.get("force_refresh"):
+            ctl.calls["stable_token_force"] += 1
+        alive = ctl.stable is not None and ctl.tokens.get(ctl.stable, 0) > time.time()
+        if body.get("force_refresh") or not alive:
             ctl.stable = ctl.new_token()
         left = int(ctl.tokens[ctl.stable] - time.time())
         return _answer({"access_token": ctl.stable, "expires_in": left})
@@ -178,12 +224,17 @@ def make_wechat_app(appid: str, secret: str) -> tuple[web.Application, Control]:
         if not ctl.token_ok(request.query.get("access_token")):
             return _error(40001, "invalid credential, access_token is invalid or not latest")
         try:
-            code = json.loads(await request.read()).get("code")
+            body = json.loads(await request.read())
+            code, openid = body.get("code"), body.get("openid")
         except (ValueError, AttributeError):
             return _error(47001, "data format error")
-        entry = ctl.phone_codes.pop(code, None)
-        if entry is None:
+        ctl.last_body["getuserphonenumber"] = body
+        entry = ctl.phone_codes.get(code)
+        if entry is None or ctl.code_expired(code):
             return _error(40029, "invalid code")
+        if openid is not None and entry["openid"] not in (None, openid):
+            return _error(40029, "invalid code")  # not this user's code (errcode: a guess)
+        del ctl.phone_codes[code]
         # Real answers carry countryCode as a string in some replies, a number in others.
         ctl._country_flip = not ctl._country_flip
         country = entry["countryCode"] if ctl._country_flip else int(entry["countryCode"])

@@ -81,12 +81,12 @@ class Admin:
         from wxgated.wechat.client import WeChatError
 
         try:
-            token = await tokens.get()
+            token, expires_in = await tokens.current()
         except WeChatError as err:  # WeChat down or refusing: say so, no 500 + traceback
             return web.json_response(
                 {"error": "WeChat did not hand out an access_token", "errcode": err.errcode},
                 status=503, headers={"Retry-After": "1"})
-        return web.json_response({"access_token": token})
+        return web.json_response({"access_token": token, "expires_in": expires_in})
 
 
 def route_info(r: Any) -> dict[str, Any]:

@@ -3,6 +3,9 @@
 WeChat serves JSON as text/plain and signals errors in the body (`errcode`), so every
 answer is parsed as JSON whatever its Content-Type and HTTP status. Only errcode -1
 ("system busy") and a missing answer are retried: everything else is a definite no.
+code2session is the exception: a js_code works once, so once the request may have
+reached WeChat (a timeout, a -1) a retry could turn WeChat's success into 40163 "code
+been used". It is retried only when the connection itself failed, before sending.
 
 The AppSecret travels in query strings (WeChat's choice), so URLs are never logged and
 no exception raised here carries a URL, a request object or a chained cause.
@@ -17,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from wxgated.observe.metrics import WECHAT_API_REQUESTS
+from wxgated.wechat.config_errors import report as report_config_error
 
 JsonDict = dict[str, Any]
 
@@ -24,15 +28,26 @@ JsonDict = dict[str, Any]
 class WeChatError(Exception):
     """WeChat said no (`errcode` != 0), or could not be reached (`unreachable`, errcode -1).
 
-    Branch on `errcode` only: `errmsg` carries a per-request "rid" suffix.
+    Branch on `errcode` only: `errmsg` carries a per-request "rid" suffix. `sent` is
+    False only when the request certainly never left (the connection failed), which is
+    what decides whether a one-time js_code may be tried again.
     """
 
-    def __init__(self, errcode: int, errmsg: str, api: str, *, unreachable: bool = False) -> None:
+    def __init__(self, errcode: int, errmsg: str, api: str, *, unreachable: bool = False,
+                 sent: bool = True) -> None:
         super().__init__(f"{api}: errcode {errcode}: {errmsg}")
         self.errcode = errcode
         self.errmsg = errmsg
         self.api = api
         self.unreachable = unreachable
+        self.sent = sent
+
+
+# Failures raised before a byte of the request was written: refused, DNS, TLS, connect
+# timeout. Anything later (read timeout, disconnect) may have reached WeChat.
+# (ConnectionTimeoutError exists from aiohttp 3.10; pyproject allows 3.9.)
+_NOT_SENT: tuple[type[BaseException], ...] = (aiohttp.ClientConnectorError,) + tuple(
+    t for t in (getattr(aiohttp, "ConnectionTimeoutError", None),) if isinstance(t, type))
 
 
 class WeChatClient:
@@ -82,6 +97,8 @@ class WeChatClient:
         if child is None:
             child = self._counters[(api, errcode)] = WECHAT_API_REQUESTS.labels(api, str(errcode))
         child.inc()
+        if errcode > 0:
+            report_config_error(api, errcode)
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._secret, "<secret>") if self._secret else text
@@ -96,7 +113,8 @@ class WeChatClient:
                 status = resp.status
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             detail = self._scrub(str(exc)) or type(exc).__name__
-            raise WeChatError(-1, f"unreachable: {detail}", api, unreachable=True) from None
+            raise WeChatError(-1, f"unreachable: {detail}", api, unreachable=True,
+                              sent=not isinstance(exc, _NOT_SENT)) from None
         try:
             doc = json.loads(raw)
         except ValueError:
@@ -107,8 +125,12 @@ class WeChatClient:
         return doc
 
     async def call(self, api: str, method: str, path: str, params: dict[str, str],
-                   body: JsonDict | None = None) -> JsonDict:
-        """One API call with retries of -1; raises WeChatError unless errcode is 0/absent."""
+                   body: JsonDict | None = None, *, once_only: bool = False) -> JsonDict:
+        """One API call with retries of -1; raises WeChatError unless errcode is 0/absent.
+
+        `once_only`: the call consumes something single-use (a js_code), so it is retried
+        only when the request never left this process.
+        """
         attempt = 0
         while True:
             try:
@@ -120,7 +142,7 @@ class WeChatClient:
                 return doc
             except WeChatError as err:
                 self._count(api, err.errcode)
-                if err.errcode != -1 or attempt >= self._retries:
+                if err.errcode != -1 or attempt >= self._retries or (once_only and err.sent):
                     raise
             await asyncio.sleep(self._backoff * (2 ** attempt))
             attempt += 1
@@ -130,7 +152,7 @@ class WeChatClient:
         doc = await self.call("jscode2session", "GET", "/sns/jscode2session", {
             "appid": self.appid, "secret": self._secret, "js_code": js_code,
             "grant_type": "authorization_code",
-        })
+        }, once_only=True)
         if not doc.get("openid") or not doc.get("session_key"):
             raise WeChatError(-1, "answer without openid/session_key", "jscode2session")
         return doc
@@ -158,10 +180,16 @@ class WeChatClient:
             "signature": check_session_signature(session_key), "sig_method": "hmac_sha256",
         })
 
-    async def get_phone_number(self, access_token: str, code: str) -> JsonDict:
-        """phone_info with `countryCode` always a string (WeChat sends str or int)."""
+    async def get_phone_number(self, access_token: str, code: str,
+                               openid: str | None = None) -> JsonDict:
+        """phone_info with `countryCode` always a string (WeChat sends str or int).
+
+        With `openid` WeChat checks the phone code was issued to that user, so a caller
+        cannot redeem a code intercepted from someone else.
+        """
+        body = {"code": code, "openid": openid} if openid else {"code": code}
         doc = await self.call("getuserphonenumber", "POST", "/wxa/business/getuserphonenumber",
-                              {"access_token": access_token}, {"code": code})
+                              {"access_token": access_token}, body)
         info = doc.get("phone_info")
         if not isinstance(info, dict):
             raise WeChatError(-1, "answer without phone_info", "getuserphonenumber")
@@ -185,7 +213,8 @@ class WeChatClient:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             self._count(api, -1)
             detail = self._scrub(str(exc)) or type(exc).__name__
-            raise WeChatError(-1, f"unreachable: {detail}", api, unreachable=True) from None
+            raise WeChatError(-1, f"unreachable: {detail}", api, unreachable=True,
+                              sent=not isinstance(exc, _NOT_SENT)) from None
         code = 0
         if data[:1] == b"{":
             try:

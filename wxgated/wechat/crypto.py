@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import os
+import time
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -19,13 +20,22 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+# How far a watermark's timestamp may lie from now, either way (docs/CONFIG.md, decrypt):
+# WeChat stamps the data when the user hands it out, so old data is a replay.
+WATERMARK_WINDOW = 300.0
+
 
 class DecryptError(ValueError):
-    """Encrypted user data that cannot be trusted; `reason` is safe to show a client."""
+    """Encrypted user data that cannot be trusted; `reason` is safe to show a client.
 
-    def __init__(self, reason: str) -> None:
+    `stale` marks data that does not decrypt with the session_key we hold: the user has
+    logged in again elsewhere (WeChat issued a new session_key), so only a new login helps.
+    """
+
+    def __init__(self, reason: str, stale: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.stale = stale
 
 
 def _b64(value: str, what: str) -> bytes:
@@ -37,12 +47,14 @@ def _b64(value: str, what: str) -> bytes:
 
 
 def decrypt_user_data(
-    session_key_b64: str, encrypted_b64: str, iv_b64: str, appid: str
+    session_key_b64: str, encrypted_b64: str, iv_b64: str, appid: str,
+    now: float | None = None, window: float = WATERMARK_WINDOW,
 ) -> dict[str, Any]:
     """Decrypt wx.getUserInfo / open-data payloads: AES-128-CBC, PKCS#7 padding.
 
     The watermark check matters: without it, data encrypted for another mini program
-    (with a session_key the attacker controls there) would be accepted here.
+    (with a session_key the attacker controls there) would be accepted here, and old
+    data (a captured payload) could be replayed forever.
     """
     key = _b64(session_key_b64, "session_key")
     if len(key) != 16:
@@ -53,23 +65,53 @@ def decrypt_user_data(
     data = _b64(encrypted_b64, "encryptedData")
     if not data or len(data) % 16:
         raise DecryptError("encryptedData length is not a multiple of 16 bytes")
+    doc = _parse(_cbc_decrypt(key, iv, data))
+    _check_watermark(doc, appid, time.time() if now is None else now, window)
+    return doc
+
+
+def _cbc_decrypt(key: bytes, iv: bytes, data: bytes) -> bytes:
+    """The unpadded plaintext; bad padding means another key (a stale session_key)."""
     decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
     padded = decryptor.update(data) + decryptor.finalize()
     unpadder = padding.PKCS7(128).unpadder()
     try:
-        plain = unpadder.update(padded) + unpadder.finalize()
+        return unpadder.update(padded) + unpadder.finalize()
     except ValueError:
-        raise DecryptError("bad padding (wrong session_key or iv)") from None
+        raise DecryptError("session_key is out of date: log in again", stale=True) from None
+
+
+def _parse(plain: bytes) -> dict[str, Any]:
+    """The JSON object; garbage with valid padding is a wrong key too, unless only the
+    first block is garbled, which is what a wrong iv does in CBC (a client bug: 400)."""
     try:
         doc = json.loads(plain)
     except (UnicodeDecodeError, ValueError):
-        raise DecryptError("decrypted data is not JSON (wrong session_key or iv)") from None
+        if _tail_is_text(plain):
+            raise DecryptError("decrypted data is not JSON (wrong iv)") from None
+        raise DecryptError("session_key is out of date: log in again", stale=True) from None
     if not isinstance(doc, dict):
         raise DecryptError("decrypted data is not a JSON object")
+    return doc
+
+
+def _tail_is_text(plain: bytes) -> bool:
+    try:
+        tail = plain[16:].decode()
+    except UnicodeDecodeError:
+        return False
+    return tail.rstrip().endswith("}")
+
+
+def _check_watermark(doc: dict[str, Any], appid: str, now: float, window: float) -> None:
     watermark = doc.get("watermark")
     if not isinstance(watermark, dict) or watermark.get("appid") != appid:
         raise DecryptError("watermark appid mismatch")
-    return doc
+    stamp = watermark.get("timestamp")
+    if isinstance(stamp, bool) or not isinstance(stamp, (int, float)):
+        raise DecryptError("watermark without timestamp")
+    if abs(now - stamp) > window:
+        raise DecryptError("watermark timestamp outside the accepted window (stale data)")
 
 
 def encrypt_user_data(session_key_b64: str, doc: dict[str, Any], iv: bytes) -> str:

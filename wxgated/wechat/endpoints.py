@@ -68,8 +68,16 @@ class Deps:
         return Authenticator(self.ring, self.sessions, check_session)
 
 
-def wechat_error(err: WeChatError, code_status: int = 401) -> HTTPError:
-    """The documented errcode → HTTP status map (docs/CONFIG.md); `code` carries WeChat's errcode."""
+_LOGIN_UNANSWERED = "WeChat is unavailable: call wx.login again for a new code"
+
+
+def wechat_error(err: WeChatError, code_status: int = 401,
+                 unanswered: str | None = None) -> HTTPError:
+    """The documented errcode → HTTP status map (docs/CONFIG.md); `code` carries WeChat's errcode.
+
+    `unanswered` replaces the message when the request reached WeChat and failed there
+    (login: the js_code may be spent, so "try again" with it would only get 40163).
+    """
     code, headers = err.errcode, []
     if err.unreachable or code == -1:
         status, headers = 503, [(b"retry-after", b"1")]
@@ -82,6 +90,8 @@ def wechat_error(err: WeChatError, code_status: int = 401) -> HTTPError:
     else:
         status = 502
     msg = _MESSAGES.get(code, f"WeChat API error {code}")
+    if unanswered is not None and code == -1 and err.sent:
+        msg = unanswered
     return HTTPError(status, msg, code=code, headers=headers)
 
 
@@ -128,7 +138,7 @@ def build_login(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: An
         try:
             doc = await client.code2session(code)
         except WeChatError as err:
-            raise wechat_error(err) from None
+            raise wechat_error(err, unanswered=_LOGIN_UNANSWERED) from None
         unionid = doc.get("unionid") or None
         sess = await _state(sessions.create(doc["openid"], unionid, doc["session_key"]))
         data = _token_data(ring, sess.openid, sess.sid, unionid)
@@ -163,6 +173,8 @@ def build_decrypt(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: 
         try:
             doc = decrypt_user_data(rec.session_key, body["encryptedData"], body["iv"], appid)
         except DecryptError as exc:
+            if exc.stale:  # WeChat has issued a newer session_key: only a new login helps
+                raise unauthorized(exc.reason) from None
             raise HTTPError(400, exc.reason) from None
         if doc.get("openId", rec.openid) != rec.openid:
             raise HTTPError(400, "decrypted data belongs to another user")
@@ -176,10 +188,11 @@ def build_phone(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: An
     assert client is not None and tokens is not None
 
     async def phone(req: Request) -> Response:
-        await _claims(auth, req)
+        openid = str((await _claims(auth, req)).get("sub") or "")
         code = (await json_body(req, "code"))["code"]
         try:
-            info = await tokens.call_with_token(lambda t: client.get_phone_number(t, code))
+            info = await tokens.call_with_token(
+                lambda t: client.get_phone_number(t, code, openid))
         except WeChatError as err:
             raise wechat_error(err, code_status=400) from None  # a bad phone code is no 401
         return envelope(200, info, trace_id=req.trace_id)

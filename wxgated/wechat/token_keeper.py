@@ -28,6 +28,8 @@ log = logging.getLogger("wxgated.wechat.tokens")
 
 # WeChat's "this access_token is invalid / expired / not the latest" answers.
 TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
+# stable_token with force_refresh: WeChat allows few a day, and not twice within 30 s.
+FORCE_INTERVAL = 30.0
 
 
 class Token(NamedTuple):
@@ -52,10 +54,12 @@ class TokenKeeper:
         self.margin = refresh_margin
         self.key = f"wx:token:{appid}"
         self.lock_key = f"wx:token-lock:{appid}"
+        self.force_key = f"wx:token-force:{appid}"
         self.lock_ttl = lock_ttl or client.max_call_seconds * 2 + 1.0
         self.poll = poll
         self._local: Token | None = None
         self._flight: asyncio.Task[str] | None = None
+        self._forced_at = float("-inf")  # monotonic time of this process's last force
 
     def __repr__(self) -> str:
         return f"TokenKeeper(key={self.key!r}, stable={self.use_stable})"
@@ -66,6 +70,19 @@ class TokenKeeper:
         if local is not None and time.time() < local.refresh_at:
             return local.value
         return await self._obtain(None)
+
+    async def current(self) -> tuple[str, int]:
+        """(access_token, seconds until it expires), for the admin endpoint."""
+        token = await self.get()
+        known = self._local
+        if known is None or known.value != token:  # served the shared, near-expiry token
+            try:
+                known = await self._read()
+            except StateError:
+                known = None
+        left = known.expires_at - time.time() if known is not None and known.value == token \
+            else 0.0
+        return token, max(0, int(left))
 
     async def invalidate(self, bad_token: str) -> str:
         """WeChat rejected `bad_token` (40001/42001): a token other than it, fetched once."""
@@ -176,8 +193,27 @@ class TokenKeeper:
         if bad is not None and doc["access_token"] == bad:
             # WeChat still hands out the token it rejects: only a forced refresh helps
             # (limited to 20 a day, 30 s apart, so only ever on a confirmed bad token).
+            if not await self._may_force():
+                raise WeChatError(40001, "access_token rejected; force_refresh was used less "
+                                  f"than {FORCE_INTERVAL:.0f} s ago", "stable_token")
             doc = await self.client.get_stable_token(force_refresh=True)
         return doc
+
+    async def _may_force(self) -> bool:
+        """Claim the once-per-FORCE_INTERVAL force_refresh, for this process and, through
+        a state lock left to expire, for every instance sharing the state backend."""
+        now = time.monotonic()
+        if now - self._forced_at < FORCE_INTERVAL:
+            return False
+        try:
+            if await self.state.acquire_lock(self.force_key, FORCE_INTERVAL) is None:
+                return False
+        except StateError:
+            pass  # the state backend is down: the process-local limit still holds
+        self._forced_at = now
+        log.warning("WeChat rejected a current access_token: forcing a refresh "
+                    "(at most once per %.0f s)", FORCE_INTERVAL)
+        return True
 
     async def _read(self) -> Token | None:
         raw = await self.state.get(self.key)

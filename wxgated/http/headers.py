@@ -104,11 +104,8 @@ def field_lines(fields: list[tuple[bytes, bytes]]) -> bytes:
     for name, _ in fields:
         if not name or _NOT_TOKEN(name) is not None:
             raise unsafe()
-    return _check_lines(_join(fields), len(fields))
-
-
-def _join(fields: list[tuple[bytes, bytes]]) -> bytes:
-    return b"\r\n".join(map(b": ".join, fields)) + b"\r\n" if fields else b""
+    text = b"\r\n".join(map(b": ".join, fields)) + b"\r\n" if fields else b""
+    return _check_lines(text, len(fields))
 
 
 def _check_lines(text: bytes, lines: int) -> bytes:

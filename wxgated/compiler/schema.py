@@ -49,6 +49,7 @@ from wxgated.config.fragments import (
     string_map,
     with_meta,
 )
+from wxgated.http.target import ESCAPED_SLASH_ACTIONS
 
 
 def _server() -> Schema:
@@ -79,7 +80,7 @@ def _server() -> Schema:
                                   "unreserved characters before routing; the upstream gets "
                                   "the normalised path"),
         "merge_slashes": boolean(True, "merge // into / before routing"),
-        "escaped_slashes": enum(["reject", "keep", "unescape"], "reject",
+        "escaped_slashes": enum(list(ESCAPED_SLASH_ACTIONS), "reject",
                                 "a path with %2F, a backslash or an encoded dot segment: "
                                 "400, forwarded as is, or decoded into /"),
         "allow_underscores_in_headers": boolean(False, "forward client header names "

@@ -92,8 +92,7 @@ def normalize_path(path: str, rules: PathRules = DEFAULT_RULES) -> str:
     if rules.merge_slashes:
         last = len(segments) - 1  # a trailing slash stays significant
         segments = [s for i, s in enumerate(segments) if s or i == last]
-    out = "/" + "/".join(segments)
-    return out
+    return "/" + "/".join(segments)
 
 
 def _segments(path: str, rules: PathRules) -> list[str]:
@@ -177,14 +176,10 @@ def _pct_char(m: re.Match[str]) -> str:
     return _pct(m.group(0))
 
 
-# RFC 3986 pchar minus what a route param may not add: its own value stays one segment
-_PARAM_SAFE = frozenset(_UNRESERVED | set("!$&'()*+,;=:@"))
-
-
 def encode_param(value: str) -> str:
     """A decoded route param re-encoded for splicing into a path: one segment, pchar
     only, so no `/`, `?`, `#`, `%`, space, CR or LF can change the target."""
-    if all(c in _PARAM_SAFE for c in value) and value not in (".", ".."):
+    if all(c in _PCHAR for c in value) and value not in (".", ".."):
         return value
-    out = "".join(c if c in _PARAM_SAFE else _escape(c.encode("utf-8")) for c in value)
+    out = "".join(c if c in _PCHAR else _escape(c.encode("utf-8")) for c in value)
     return out.replace(".", "%2E") if out in (".", "..") else out

@@ -77,8 +77,9 @@ async def serve_single(gw: Gateway) -> None:
     loop = asyncio.get_running_loop()
     notifier = Notifier()
     await gw.start()
-    admin = Admin(lambda: gw.snapshot, lambda: gw.ready)
+    admin = Admin(lambda: gw.snapshot, gw.serving_ready)
     await admin.start(admin_listen(gw))
+    await gw.wait_discovery()  # sd_notify READY=1 once discovered upstreams have targets
     gw.watch()
     stop = asyncio.Event()
 
@@ -183,6 +184,7 @@ async def _worker(gw: Gateway, sock: Any) -> None:
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
+    await gw.wait_discovery()
     worker_ready()
     await stop.wait()
     await gw.shutdown()

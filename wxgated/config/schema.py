@@ -29,6 +29,7 @@ LISTEN = r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):[0-9]{1,5}$"
 WORKERS = r"^(?:auto|[1-9][0-9]*)$"
 TARGET_URL = r"^https?://[^\s/?#@]+/?$"
 REDIS_URL = r"^(?:redis|rediss|unix)://"
+RESOLVER = r"^(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$"
 _KEY_PART = r"(?:ip|route|(?:header|claim|cookie)[.:][^+\s]+)"
 HASH_KEY = rf"^{_KEY_PART}(?:\+{_KEY_PART})*$"
 STATUS_SPEC = r"^(?:[1-5]xx|[1-5][0-9]{2}(?:-[1-5][0-9]{2})?)$"
@@ -46,6 +47,8 @@ PATTERN_HINTS: dict[str, str] = {
     WORKERS: 'expected a number ≥ 1 or "auto"',
     TARGET_URL: 'expected "http://host:port" or "https://host:port" (no path)',
     REDIS_URL: 'expected a redis://, rediss:// or unix:// URL',
+    RESOLVER: 'expected an IP address with an optional port: "10.0.0.2", "10.0.0.2:5353" '
+              'or "[fd00::53]:53"',
     HASH_KEY: "expected ip, route, header.NAME, cookie.NAME, claim.NAME, or several "
               'joined with "+" (e.g. "claim.openid+ip")',
     STATUS_SPEC: 'expected a status (200), a class ("5xx") or a range ("200-399")',
@@ -148,6 +151,8 @@ DEFS: Schema = {
 def _server() -> Schema:
     return obj({
         "listen": string("0.0.0.0:8080", "public listener, host:port", pattern=LISTEN),
+        "discovery_ready_timeout": duration("10s", "/readyz waits this long for every "
+                                            "discovered upstream's first answer"),
         "workers": _with({"type": ["integer", "string"], "minimum": 1, "pattern": WORKERS},
                          1, 'worker processes: a number, or "auto" (one per CPU core)'),
         "trusted_proxies": _with({"type": "array", "items": {"type": "string"}}, [],
@@ -242,11 +247,28 @@ def _jwt() -> Schema:
     }, required=("keys",))
 
 
+def _discovery() -> Schema:
+    dns = obj({
+        "name": string(desc="the name to resolve (no search domains are appended)",
+                       minLength=1),
+        "type": enum(["A", "AAAA", "SRV"], "A", "A/AAAA: every address on `port`; SRV: "
+                     "host, port and weight from the records"),
+        "port": integer(None, "targets' port (A and AAAA only; SRV records carry theirs)",
+                        1, 65535),
+        "resolvers": _with({"type": "array", "items": string(pattern=RESOLVER)}, None,
+                           "DNS servers to ask (default: the host's /etc/resolv.conf)"),
+        "min_ttl": duration("1s", "re-resolve no more often than this"),
+        "max_ttl": duration("60s", "re-resolve at least this often, whatever the TTL"),
+    }, required=("name",))
+    return obj({"dns": dns}, desc="where the targets come from, instead of `targets`")
+
+
 def _upstream() -> Schema:
     target = obj({"url": string(desc="http(s)://host:port", pattern=TARGET_URL),
                   "weight": integer(1, "share of traffic", 1)}, required=("url",))
-    return obj({
+    up = obj({
         "targets": _with({"type": "array", "minItems": 1, "items": target}),
+        "discovery": _with(_discovery(), None, None),
         "balance": enum(["round_robin", "least_conn", "hash"], "round_robin"),
         "hash_key": string(None, "balance: hash key: ip (default), header.NAME, "
                            "cookie.NAME, claim.NAME, route, or parts joined with +",
@@ -295,7 +317,11 @@ def _upstream() -> Schema:
         "keepalive": obj({"max_idle": integer(64, "idle connections kept per target", 0),
                           "idle_timeout": duration("60s")}, default={}),
         "tls": obj({"verify": boolean(True), "ca_file": string(minLength=1)}),
-    }, required=("targets",))
+    })
+    # exactly one of targets (a fixed list) and discovery (a registry)
+    up["anyOf"] = [{"required": ["targets"]}, {"required": ["discovery"]}]
+    up["not"] = {"required": ["targets", "discovery"]}
+    return up
 
 
 def _filters(registry: dict[str, Any]) -> Schema:

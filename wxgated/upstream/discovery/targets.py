@@ -69,7 +69,7 @@ class DiscoveredTargets:
             return
         self.by_url = new
         targets = list(new.values())
-        HealthGroup([t.health for t in targets])
+        HealthGroup([t.health for t in targets if t.health is not None])
         for up in list(self._bound):
             up.set_targets(targets)
         for t in gone:

@@ -79,7 +79,6 @@ async def serve_single(gw: Gateway) -> None:
     await gw.start()
     admin = Admin(lambda: gw.snapshot, gw.serving_ready)
     await admin.start(admin_listen(gw))
-    await gw.wait_discovery()  # sd_notify READY=1 once discovered upstreams have targets
     gw.watch()
     stop = asyncio.Event()
 
@@ -89,6 +88,7 @@ async def serve_single(gw: Gateway) -> None:
     gw.before_reload.append(notifier.reloading)
     gw.on_reload.append(lambda ok: notifier.ready(status=reload_status(gw, ok)))
     install_signals(loop, on_hup, lambda signame: stop.set())
+    await gw.wait_discovery(stop)  # sd_notify READY=1 once discovered upstreams have targets
     notifier.ready(status=f"serving {len(gw.snapshot.routes)} routes")
     watchdog = notifier.start_watchdog()
     await stop.wait()
@@ -184,7 +184,7 @@ async def _worker(gw: Gateway, sock: Any) -> None:
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    await gw.wait_discovery()
+    await gw.wait_discovery(stop)
     worker_ready()
     await stop.wait()
     await gw.shutdown()

@@ -134,9 +134,10 @@ class Gateway:
                         ", ".join(waiting), timeout)
         return True
 
-    async def wait_discovery(self) -> None:
-        """Until serving_ready() (workers report ready to the supervisor only then)."""
-        while not self.serving_ready():
+    async def wait_discovery(self, stop: asyncio.Event | None = None) -> None:
+        """Until serving_ready() (workers report ready to the supervisor only then), or
+        `stop` is set (a SIGTERM during the wait must not wait for the registry)."""
+        while not self.serving_ready() and not (stop is not None and stop.is_set()):
             await asyncio.sleep(0.05)
 
     def _flush_metrics(self) -> None:

@@ -7,8 +7,10 @@ records change under the running gateway.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -39,9 +41,14 @@ class Backends:
         async def who(request: web.Request) -> web.Response:
             return web.Response(text=f"{host}:{port}")
 
+        async def slow(request: web.Request) -> web.Response:
+            await asyncio.sleep(float(request.query.get("s", "2")))
+            return web.Response(text=f"{host}:{port}")
+
         async def start() -> web.AppRunner:
             app = web.Application()
             app.router.add_get("/who", who)
+            app.router.add_get("/slow", slow)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             await web.TCPSite(runner, host, port).start()
@@ -79,8 +86,9 @@ def config(dnsd: DnsServer, dns: dict[str, Any], **server: Any) -> dict[str, Any
     block = {"resolvers": [dnsd.resolver], "min_ttl": "1s", "max_ttl": "2s", **dns}
     return {"server": server,
             "upstreams": {"api": {"discovery": {"dns": block},
-                                  "timeouts": {"connect": "500ms", "read": "2s"}}},
-            "routes": [{"name": "who", "match": {"path": "/who"}, "upstream": "api"}]}
+                                  "timeouts": {"connect": "500ms", "read": "5s"}}},
+            "routes": [{"name": "who", "match": {"path": "/who"}, "upstream": "api"},
+                       {"name": "slow", "match": {"path": "/slow"}, "upstream": "api"}]}
 
 
 def get(url: str) -> tuple[int, str]:
@@ -228,3 +236,31 @@ def _readyz(gw: Any) -> int | None:
         return int(e.code)
     except OSError:
         return None
+
+
+def test_a_removed_target_drains_its_in_flight_request(
+        gateway: Any, dnsd: DnsServer, backends: tuple[Backends, int, int]) -> None:
+    _, port, _ = backends
+    dnsd.set_hosts({NAME: [HOSTS[0]]})
+    gw = gateway(config(dnsd, {"name": NAME, "port": port}))
+    result: list[tuple[int, str]] = []
+    slow = threading.Thread(target=lambda: result.append(get(gw.url + "/slow?s=3")))
+    slow.start()
+    time.sleep(0.3)  # the request is on 127.0.0.2 now
+    dnsd.set_hosts({NAME: [HOSTS[1]]})
+    until(lambda: get(gw.url + "/who") == (200, f"{HOSTS[1]}:{port}"))
+    assert slow.is_alive()  # the switch happened while the request was in flight
+    slow.join(10)
+    assert result == [(200, f"{HOSTS[0]}:{port}")]
+    assert set(spread(gw, 6)) == {HOSTS[1]}
+
+
+def test_each_worker_follows_the_records(gateway: Any, dnsd: DnsServer,
+                                         backends: tuple[Backends, int, int]) -> None:
+    _, port, _ = backends
+    dnsd.set_hosts({NAME: [HOSTS[0]]})
+    gw = gateway(config(dnsd, {"name": NAME, "port": port}, workers=2))
+    assert set(spread(gw, 10)) == {HOSTS[0]}  # ready means every worker had its answer
+    dnsd.set_hosts({NAME: list(HOSTS[1:])})
+    until(lambda: set(spread(gw, 20)) == set(HOSTS[1:]))
+    until(lambda: metric_value(gw.metrics(), "wxgated_upstream_targets", upstream="api") == 2)

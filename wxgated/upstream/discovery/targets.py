@@ -77,8 +77,10 @@ class DiscoveredTargets:
         self._gauge.set(len(new))
         added = sorted(new.keys() - old.keys())
         removed = sorted(old.keys() - new.keys())
-        log.info("upstream %s targets changed: added %s, removed %s, now %d",
-                 self.upstream, added or "none", removed or "none", len(new))
+        reweighted = sorted(url for url in new.keys() & old.keys() if new[url] is not old[url])
+        log.info("upstream %s targets changed: added %s, removed %s, reweighted %s, now %d",
+                 self.upstream, added or "none", removed or "none", reweighted or "none",
+                 len(new))
 
     def settled(self, timeout: float, now: float) -> bool:
         """For /readyz: answered, or waited `timeout` since the watcher started."""

@@ -264,3 +264,23 @@ def test_each_worker_follows_the_records(gateway: Any, dnsd: DnsServer,
     dnsd.set_hosts({NAME: list(HOSTS[1:])})
     until(lambda: set(spread(gw, 20)) == set(HOSTS[1:]))
     until(lambda: metric_value(gw.metrics(), "wxgated_upstream_targets", upstream="api") == 2)
+
+
+def test_health_checks_follow_the_discovered_targets(
+        gateway: Any, dnsd: DnsServer, backends: tuple[Backends, int, int]) -> None:
+    _, port, _ = backends
+    dnsd.set_hosts({NAME: [HOSTS[0]]})
+    cfg = config(dnsd, {"name": NAME, "port": port})
+    cfg["upstreams"]["api"]["health_check"] = {"path": "/who", "interval": "200ms",
+                                               "timeout": "200ms", "unhealthy_after": 1}
+    gw = gateway(cfg)
+    dead = "127.0.0.9"  # nothing listens there: only the active check can take it out
+    dnsd.set_hosts({NAME: [HOSTS[0], dead]})
+    until(lambda: len(upstream_view(gw)["targets"]) == 2)
+
+    def dead_ejected() -> bool:
+        return {t["url"]: t["available"] for t in upstream_view(gw)["targets"]} == {
+            f"http://{HOSTS[0]}:{port}": True, f"http://{dead}:{port}": False}
+
+    until(dead_ejected)
+    assert set(spread(gw, 6)) == {HOSTS[0]}

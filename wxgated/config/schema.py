@@ -247,28 +247,14 @@ def _jwt() -> Schema:
     }, required=("keys",))
 
 
-def _discovery() -> Schema:
-    dns = obj({
-        "name": string(desc="the name to resolve (no search domains are appended)",
-                       minLength=1),
-        "type": enum(["A", "AAAA", "SRV"], "A", "A/AAAA: every address on `port`; SRV: "
-                     "host, port and weight from the records"),
-        "port": integer(None, "targets' port (A and AAAA only; SRV records carry theirs)",
-                        1, 65535),
-        "resolvers": _with({"type": "array", "items": string(pattern=RESOLVER)}, None,
-                           "DNS servers to ask (default: the host's /etc/resolv.conf)"),
-        "min_ttl": duration("1s", "re-resolve no more often than this"),
-        "max_ttl": duration("60s", "re-resolve at least this often, whatever the TTL"),
-    }, required=("name",))
-    return obj({"dns": dns}, desc="where the targets come from, instead of `targets`")
-
-
 def _upstream() -> Schema:
+    from wxgated.upstream.discovery.schema import discovery_schema  # it uses these helpers
+
     target = obj({"url": string(desc="http(s)://host:port", pattern=TARGET_URL),
                   "weight": integer(1, "share of traffic", 1)}, required=("url",))
     up = obj({
         "targets": _with({"type": "array", "minItems": 1, "items": target}),
-        "discovery": _with(_discovery(), None, None),
+        "discovery": discovery_schema(),
         "balance": enum(["round_robin", "least_conn", "hash"], "round_robin"),
         "hash_key": string(None, "balance: hash key: ip (default), header.NAME, "
                            "cookie.NAME, claim.NAME, route, or parts joined with +",

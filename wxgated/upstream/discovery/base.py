@@ -101,7 +101,15 @@ class Watcher:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(await self.refresh())
+            try:
+                delay = await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug applying an answer must not end discovery for good
+                log.exception("discovery for upstream %s: applying an answer failed",
+                              self.upstream)
+                delay = self.provider.max_ttl
+            await asyncio.sleep(delay)
 
     async def refresh(self) -> float:
         """One refresh; returns the seconds until the next one."""

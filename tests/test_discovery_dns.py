@@ -132,3 +132,21 @@ def test_target_set_readiness_waits_for_an_answer_or_the_timeout() -> None:
     assert dt.settled(10.0, dt.started + 10)
     dt.apply([])
     assert dt.settled(10.0, dt.started)
+
+
+async def test_only_the_serving_set_reports_the_targets_gauge() -> None:
+    from wxgated.observe.metrics import REGISTRY
+
+    def gauge() -> float | None:
+        return REGISTRY.get_sample_value("wxgated_upstream_targets", {"upstream": "gauge"})
+
+    live = DiscoveredTargets("gauge", _make)
+    live.bind(_Bound())
+    live.apply([Endpoint("127.0.0.2", 80)])
+    assert gauge() == 1
+    failed_reload = DiscoveredTargets("gauge", _make)
+    failed_reload.apply([])
+    failed_reload.close()  # compiled, never bound: the live series stays
+    assert gauge() == 1
+    live.close()  # the upstream is gone
+    assert gauge() is None

@@ -29,6 +29,10 @@ log = logging.getLogger("wxgated.discovery")
 
 MakeTarget = Callable[[str, int], Target]  # (url, weight) -> a new Target
 
+# The live set per upstream name: only it reports `wxgated_upstream_targets`, so a set
+# compiled by a failed reload never does, and a removed upstream's series goes away.
+_SERVING: dict[str, DiscoveredTargets] = {}
+
 
 class DiscoveredTargets:
     def __init__(self, upstream: str, make_target: MakeTarget,
@@ -39,8 +43,6 @@ class DiscoveredTargets:
         self.answered = False  # an answer (from any watcher) has been applied
         self.started: float | None = None  # monotonic, when its watcher first started
         self._bound: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._gauge = UPSTREAM_TARGETS.labels(upstream)
-        self._gauge.set(0)
         if seed is not None:  # the watcher was kept: its last answer is still true
             self.apply(seed)
 
@@ -53,6 +55,8 @@ class DiscoveredTargets:
         self._bound.add(upstream)
         if self.started is None:
             self.started = time.monotonic()
+        _SERVING[self.upstream] = self
+        self._report()
 
     def apply(self, endpoints: Sequence[Endpoint]) -> None:
         """Make `endpoints` the current targets (the watcher's sink)."""
@@ -74,7 +78,7 @@ class DiscoveredTargets:
             up.set_targets(targets)
         for t in gone:
             t.close()
-        self._gauge.set(len(new))
+        self._report()
         added = sorted(new.keys() - old.keys())
         removed = sorted(old.keys() - new.keys())
         reweighted = sorted(url for url in new.keys() & old.keys() if new[url] is not old[url])
@@ -88,7 +92,14 @@ class DiscoveredTargets:
             return True
         return self.started is not None and now - self.started >= timeout
 
+    def _report(self) -> None:
+        if _SERVING.get(self.upstream) is self:
+            UPSTREAM_TARGETS.labels(self.upstream).set(len(self.by_url))
+
     def close(self) -> None:
         """Replaced (its shaping settings changed) or the upstream is gone: drain all."""
         for t in self.by_url.values():
             t.close()
+        if _SERVING.get(self.upstream) is self:  # gone (a replacement binds after this)
+            del _SERVING[self.upstream]
+            UPSTREAM_TARGETS.remove(self.upstream)

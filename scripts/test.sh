@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the tests need and run the whole suite (ruff + mypy + pytest).
-# Installs from Debian what is missing: redis-server (the tests start their own) and
-# promtool (package `prometheus`; the tests check deploy/prometheus/alerts.yml with it).
+# Installs from Debian what is missing: redis-server and dnsmasq (the tests start their
+# own) and promtool (package `prometheus`; the tests check deploy/prometheus/alerts.yml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,7 +34,14 @@ need_promtool() {
   if [ -n "$held" ]; then rm -f /usr/sbin/policy-rc.d; fi
   if command -v systemctl >/dev/null 2>&1; then systemctl disable prometheus >/dev/null 2>&1 || true; fi
 }
+# dnsmasq-base: the dnsmasq binary without the package's system service, which would
+# try to hold port 53 (the discovery tests start their own dnsmasq on a free port)
+need_dnsmasq() {
+  [ -x /usr/sbin/dnsmasq ] && return 0
+  need dnsmasq dnsmasq-base
+}
 need redis-server redis-server
+need_dnsmasq
 need_promtool
 bash scripts/setup.sh test
 .venv/bin/ruff check wxgated tests bench

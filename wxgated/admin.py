@@ -95,7 +95,7 @@ def route_info(r: Any) -> dict[str, Any]:
 
 
 def upstream_info(u: Any, now: float) -> dict[str, Any]:
-    targets = []
+    targets: list[dict[str, Any]] = []
     for t in u.targets:
         info: dict[str, Any] = {"url": t.key, "weight": t.weight, "active": t.active,
                                 "available": t.available,
@@ -105,4 +105,9 @@ def upstream_info(u: Any, now: float) -> dict[str, Any]:
         if t.health is not None:
             info["health"] = t.health.snapshot(now)
         targets.append(info)
-    return {"balance": type(u.balancer).__name__, "targets": targets}
+    info = {"balance": type(u.balancer).__name__, "source": "static", "targets": targets}
+    watcher = getattr(u, "watcher", None)
+    if watcher is not None:  # discovered: where the targets came from, and how fresh
+        info["source"] = watcher.provider.kind
+        info["discovery"] = watcher.describe()
+    return info

@@ -22,7 +22,7 @@ from typing import Any
 # with the code that applies it on reload.
 LIVE_SERVER_KEYS = frozenset({"trusted_proxies", "limits", "timeouts", "tls", "normalize_path",
                               "merge_slashes", "escaped_slashes",
-                              "allow_underscores_in_headers"})
+                              "allow_underscores_in_headers", "discovery_ready_timeout"})
 _PINNED_SERVER_KEYS = ("listen", "workers")
 
 

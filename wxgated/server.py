@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import signal
 import socket
+import time
 from typing import Any
 
 from wxgated.config.errors import ConfigError
@@ -28,6 +30,7 @@ from wxgated.observe.metrics import CONFIG_RELOADS
 from wxgated.observe.metrics import flush as flush_metrics
 from wxgated.registry import Registry
 from wxgated.reloader import watch_files
+from wxgated.upstream.discovery import discovery_settled, start_discovery
 from wxgated.workerproc import bind_socket, parse_listen
 
 log = logging.getLogger("wxgated")
@@ -77,6 +80,7 @@ class Gateway:
         self.tls: Any = None
         self.started_with: dict[str, Any] = {}  # liveconfig.pinned() of the first load
         self.pending_restart: list[str] = []  # changed settings that wait for a restart
+        self._warned_discovery = False
 
     def load(self) -> None:
         """The first load; raises ConfigError so `run` exits before binding anything."""
@@ -107,7 +111,34 @@ class Gateway:
         self.servers.append(srv)
         self.ready = True
         start_health_checks(self.snapshot)
+        start_discovery(self.snapshot.upstreams)
         self._flush_metrics()
+
+    def serving_ready(self) -> bool:
+        """For /readyz: serving, and every discovered upstream has had its first answer
+        (or `server.discovery_ready_timeout` passed: then ready anyway, with a warning,
+        so a registry outage at start cannot keep the whole gateway out of rotation)."""
+        if not self.ready or self.snapshot is None:
+            return False
+        ups = self.snapshot.upstreams
+        if discovery_settled(ups, math.inf, 0.0):
+            return True  # every discovered upstream has had an answer (or there are none)
+        timeout = duration(self.snapshot.config.get("server", {})
+                           .get("discovery_ready_timeout"), 10.0)
+        if not discovery_settled(ups, timeout, time.monotonic()):
+            return False
+        if not self._warned_discovery:
+            self._warned_discovery = True
+            waiting = [n for n, u in ups.items() if u.discovered and not u.discovered.answered]
+            log.warning("ready without a first discovery answer for %s after %.0fs",
+                        ", ".join(waiting), timeout)
+        return True
+
+    async def wait_discovery(self, stop: asyncio.Event | None = None) -> None:
+        """Until serving_ready() (workers report ready to the supervisor only then), or
+        `stop` is set (a SIGTERM during the wait must not wait for the registry)."""
+        while not self.serving_ready() and not (stop is not None and stop.is_set()):
+            await asyncio.sleep(0.05)
 
     def _flush_metrics(self) -> None:
         """Hand locally counted metrics to prometheus twice a second (worker snapshots
@@ -176,6 +207,7 @@ class Gateway:
         self.registry.commit()
         if d is not None:
             start_health_checks(snap)
+            start_discovery(snap.upstreams)
 
     def _report(self, snap: Any, reason: str) -> None:
         self.pending_restart = (restart_needed(self.started_with, snap.config)

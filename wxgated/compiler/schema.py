@@ -50,11 +50,14 @@ from wxgated.config.fragments import (
     with_meta,
 )
 from wxgated.http.target import ESCAPED_SLASH_ACTIONS
+from wxgated.upstream.discovery.schema import discovery_schema
 
 
 def _server() -> Schema:
     return obj({
         "listen": string("0.0.0.0:8080", "public listener, host:port", pattern=LISTEN),
+        "discovery_ready_timeout": duration("10s", "/readyz waits this long for every "
+                                            "discovered upstream's first answer"),
         "workers": with_meta({"type": ["integer", "string"], "minimum": 1, "pattern": WORKERS},
                          1, 'worker processes: a number, or "auto" (one per CPU core)'),
         "trusted_proxies": with_meta({"type": "array", "items": {"type": "string"}}, [],
@@ -152,8 +155,9 @@ def _jwt() -> Schema:
 def _upstream() -> Schema:
     target = obj({"url": string(desc="http(s)://host:port", pattern=TARGET_URL),
                   "weight": integer(1, "share of traffic", 1)}, required=("url",))
-    return obj({
+    up = obj({
         "targets": with_meta({"type": "array", "minItems": 1, "items": target}),
+        "discovery": discovery_schema(),
         "balance": enum(["round_robin", "least_conn", "hash"], "round_robin"),
         "hash_key": string(None, "balance: hash key: ip (default), header.NAME, "
                            "cookie.NAME, claim.NAME, route, or parts joined with +",
@@ -202,7 +206,11 @@ def _upstream() -> Schema:
         "keepalive": obj({"max_idle": integer(64, "idle connections kept per target", 0),
                           "idle_timeout": duration("60s")}, default={}),
         "tls": obj({"verify": boolean(True), "ca_file": string(minLength=1)}),
-    }, required=("targets",))
+    })
+    # exactly one of targets (a fixed list) and discovery (a registry)
+    up["anyOf"] = [{"required": ["targets"]}, {"required": ["discovery"]}]
+    up["not"] = {"required": ["targets", "discovery"]}
+    return up
 
 
 def _filters(registry: dict[str, Any]) -> Schema:

@@ -265,7 +265,8 @@ def upstream_settings(doc: Document, data: dict[str, Any]) -> Iterator[Issue]:
     for name, up in (data.get("upstreams") or {}).items():
         at = ("upstreams", name)
         seen: set[str] = set()
-        for j, target in enumerate(up["targets"]):
+        yield from _discovery_settings(doc, name, up.get("discovery"))
+        for j, target in enumerate(up.get("targets") or ()):
             url = target["url"].rstrip("/").lower()
             if url in seen:
                 yield doc.issue_at(at + ("targets", j, "url"),
@@ -282,6 +283,25 @@ def upstream_settings(doc: Document, data: dict[str, Any]) -> Iterator[Issue]:
             if lo is not None and hi is not None and lo > hi:
                 yield doc.issue_at(at + (section, small), f"{section}.{small} ({part[small]}) "
                                    f"must not exceed {big} ({part[big]})")
+
+
+def _discovery_settings(doc: Document, name: str,
+                        block: dict[str, Any] | None) -> Iterator[Issue]:
+    dns = (block or {}).get("dns")
+    if dns is None:
+        return
+    at = ("upstreams", name, "discovery", "dns")
+    srv = dns.get("type", "A") == "SRV"
+    if srv and "port" in dns:
+        yield doc.issue_at(at + ("port",), "port does not apply to type: SRV (each SRV "
+                           "record carries its port)", at_key=True)
+    if not srv and "port" not in dns:
+        yield doc.issue_at(at, f'upstream "{name}": discovery.dns of type '
+                           f'{dns.get("type", "A")} needs a port', at_key=True)
+    lo, hi = _seconds(dns.get("min_ttl")), _seconds(dns.get("max_ttl"))
+    if lo is not None and hi is not None and lo > hi:
+        yield doc.issue_at(at + ("min_ttl",), f"min_ttl ({dns['min_ttl']}) must not exceed "
+                           f"max_ttl ({dns['max_ttl']})")
 
 
 CHECKS: tuple[Check, ...] = (

@@ -60,6 +60,11 @@ def validate(doc: Document, schema: Schema | None = None) -> list[Issue]:
 def _issues(doc: Document, err: ValidationError) -> list[Issue]:
     path = tuple(err.absolute_path)
     v = err.validator
+    if v in ("oneOf", "anyOf") and err.context and all(
+            e.validator == "required" for e in err.context):  # "one of these keys"
+        keys = [k for e in err.context for k in _rule_value(e)]
+        return [doc.issue_at(path, f"{_where(path)} needs one of: {', '.join(keys)}",
+                             at_key=True)]
     if v in ("oneOf", "anyOf") and err.context:
         picked = _pick(err)
         if picked != [err]:

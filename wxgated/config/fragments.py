@@ -16,6 +16,7 @@ LISTEN = r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):[0-9]{1,5}$"
 WORKERS = r"^(?:auto|[1-9][0-9]*)$"
 TARGET_URL = r"^https?://[^\s/?#@]+/?$"
 REDIS_URL = r"^(?:redis|rediss|unix)://"
+RESOLVER = r"^(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$"
 _KEY_PART = r"(?:ip|route|(?:header|claim|cookie)[.:][^+\s]+)"
 HASH_KEY = rf"^{_KEY_PART}(?:\+{_KEY_PART})*$"
 STATUS_SPEC = r"^(?:[1-5]xx|[1-5][0-9]{2}(?:-[1-5][0-9]{2})?)$"
@@ -33,6 +34,8 @@ PATTERN_HINTS: dict[str, str] = {
     WORKERS: 'expected a number ≥ 1 or "auto"',
     TARGET_URL: 'expected "http://host:port" or "https://host:port" (no path)',
     REDIS_URL: 'expected a redis://, rediss:// or unix:// URL',
+    RESOLVER: 'expected an IP address with an optional port: "10.0.0.2", "10.0.0.2:5353" '
+              'or "[fd00::53]:53"',
     HASH_KEY: "expected ip, route, header.NAME, cookie.NAME, claim.NAME, or several "
               'joined with "+" (e.g. "claim.openid+ip")',
     STATUS_SPEC: 'expected a status (200), a class ("5xx") or a range ("200-399")',

@@ -51,6 +51,15 @@ TARGET_HEALTHY = Gauge(
     "wxgated_upstream_target_healthy", "1 when the target takes traffic, 0 when ejected.",
     ["upstream", "target"], registry=REGISTRY, multiprocess_mode="min",
 )
+DISCOVERY_REFRESHES = Counter(
+    "wxgated_discovery_refresh_total",
+    "Service-discovery refreshes by upstream, provider and result (ok, empty, error).",
+    ["upstream", "provider", "result"], registry=REGISTRY,
+)
+UPSTREAM_TARGETS = Gauge(
+    "wxgated_upstream_targets", "Targets an upstream currently balances over.",
+    ["upstream"], registry=REGISTRY, multiprocess_mode="max",
+)
 RATELIMIT_REJECTED = Counter(
     "wxgated_ratelimit_rejected_total", "Requests refused by rate_limit.",
     ["route"], registry=REGISTRY,

@@ -11,15 +11,18 @@ so `wxgated check` and a supervisor's validating copy probe nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
 from wxgated.config.spec import duration, file_contents, frozen
 from wxgated.observe.metrics import CIRCUIT_STATE
 from wxgated.registry import Registry
-from wxgated.upstream.balancer import make_balancer
+from wxgated.upstream.balancer import Balancer, make_balancer
 from wxgated.upstream.breaker import CircuitBreaker, failure_rules
+from wxgated.upstream.discovery import make_provider
+from wxgated.upstream.discovery.base import Watcher
+from wxgated.upstream.discovery.targets import DiscoveredTargets
 from wxgated.upstream.health import ActiveChecker, HealthGroup, TargetHealth, health_gauge
 from wxgated.upstream.pool import Target, TargetSpec, Upstream
 from wxgated.upstream.retry import RetryBudget, RetryPolicy
@@ -31,26 +34,29 @@ def build_upstreams(cfg: dict[str, Any], registry: Registry,
 
 
 def build_upstream(name: str, ucfg: dict[str, Any], registry: Registry) -> Upstream:
-    keepalive = ucfg.get("keepalive", {})
     tls = ucfg.get("tls", {})
     cb = ucfg.get("circuit_breaker")
     hc = ucfg.get("health_check")
     ph = ucfg.get("passive_health")
     guards = (frozen(cb), frozen((hc, ph)))
-    targets = []
-    for t in ucfg["targets"]:
-        spec = TargetSpec(url=t["url"], weight=int(t.get("weight", 1)),
-                          max_idle=int(keepalive.get("max_idle", 64)),
-                          idle_timeout=duration(keepalive.get("idle_timeout"), 60.0),
-                          tls_verify=bool(tls.get("verify", True)), ca_file=tls.get("ca_file"))
-        # file_contents: a CA bundle replaced at the same path needs a new TLS context
-        targets.append(registry.keep(("target", name, spec.url),
-                                     (spec, guards, file_contents(tls)),
-                                     partial(_new_target, name, spec, cb, hc, ph)))
-    HealthGroup([t.health for t in targets])
+    watcher = discovered = None
+    if "discovery" in ucfg:
+        watcher, discovered = _discovery(name, ucfg, registry, guards)
+        targets = discovered.targets
+    else:
+        targets = []
+        for t in ucfg["targets"]:
+            spec = _target_spec(ucfg, t["url"], int(t.get("weight", 1)))
+            # file_contents: a CA bundle replaced at the same path needs a new TLS context
+            targets.append(registry.keep(("target", name, spec.url),
+                                         (spec, guards, file_contents(tls)),
+                                         partial(_new_target, name, spec, cb, hc, ph)))
+        HealthGroup([t.health for t in targets])
     checker = None
     if hc is not None:
-        checker = registry.keep(("checker", name), frozen((hc, [t.key for t in targets])),
+        # a discovered upstream's checker follows its targets (retarget), so only hc keys it
+        keys = None if watcher is not None else [t.key for t in targets]
+        checker = registry.keep(("checker", name), frozen((hc, keys)),
                                 lambda: ActiveChecker.from_config(name, targets, hc))
     timeouts = ucfg.get("timeouts", {})
     retry = budget = None
@@ -58,16 +64,51 @@ def build_upstream(name: str, ucfg: dict[str, Any], registry: Registry) -> Upstr
         retry = RetryPolicy.from_config(ucfg["retries"])
         budget = registry.keep(("budget", name), frozen(ucfg["retries"]),
                                lambda: RetryBudget.for_policy(retry))
+    rebalance = _balancer_factory(ucfg)
+    up = Upstream(name, targets, rebalance(targets),
+                  connect_timeout=duration(timeouts.get("connect"), 1.0),
+                  read_timeout=duration(timeouts.get("read"), 30.0),
+                  retry=retry, budget=budget, checker=checker)
+    up.rebalance, up.watcher, up.discovered = rebalance, watcher, discovered
+    return up
+
+
+def _target_spec(ucfg: dict[str, Any], url: str, weight: int) -> TargetSpec:
+    keepalive = ucfg.get("keepalive", {})
+    tls = ucfg.get("tls", {})
+    return TargetSpec(url=url, weight=weight, max_idle=int(keepalive.get("max_idle", 64)),
+                      idle_timeout=duration(keepalive.get("idle_timeout"), 60.0),
+                      tls_verify=bool(tls.get("verify", True)), ca_file=tls.get("ca_file"))
+
+
+def _balancer_factory(ucfg: dict[str, Any]) -> Callable[[list[Target]], Balancer]:
+    """The upstream's balancer kind as a function of its targets (discovery rebuilds)."""
     hash_key = None
     if ucfg.get("balance") == "hash":
         from wxgated.clientkey import compile_key
 
         hash_key = compile_key(ucfg.get("hash_key", "ip"))
-    balancer = make_balancer(ucfg.get("balance", "round_robin"), targets, hash_key)
-    return Upstream(name, targets, balancer,
-                    connect_timeout=duration(timeouts.get("connect"), 1.0),
-                    read_timeout=duration(timeouts.get("read"), 30.0),
-                    retry=retry, budget=budget, checker=checker)
+    return partial(make_balancer, ucfg.get("balance", "round_robin"), hash_key=hash_key)
+
+
+def _discovery(name: str, ucfg: dict[str, Any], registry: Registry,
+               guards: Any) -> tuple[Watcher, DiscoveredTargets]:
+    """The upstream's Watcher (kept while its discovery block is unchanged) and its target
+    set (kept while the target-shaping settings are unchanged; a new one starts from the
+    watcher's last answer). Both start with the serving Gateway (`start_discovery`)."""
+    block = ucfg["discovery"]
+    watcher = registry.keep(("discovery", name), frozen(block),
+                            lambda: Watcher(name, make_provider(block)))
+    shape = (_target_spec(ucfg, "", 1), guards, file_contents(ucfg.get("tls", {})))
+    make = partial(_discovered_target, name, ucfg)
+    discovered = registry.keep(("discovered", name), shape,
+                               lambda: DiscoveredTargets(name, make, watcher.endpoints))
+    return watcher, discovered
+
+
+def _discovered_target(name: str, ucfg: dict[str, Any], url: str, weight: int) -> Target:
+    return _new_target(name, _target_spec(ucfg, url, weight), ucfg.get("circuit_breaker"),
+                       ucfg.get("health_check"), ucfg.get("passive_health"))
 
 
 # Factories for registry.keep, called only when the registry has no live object, so the

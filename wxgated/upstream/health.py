@@ -263,11 +263,16 @@ class ActiveChecker:
         self.timeout = timeout
         self.expect_status = expect_status
         self.on_change = on_change
-        self._urls = [t.key.rstrip("/") + self.path for t in self.targets]
-        self._gauges = [TARGET_HEALTHY.labels(upstream_name, t.key) for t in self.targets]
-        self._last = [t.health.healthy(time.monotonic()) for t in self.targets]
+        self.retarget(targets)
         self._task: asyncio.Task[None] | None = None
         self.rounds = 0  # completed check rounds (for /-/upstreams and tests)
+
+    def retarget(self, targets: Sequence[HealthTarget]) -> None:
+        """Check `targets` from the next round on (service discovery changed them)."""
+        self.targets = tuple(targets)
+        self._urls = [t.key.rstrip("/") + self.path for t in self.targets]
+        self._gauges = [TARGET_HEALTHY.labels(self.upstream_name, t.key) for t in self.targets]
+        self._last = [t.health.healthy(time.monotonic()) for t in self.targets]
 
     @classmethod
     def from_config(
@@ -309,14 +314,16 @@ class ActiveChecker:
 
     async def check_once(self, session: aiohttp.ClientSession) -> list[bool]:
         """One round: every target checked, results fed in, metric and callback updated."""
-        results = await asyncio.gather(*(self._probe(session, u) for u in self._urls))
+        # one round checks the targets it started with, even if discovery retargets meanwhile
+        targets, urls, gauges, last = self.targets, self._urls, self._gauges, self._last
+        results = await asyncio.gather(*(self._probe(session, u) for u in urls))
         now = time.monotonic()
-        for i, (t, passed) in enumerate(zip(self.targets, results, strict=True)):
+        for i, (t, passed) in enumerate(zip(targets, results, strict=True)):
             t.health.record_active(passed)
             healthy = t.health.healthy(now)  # also notices an ejection that ran out
-            self._gauges[i].set(1 if healthy else 0)
-            if healthy != self._last[i]:
-                self._last[i] = healthy
+            gauges[i].set(1 if healthy else 0)
+            if healthy != last[i]:
+                last[i] = healthy
                 if self.on_change is not None:
                     self.on_change(t, healthy)
         self.rounds += 1

@@ -8,6 +8,7 @@ keeps its warm connections. The `Upstream` object itself is rebuilt per Snapshot
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -167,6 +168,18 @@ class Upstream:
         self.budget = budget  # upstream.retry.RetryBudget or None
         self.checker = checker  # upstream.health.ActiveChecker, started by the serving Gateway
         self.duration = local_histogram(UPSTREAM_DURATION, name)
+        self.rebalance: Callable[[list[Target]], Any] | None = None  # new balancer for targets
+        self.watcher: Any = None  # discovery.base.Watcher, for discovered upstreams
+        self.discovered: Any = None  # discovery.targets.DiscoveredTargets, likewise
+
+    def set_targets(self, targets: list[Target]) -> None:
+        """Discovery changed the target set: new list, new balancer (requests already
+        past `pick` keep the target they hold)."""
+        assert self.rebalance is not None
+        self.balancer = self.rebalance(targets)
+        self.targets = targets
+        if self.checker is not None:
+            self.checker.retarget(targets)
 
     async def fetch(self, method: str, path_and_query: str, headers: list[tuple[bytes, bytes]],
                     body: bytes, timeout: float) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

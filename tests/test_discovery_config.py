@@ -1,0 +1,58 @@
+"""`upstreams.<name>.discovery`: the config checks, and what a compiled upstream holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.test_config_errors import problems
+from wxgated.compiler.snapshot import load_snapshot
+from wxgated.registry import Registry
+
+ROUTES = """\
+routes:
+  - {name: r, match: {path: /}, upstream: u}
+"""
+
+
+def test_targets_and_discovery_are_exclusive(tmp_path: Path) -> None:
+    both = """\
+upstreams:
+  u:
+    targets: [{url: "http://127.0.0.1:1"}]
+    discovery: {dns: {name: u.test, port: 80}}
+""" + ROUTES
+    assert problems(tmp_path, both) == ["3:5: upstreams.u: use only one of targets, discovery"]
+    neither = "upstreams:\n  u: {balance: least_conn}\n" + ROUTES
+    assert problems(tmp_path, neither) == ["2:3: upstreams.u needs one of: targets, discovery"]
+
+
+def test_dns_block_semantics(tmp_path: Path) -> None:
+    text = """\
+upstreams:
+  a: {discovery: {dns: {name: a.test}}}
+  s: {discovery: {dns: {name: _x._tcp.s.test, type: SRV, port: 80}}}
+  t: {discovery: {dns: {name: t.test, port: 80, min_ttl: 10s, max_ttl: 5s}}}
+  r: {discovery: {dns: {name: r.test, port: 80, resolvers: [dns.example]}}}
+routes:
+  - {name: r1, match: {path: /a}, upstream: a}
+"""
+    out = problems(tmp_path, text)
+    assert any("resolvers[0]" in p and "expected an IP address" in p for p in out), out
+    fixed = text.replace("resolvers: [dns.example]", 'resolvers: ["10.0.0.2:5353"]')
+    assert problems(tmp_path, fixed) == [
+        '2:19: upstream "a": discovery.dns of type A needs a port',
+        "3:58: port does not apply to type: SRV (each SRV record carries its port)",
+        "4:58: min_ttl (10s) must not exceed max_ttl (5s)",
+    ]
+
+
+def test_a_compiled_discovered_upstream_starts_empty_and_resolves_nothing(
+        tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text("version: 1\nupstreams:\n  u: {discovery: {dns: {name: u.test, port: 80,"
+                    " resolvers: ['127.0.0.1:1']}}}\n" + ROUTES)
+    snap = load_snapshot(str(path), Registry())
+    up = snap.upstreams["u"]
+    assert up.targets == [] and up.watcher is not None
+    assert up.watcher.last_refresh is None  # `wxgated check` and compiles query nothing
+    assert up.balancer.pick(None) is None

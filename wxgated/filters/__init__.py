@@ -1,16 +1,15 @@
-"""Filters: one module each. Importing this package registers all of them."""
+"""Filters: one module each. Importing this package registers all of them.
+
+Every module here is imported (`base` first, through the import below), so adding a
+filter is adding its module: nothing else lists them.
+"""
 
 from importlib import import_module
+from pkgutil import iter_modules
 
 from wxgated.filters.base import FILTERS, Filter, register
 
-_MODULES: list[str] = [
-    "strip_prefix", "rewrite", "headers",
-    "cache", "envelope", "cors", "deprecation",
-    "rate_limit", "concurrency_limit", "jwt_auth",
-]
-
-for _m in _MODULES:
-    import_module(f"wxgated.filters.{_m}")
+for _m in sorted(m.name for m in iter_modules(__path__)):
+    import_module(f"{__name__}.{_m}")
 
 __all__ = ["FILTERS", "Filter", "register"]

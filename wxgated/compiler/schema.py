@@ -26,7 +26,6 @@ from wxgated.config.fragments import (
     DRAFT,
     HASH_KEY,
     HOST,
-    HTTP_METHODS,
     IDEMPOTENT_METHODS,
     LISTEN,
     REDIS_URL,
@@ -34,7 +33,6 @@ from wxgated.config.fragments import (
     SCHEMA_ID,
     TARGET_URL,
     VERSION,
-    WECHAT_ACTIONS,
     WORKERS,
     Schema,
     boolean,
@@ -46,7 +44,6 @@ from wxgated.config.fragments import (
     size,
     statuses,
     string,
-    string_map,
     with_meta,
 )
 from wxgated.http.target import ESCAPED_SLASH_ACTIONS
@@ -221,47 +218,6 @@ def _filters(registry: dict[str, Any]) -> Schema:
     return with_meta({"type": "array", "items": item}, [], "run in order, around the terminal")
 
 
-def _aggregate() -> Schema:
-    backend = obj({
-        "name": {"$ref": "#/$defs/name", "description": "id for partial/after (default: as)"},
-        "upstream": {"$ref": "#/$defs/name"},
-        "method": enum(HTTP_METHODS, "GET"),
-        "path": string(desc="template: {param.x} {query.x} {claim.x} {header.x} {resp.n.x}",
-                       pattern=r"^/"),
-        "as": string(desc="key of this answer in data (default: merged into data)"),
-        "optional": boolean(False, "a failure leaves it out (listed in partial)"),
-        "timeout": duration(desc="this backend's timeout, within the route's"),
-        "allow": with_meta({"type": "array", "items": {"type": "string"}},
-                       desc="dotted paths kept"),
-        "deny": with_meta({"type": "array", "items": {"type": "string"}},
-                      desc="dotted paths dropped"),
-        "rename": string_map("dotted path → new key"),
-        "after": string(desc="name of a backend whose answer this one needs"),
-        "headers": string_map("extra request headers"),
-    }, required=("upstream", "path"))
-    return obj({
-        "timeout": duration("5s", "overall deadline"),
-        "backends": with_meta({"type": "array", "minItems": 1, "items": backend}),
-    }, required=("backends",))
-
-
-def _core_terminals() -> dict[str, Schema]:
-    """Fallback value schemas for the four terminals docs/CONFIG.md names, used until (or
-    unless) a handler module registers its own, so the core config always validates."""
-    return {
-        "upstream": {"$ref": "#/$defs/name", "description": "name of an upstream"},
-        "aggregate": _aggregate(),
-        "respond": obj({
-            "status": integer(200, minimum=100, maximum=599),
-            "json": {"description": "a JSON value sent as the body"},
-            "body": string(desc="a text body"),
-            "content_type": string(),
-            "headers": string_map(),
-        }),
-        "wechat": enum(WECHAT_ACTIONS),
-    }
-
-
 def _route(filters: dict[str, Any], terminals: dict[str, Any]) -> Schema:
     match = obj({
         "path": string(desc="/static, /:param, /*tail", minLength=1),
@@ -288,12 +244,10 @@ def _route(filters: dict[str, Any], terminals: dict[str, Any]) -> Schema:
 
 
 def terminal_schemas() -> dict[str, Schema]:
-    """Terminal key → value schema: registered terminals over the core fallbacks."""
+    """Terminal key → value schema, each from its own module (one source: the module)."""
     from wxgated.handlers import TERMINALS
 
-    out = _core_terminals()
-    out.update({k: t.schema for k, t in TERMINALS.items()})
-    return out
+    return {k: t.schema for k, t in TERMINALS.items()}
 
 
 def build_schema() -> Schema:

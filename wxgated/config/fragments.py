@@ -26,7 +26,6 @@ VERSION = r"^[vV]?[0-9]+(?:\.[0-9]+)*$"
 RETRY_ON = r"^(?:connect_error|timeout)$"
 HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]
 IDEMPOTENT_METHODS = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]
-WECHAT_ACTIONS = ["login", "decrypt", "phone", "logout", "refresh", "push", "api"]
 
 PATTERN_HINTS: dict[str, str] = {
     NAME: 'use letters, digits, "_", "." and "-"',

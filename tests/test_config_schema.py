@@ -77,27 +77,27 @@ def test_config_docs_mention_every_key() -> None:
     assert missing == [], f"docs/CONFIG.md does not document: {', '.join(missing)}"
 
 
-def test_core_schema_works_with_no_plugins_registered(
+def test_terminal_schemas_come_only_from_their_modules() -> None:
+    """One source per terminal: the compiler keeps no copy that could drift (an old
+    copy's aggregate timeout default once disagreed with the terminal's)."""
+    route = build_schema()["properties"]["routes"]["items"]["properties"]
+    for key, terminal in wxgated.handlers.TERMINALS.items():
+        assert route[key] == terminal.schema, key
+    aggregate = route["aggregate"]["properties"]["timeout"]["default"]
+    assert aggregate == wxgated.handlers.aggregate.SCHEMA["properties"]["timeout"]["default"]
+
+
+def test_a_terminal_no_module_registers_is_an_unknown_key(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(wxgated.filters, "FILTERS", {})
     monkeypatch.setattr(wxgated.handlers, "TERMINALS", {})
     path = tmp_path / "core.yaml"
     path.write_text("""\
-upstreams:
-  u: {targets: [{url: "http://127.0.0.1:9001"}]}
 routes:
-  - {name: a, match: {path: /a}, upstream: u}
   - {name: b, match: {path: /b}, respond: {status: 204}}
-  - {name: c, match: {path: /c}, wechat: login}
-  - name: d
-    match: {path: /d}
-    aggregate: {backends: [{upstream: u, path: /x, as: x}]}
-  - {name: e, match: {path: /e}, filters: [{jwt_auth: {}}], upstream: u}
 """)
     with pytest.raises(ConfigError) as info:
         load_and_validate(str(path), env={})
-    assert [(i.line, i.col, i.message) for i in info.value.issues] == [
-        (10, 45, 'unknown filter "jwt_auth" (no filters are registered)')]
+    assert [i.message for i in info.value.issues] == ['unknown key "respond" in route "b"']
 
 
 def test_defaults_fill_what_is_absent_and_keep_what_is_set(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from wxgated.config.errors import Issue
 from wxgated.config.loader import Document, iter_file_refs
 from wxgated.config.units import parse_duration, parse_encryption_key
+from wxgated.routing.tree import pattern_problem, pattern_shape
 
 Check = Callable[[Document, dict[str, Any]], Iterator[Issue]]
 
@@ -94,40 +95,12 @@ def _backends(route: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
     return [(j, b) for j, b in enumerate(backends) if isinstance(b, dict)]
 
 
-def path_problem(path: str) -> str | None:
-    """Why a route path is malformed (None when fine); the router's rules."""
-    if not path.startswith("/"):
-        return 'must start with "/"'
-    if any(c in path for c in "?# \t"):
-        return "must not contain a query (?), a fragment (#) or spaces"
-    segs = path.split("/")[1:]
-    names: set[str] = set()
-    for i, seg in enumerate(segs):
-        last = i == len(segs) - 1
-        if seg == "" and not last:
-            return "has an empty segment (//)"
-        if seg[:1] in (":", "*"):
-            name = seg[1:]
-            if not name.isidentifier():
-                return f'"{seg}": a parameter needs a name (letters, digits, _), e.g. :id'
-            if name in names:
-                return f'parameter name "{name}" is used twice'
-            names.add(name)
-            if seg[0] == "*" and not last:
-                return f'"{seg}" matches the rest of the path, so it must be the last segment'
-    return None
-
-
 def route_paths(doc: Document, data: dict[str, Any]) -> Iterator[Issue]:
     for i, route in _routes(data):
         path = route["match"]["path"]
-        problem = path_problem(path)
+        problem = pattern_problem(path)
         if problem:
             yield doc.issue_at(("routes", i, "match", "path"), f'invalid path "{path}": {problem}')
-
-
-def _shape(path: str) -> tuple[str, ...]:
-    return tuple(s[0] if s[:1] in (":", "*") else s for s in path.split("/")[1:])
 
 
 def _versions(match: dict[str, Any]) -> set[str | None]:
@@ -142,10 +115,10 @@ def route_ties(doc: Document, data: dict[str, Any]) -> Iterator[Issue]:
     seen: dict[tuple[Any, ...], list[tuple[int, dict[str, Any]]]] = {}
     for i, route in _routes(data):
         match = route["match"]
-        if path_problem(match["path"]):
+        if pattern_problem(match["path"]):
             continue
         host = (match.get("host") or "").lower().rstrip(".") or None
-        key = (host, _shape(match["path"]))
+        key = (host, pattern_shape(match["path"]))
         for j, other in seen.get(key, []):
             omatch = other["match"]
             if not _versions(match) & _versions(omatch):

@@ -71,30 +71,43 @@ class Tree:
         self.shapes: dict[tuple[str, ...], list[tuple[tuple[str, ...], Any, str]]] = {}
 
 
-def parse_pattern(pattern: str) -> tuple[list[str], tuple[str, ...]]:
-    """Split a pattern into raw segments and its shape (params ':' and tails '*')."""
+def pattern_problem(pattern: str) -> str | None:
+    """Why a route path pattern is malformed, in the words `wxgated check` prints (None
+    when fine): the one statement of the rules, for the router and the config checks."""
     if not pattern.startswith("/"):
-        raise ValueError(f"route path {pattern!r} must start with '/'")
+        return 'must start with "/"'
+    if any(c in pattern for c in "?# \t"):
+        return "must not contain a query (?), a fragment (#) or spaces"
     segs = pattern.split("/")[1:]
-    shape: list[str] = []
     names: set[str] = set()
     for i, seg in enumerate(segs):
         last = i == len(segs) - 1
         if seg == "" and not last:
-            raise ValueError(f"route path {pattern!r} has an empty segment")
+            return "has an empty segment (//)"
         if seg[:1] in (":", "*"):
             name = seg[1:]
             if not name.isidentifier():
-                raise ValueError(f"route path {pattern!r}: bad name in segment {seg!r}")
+                return f'"{seg}": a parameter needs a name (letters, digits, _), e.g. :id'
             if name in names:
-                raise ValueError(f"route path {pattern!r}: {name!r} is used twice")
+                return f'parameter name "{name}" is used twice'
             names.add(name)
             if seg[0] == "*" and not last:
-                raise ValueError(f"route path {pattern!r}: {seg!r} must be the last segment")
-            shape.append(seg[0])
-        else:
-            shape.append(seg)
-    return segs, tuple(shape)
+                return f'"{seg}" matches the rest of the path, so it must be the last segment'
+    return None
+
+
+def pattern_shape(pattern: str) -> tuple[str, ...]:
+    """The pattern with params as ":" and tails as "*": two routes of one shape (on one
+    host, for one method) can never be told apart."""
+    return tuple(s[0] if s[:1] in (":", "*") else s for s in pattern.split("/")[1:])
+
+
+def parse_pattern(pattern: str) -> tuple[list[str], tuple[str, ...]]:
+    """A valid pattern's raw segments and its shape; ValueError otherwise."""
+    problem = pattern_problem(pattern)
+    if problem is not None:
+        raise ValueError(f"route path {pattern!r} {problem}")
+    return pattern.split("/")[1:], pattern_shape(pattern)
 
 
 def walk(node: Node, segs: list[str], i: int, n: int, method: str) -> Entry | None:

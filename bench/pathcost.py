@@ -34,7 +34,7 @@ from floor import FloorPool, FloorServer, FloorUpstream  # noqa: E402
 
 from wxgated.http.client import UpstreamConnection  # noqa: E402
 from wxgated.observe.accesslog import AccessLog  # noqa: E402
-from wxgated.server import Gateway  # noqa: E402
+from wxgated.process.server import Gateway  # noqa: E402
 
 ANSWER = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Fri, 27 Nov 2026 08:38:01 GMT"
           b"\r\nContent-Type: application/json\r\nContent-Length: 90\r\n"

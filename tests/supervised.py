@@ -15,9 +15,9 @@ import signal
 import socket
 import sys
 
-from wxgated import supervisor
 from wxgated.observe import multiproc
-from wxgated.sdnotify import Notifier
+from wxgated.process import supervisor
+from wxgated.process.sdnotify import Notifier
 
 
 def worker_main(index: int, sock: socket.socket | None) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent / "wxgated"
 MAX_LINES = 400
 # over the limit today, each to be split by the work that rebuilds it (the one engine)
-OVERSIZED = {"http/server.py", "supervisor.py"}
+OVERSIZED = {"http/server.py", "process/supervisor.py"}
 
 
 def unit(path: Path) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from wxgated.sdnotify import Notifier, monotonic_usec
+from wxgated.process.sdnotify import Notifier, monotonic_usec
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import free_port
-from wxgated.supervisor import backoff_delay
-from wxgated.workerproc import parse_listen
+from wxgated.process.supervisor import backoff_delay
+from wxgated.process.workerproc import parse_listen
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOT = 0.1  # seconds between worker metric snapshots

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from wxgated.tlsctx import CertReloader, client_context, server_context
+from wxgated.http.tls import CertReloader, client_context, server_context
 
 
 def make_cert(cn: str) -> tuple[bytes, bytes, bytes]:

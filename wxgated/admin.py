@@ -42,7 +42,7 @@ class Admin:
         return app
 
     async def start(self, listen: str) -> None:
-        from wxgated.workerproc import parse_listen
+        from wxgated.process.workerproc import parse_listen
 
         host, port = parse_listen(listen)
         self.runner = web.AppRunner(self.app(), access_log=None)

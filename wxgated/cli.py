@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_check(path)
     if args.cmd == "routes":
         return cmd_routes(path)
-    from wxgated.run import run
+    from wxgated.process.run import run
 
     return run(path)
 

@@ -17,13 +17,13 @@ from wxgated.http.client import ConnectionPool, UpstreamConnection
 from wxgated.http.errors import UpstreamConnectError, UpstreamError
 from wxgated.http.headers import field_lines
 from wxgated.http.message import NO_BODY, Body
+from wxgated.http.tls import client_context
 from wxgated.observe.metrics import (
     UPSTREAM_DURATION,
     UPSTREAM_REQUESTS,
     local_counter,
     local_histogram,
 )
-from wxgated.tlsctx import client_context
 
 
 @dataclass(frozen=True)

@@ -44,11 +44,11 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from wxgated import workerproc
 from wxgated.observe import multiproc
-from wxgated.sdnotify import Notifier
-from wxgated.startup import workers_serving
-from wxgated.workerproc import bind_socket, parse_listen, reuse_port_available
+from wxgated.process import workerproc
+from wxgated.process.sdnotify import Notifier
+from wxgated.process.startup import workers_serving
+from wxgated.process.workerproc import bind_socket, parse_listen, reuse_port_available
 
 log = logging.getLogger(__name__)
 

@@ -24,14 +24,14 @@ from wxgated.http.clientip import ClientIPResolver
 from wxgated.http.dispatch import GatewayDispatcher
 from wxgated.http.serving import ServerConfig
 from wxgated.http.target import PathRules
-from wxgated.liveconfig import pinned, restart_needed
 from wxgated.observe.accesslog import AccessLog
 from wxgated.observe.metrics import CONFIG_RELOADS
 from wxgated.observe.metrics import flush as flush_metrics
+from wxgated.process.liveconfig import pinned, restart_needed
+from wxgated.process.reloader import watch_files
+from wxgated.process.workerproc import bind_socket, parse_listen
 from wxgated.registry import Registry
-from wxgated.reloader import watch_files
 from wxgated.upstream.discovery import discovery_settled, start_discovery
-from wxgated.workerproc import bind_socket, parse_listen
 
 log = logging.getLogger("wxgated")
 
@@ -98,7 +98,7 @@ class Gateway:
                                             ClientIPResolver(server.get("trusted_proxies", [])))
         ssl_ctx = None
         if server.get("tls"):
-            from wxgated.tlsctx import CertReloader
+            from wxgated.http.tls import CertReloader
 
             self.tls = CertReloader(server["tls"]["cert"], server["tls"]["key"])
             ssl_ctx = self.tls.context

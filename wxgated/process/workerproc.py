@@ -1,4 +1,4 @@
-"""The worker side of the supervisor (wxgated.supervisor), and the listening sockets.
+"""The worker side of the supervisor (wxgated.process.supervisor), and the listening sockets.
 
 `child_main` is what a spawned worker process runs before the server's `worker_main`:
 it detaches from the terminal's process group, arranges to be told when the supervisor

@@ -2,7 +2,7 @@
 
 With one worker everything lives in one process. With several, the supervisor owns
 the admin listener, sd_notify, the file watcher and the reload decision; the workers
-(spawned, see wxgated/supervisor.py) only serve, sharing the port via SO_REUSEPORT.
+(spawned, see wxgated/process/supervisor.py) only serve, sharing the port via SO_REUSEPORT.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import uvloop
 from wxgated.admin import Admin
 from wxgated.config.errors import ConfigError
 from wxgated.config.spec import worker_count
-from wxgated.reloader import watch_files
-from wxgated.sdnotify import Notifier
-from wxgated.server import Gateway, install_signals
-from wxgated.startup import announce, workers_serving
+from wxgated.process.reloader import watch_files
+from wxgated.process.sdnotify import Notifier
+from wxgated.process.server import Gateway, install_signals
+from wxgated.process.startup import announce, workers_serving
 
 
 def run(path: str) -> int:
@@ -119,7 +119,7 @@ async def serve_supervised(gw: Gateway, n: int) -> int:
     """The supervisor: validates reloads once, then tells the workers; sums metrics."""
     from wxgated.config.spec import duration
     from wxgated.observe import multiproc
-    from wxgated.supervisor import Supervisor, SupervisorSettings
+    from wxgated.process.supervisor import Supervisor, SupervisorSettings
 
     multiproc.setup()
     cfg = gw.snapshot.config
@@ -159,7 +159,7 @@ def _request(sup: Any) -> Any:
 
 def worker_main(index: int, sock: Any) -> None:
     """A worker process (spawned by the supervisor): serve on `sock` until SIGTERM."""
-    from wxgated.supervisor import FATAL_EXIT, worker_payload
+    from wxgated.process.supervisor import FATAL_EXIT, worker_payload
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)s worker{index}: %(message)s")
@@ -174,7 +174,7 @@ def worker_main(index: int, sock: Any) -> None:
 
 
 async def _worker(gw: Gateway, sock: Any) -> None:
-    from wxgated.supervisor import worker_ready, worker_reloaded
+    from wxgated.process.supervisor import worker_ready, worker_reloaded
 
     gw.load()
     tune_gc()

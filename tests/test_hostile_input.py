@@ -11,6 +11,7 @@ bytes at the target, the headers and the token's claims.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import socket
 import time
@@ -322,3 +323,16 @@ def test_a_host_that_is_no_authority_is_refused(gw: GatewayProcess,
             out += chunk
     assert out.startswith(b"HTTP/1.1 400 "), (host, out[:60])
     assert upstream.take() == []
+
+
+def test_a_refused_request_still_gets_a_trace_id(gw: GatewayProcess) -> None:
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(b"GET /public/%2e%2e/private/x HTTP/1.1\r\nhost: a\r\n\r\n")
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    [trace] = [line.split(b": ", 1)[1] for line in head.split(b"\r\n")
+               if line.lower().startswith(b"x-trace-id: ")]
+    assert len(trace) == 32 and json.loads(body)["trace_id"] == trace.decode()

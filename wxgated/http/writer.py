@@ -14,6 +14,7 @@ from typing import Any
 from wxgated.http.envelope import JSON_TYPE, envelope_body
 from wxgated.http.message import Request, Response
 from wxgated.http.waiters import wake
+from wxgated.observe.trace import new_trace_id
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _STATUS_LINES = {
@@ -33,10 +34,13 @@ def status_line(status: int) -> bytes:
 
 def simple_response(status: int, text: bytes) -> bytes:
     """The whole envelope answer, closing the connection, for errors found before a
-    Request exists (a refused parse, too many connections)."""
-    body = envelope_body(status, text.decode("latin-1"))
+    Request exists (a refused parse, too many connections). It gets a trace id of its
+    own, like every answer, so a client's report of it can be matched."""
+    trace_id = new_trace_id()
+    body = envelope_body(status, text.decode("latin-1"), trace_id=trace_id)
     return (status_line(status) + b"content-type: " + JSON_TYPE + b"\r\ncontent-length: %d"
-            % len(body) + b"\r\nconnection: close\r\n\r\n" + body)
+            % len(body) + b"\r\nx-trace-id: " + trace_id.encode()
+            + b"\r\nconnection: close\r\n\r\n" + body)
 
 
 class ResponseWriter:

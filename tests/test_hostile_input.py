@@ -325,7 +325,7 @@ def test_a_host_that_is_no_authority_is_refused(gw: GatewayProcess,
     assert upstream.take() == []
 
 
-def test_a_refused_request_still_gets_a_trace_id(gw: GatewayProcess) -> None:
+def test_a_refused_request_gets_a_trace_id_and_a_log_line(gw: GatewayProcess) -> None:
     with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
         s.sendall(b"GET /public/%2e%2e/private/x HTTP/1.1\r\nhost: a\r\n\r\n")
         out = b""
@@ -336,3 +336,10 @@ def test_a_refused_request_still_gets_a_trace_id(gw: GatewayProcess) -> None:
     [trace] = [line.split(b": ", 1)[1] for line in head.split(b"\r\n")
                if line.lower().startswith(b"x-trace-id: ")]
     assert len(trace) == 32 and json.loads(body)["trace_id"] == trace.decode()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [ln for ln in gw.log_lines() if ln.get("trace_id") == trace.decode()]
+        if lines:
+            break
+        time.sleep(0.05)
+    assert [(ln["status"], ln["path"]) for ln in lines] == [(400, "/public/%2e%2e/private/x")]

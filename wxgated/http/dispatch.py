@@ -118,6 +118,12 @@ class GatewayDispatcher(Dispatcher):
     def reject(self, req: Request, status: int, msg: str) -> Response:
         return envelope(status, None, trace_id=req.trace_id, code=status, msg=msg)
 
+    def refused(self, peer_ip: str, status: int, url: bytes, trace_id: str) -> None:
+        req = Request("-", url[:2048].decode("latin-1") or "-", "", [], NO_BODY, "1.1", False,
+                      self.cfg.scheme, peer_ip, peer_ip, trace_id, self._time())
+        self._unmatched.observe("-", status, 0.0)
+        self.access_log.log(req, status, 0, 0, 0.0)
+
     def abandon(self, req: Request) -> None:
         self.in_flight -= 1
 

@@ -41,6 +41,7 @@ from wxgated.http.serving import Dispatcher
 from wxgated.http.target import request_target
 from wxgated.http.waiters import wake
 from wxgated.http.writer import ResponseWriter, simple_response
+from wxgated.observe.trace import new_trace_id
 
 MAX_PIPELINE = 16  # queued requests before we stop reading from the client
 FAST_BODY = 64 * 1024  # a Content-Length body up to this may take the fast path whole
@@ -193,14 +194,16 @@ class GatewayProtocol(asyncio.Protocol):
         if self._body is not None:  # a body being read ends here, with this refusal
             self._body.fail(HTTPError(status, msg))
             self._body = None
+        trace_id = new_trace_id()
+        self.d.refused(self.peer_ip, status, self._url, trace_id)
         if self.active or self.pipeline:
             # the requests before the bad bytes are answered first, in order; this
             # refusal comes after them, unless one of them ends the connection (bytes
             # after a `Connection: close` request are simply dropped)
-            self._refusal = simple_response(status, msg.encode())
+            self._refusal = simple_response(status, msg.encode(), trace_id)
             self.pause_reading()
             return
-        self.transport.write(simple_response(status, msg.encode()))
+        self.transport.write(simple_response(status, msg.encode(), trace_id))
         self.transport.close()
         self.closed = True
 

@@ -79,6 +79,10 @@ class Dispatcher:
     def done(self, req: Request, status: int, bytes_in: int, bytes_out: int) -> None:
         pass  # pragma: no cover
 
+    def refused(self, peer_ip: str, status: int, url: bytes, trace_id: str) -> None:
+        """A request refused before it was parsed whole (bad framing, a bad target or
+        Host): counted and logged like any other, so probing shows in the logs."""
+
     def abandon(self, req: Request) -> None:
         """A begun request that will never be answered: queued behind the answer that
         closed its connection (nginx logs nothing for those either)."""

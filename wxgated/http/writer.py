@@ -32,11 +32,11 @@ def status_line(status: int) -> bytes:
     return line
 
 
-def simple_response(status: int, text: bytes) -> bytes:
+def simple_response(status: int, text: bytes, trace_id: str = "") -> bytes:
     """The whole envelope answer, closing the connection, for errors found before a
     Request exists (a refused parse, too many connections). It gets a trace id of its
     own, like every answer, so a client's report of it can be matched."""
-    trace_id = new_trace_id()
+    trace_id = trace_id or new_trace_id()
     body = envelope_body(status, text.decode("latin-1"), trace_id=trace_id)
     return (status_line(status) + b"content-type: " + JSON_TYPE + b"\r\ncontent-length: %d"
             % len(body) + b"\r\nx-trace-id: " + trace_id.encode()

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import struct
+import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from wxgated.http.message import HTTPError
+from wxgated.state import StateBackend, open_backend
 from wxgated.state.memory import MemoryState
 from wxgated.wechat.push_body import PushBodyError, body_format, json_to_dict, xml_to_dict
 from wxgated.wechat.push_crypto import (
@@ -20,6 +23,7 @@ from wxgated.wechat.push_crypto import (
     msg_signature_ok,
 )
 from wxgated.wechat.replay import ReplayGuard
+from wxgated.wechat.settings import SettingsError, WeChatSettings
 
 # WeChat's own test vector, from the decryption example that ships with its message
 # encryption sample code (WXBizMsgCrypt): token, EncodingAESKey, appid, timestamp,
@@ -90,6 +94,10 @@ def test_bad_padding_length_and_base64_are_refused() -> None:
     body += b"\x00" * (32 - len(body) % 32)  # pad value 0: invalid
     with pytest.raises(PushCryptoError, match="padding"):
         decrypt_message(key, _seal_raw(key, body), SAMPLE_APPID)
+    uneven = b"r" * 16 + struct.pack(">I", 2) + b"hi" + SAMPLE_APPID.encode()
+    uneven += b"\x07" * (29 - len(uneven) % 32) + b"\x01\x02\x03"  # ends in 3, not 3 x 3
+    with pytest.raises(PushCryptoError, match="padding"):
+        decrypt_message(key, _seal_raw(key, uneven), SAMPLE_APPID)
     long = b"r" * 16 + struct.pack(">I", 999) + b"hi" + bytes([26]) * 26
     with pytest.raises(PushCryptoError, match="length"):
         decrypt_message(key, _seal_raw(key, long), SAMPLE_APPID)
@@ -149,3 +157,42 @@ async def test_replay_guard_window_off() -> None:
     await guard.claim("1", "n")
     with pytest.raises(HTTPError):
         await guard.claim("1", "n")  # the nonce cache still works
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[StateBackend]:
+    cfg: dict[str, object] = {"backend": "memory"}
+    if request.param == "redis":
+        cfg = {"backend": "redis", "redis": {"url": request.getfixturevalue("redis_url"),
+                                             "timeout": "500ms", "prefix": f"t{uuid.uuid4().hex}:"}}
+    b = open_backend(cfg)
+    yield b
+    await b.close()
+
+
+async def test_nonce_cache_on_both_backends(backend: StateBackend) -> None:
+    """Two guards on one backend stand for two gateway instances sharing it."""
+    first = ReplayGuard(backend, "wxapp", 60)
+    second = ReplayGuard(backend, "wxapp", 60)
+    key = await first.claim("1700000000", "abc")
+    with pytest.raises(HTTPError) as err:
+        await second.claim("1700000000", "abc")
+    assert err.value.status == 403
+    assert key is not None and 0 < (await backend.ttl(key) or 0) <= 120
+    await second.release(key)
+    assert await second.claim("1700000000", "abc") == key
+    other_app = ReplayGuard(backend, "wxother", 60)
+    assert await other_app.claim("1700000000", "abc")  # nonces are per appid
+
+
+def test_settings_read_the_push_keys() -> None:
+    base = {"appid": "wxa", "secret": "s", "push_token": "t"}
+    plain = WeChatSettings.from_config(base)
+    assert plain.push_aes_key is None and plain.push_max_age == 300
+    safe = WeChatSettings.from_config({**base, "push_aes_key": SAMPLE_AES_KEY,
+                                       "push_max_age": 0})
+    assert safe.push_aes_key == aes_key(SAMPLE_AES_KEY) and safe.push_max_age == 0
+    assert SAMPLE_AES_KEY not in repr(safe)
+    with pytest.raises(SettingsError) as err:
+        WeChatSettings.from_config({**base, "push_aes_key": SAMPLE_AES_KEY[:-1]})
+    assert err.value.path == ("wechat", "push_aes_key")

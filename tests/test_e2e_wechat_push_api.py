@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -55,7 +56,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProce
     wx.server.stop()
 
 
-def signed(timestamp: str = "1700000000", nonce: str = "n0nce") -> dict[str, str]:
+def signed(timestamp: str | None = None, nonce: str = "n0nce") -> dict[str, str]:
+    # A current timestamp: wechat.push_max_age (default 5m) refuses older pushes.
+    timestamp = timestamp or str(int(time.time()))
     sig = hashlib.sha1("".join(sorted([PUSH_TOKEN, timestamp, nonce])).encode()).hexdigest()
     return {"signature": sig, "timestamp": timestamp, "nonce": nonce}
 
@@ -114,3 +117,16 @@ def test_api_terminal_adds_the_central_access_token(env: Any) -> None:
                            headers={"Content-Type": "application/json"})
     assert status == 200 and json.loads(body)["errcode"] == 0
     assert wx.wx.calls["stable_token"] + wx.wx.calls["token"] == fetched + 1
+
+
+def test_plain_push_replay_and_stale_timestamp_get_403(env: Any) -> None:
+    gw, _, msgs = env
+    q = urllib.parse.urlencode(signed(nonce="replay-plain"))
+    assert call(f"{gw.url}/wx/push?{q}", data=b"<xml><A>1</A></xml>")[0] == 200
+    before = len(msgs.runner.app[GOT])
+    status, body, _ = call(f"{gw.url}/wx/push?{q}", data=b"<xml><A>1</A></xml>")
+    assert status == 403 and b"replayed" in body
+    stale = urllib.parse.urlencode(signed(str(int(time.time()) - 301), nonce="stale-plain"))
+    status, body, _ = call(f"{gw.url}/wx/push?{stale}", data=b"<xml><A>2</A></xml>")
+    assert status == 403 and b"timestamp" in body
+    assert len(msgs.runner.app[GOT]) == before

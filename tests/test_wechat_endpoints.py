@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import time
+import uuid
 
 import pytest
 from aiohttp import web
@@ -239,7 +240,8 @@ async def test_jwks_publishes_nothing_secret(env) -> None:
 
 
 def signed_query(token: str = PUSH_TOKEN, echostr: str = "") -> str:
-    ts, nonce = str(int(time.time())), "n0nce"
+    # A fresh nonce each time: the push action refuses a (timestamp, nonce) seen before.
+    ts, nonce = str(int(time.time())), uuid.uuid4().hex
     sig = push_signature(token, ts, nonce)
     q = f"signature={sig}&timestamp={ts}&nonce={nonce}"
     return q + (f"&echostr={echostr}" if echostr else "")

@@ -7,6 +7,7 @@
     wechat: refresh               # a new token for a live session (extends it)
     wechat: jwks                  # the public JWT keys (for /.well-known/jwks.json)
     wechat: push                  # message-push URL verification; signed POSTs → "success"
+                                  # (safe mode with wechat.push_aes_key: decrypted to JSON)
     wechat: {action: push, upstream: msg-service}   # ... or forwarded to an upstream
     wechat: {action: api, path: /wxa/msg_sec_check} # proxy to WeChat with the access_token
 

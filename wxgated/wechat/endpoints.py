@@ -16,16 +16,17 @@ from urllib.parse import parse_qsl
 from wxgated.config.errors import SemanticError
 from wxgated.http.envelope import envelope
 from wxgated.http.message import Handler, HTTPError, Request, Response
-from wxgated.state.base import StateError
+from wxgated.state.base import StateBackend, StateError
 from wxgated.wechat.auth import Authenticator, unauthorized
 from wxgated.wechat.client import WeChatClient, WeChatError
 from wxgated.wechat.crypto import (
     DecryptError,
     decrypt_user_data,
-    push_signature_ok,
     raw_data_signature_ok,
 )
 from wxgated.wechat.jwt_keys import KeyRing, TokenError
+from wxgated.wechat.push import PushKeys, build_push_handler
+from wxgated.wechat.replay import ReplayGuard
 from wxgated.wechat.sessions import SessionStore
 from wxgated.wechat.settings import WeChatSettings
 from wxgated.wechat.token_keeper import TOKEN_ERRCODES, TokenKeeper
@@ -53,6 +54,7 @@ class Deps:
     ring: KeyRing | None
     sessions: SessionStore | None
     tokens: TokenKeeper | None
+    state: StateBackend | None = None  # the shared state: push's seen-nonce cache
 
     @classmethod
     def from_services(cls, services: dict[str, Any], action: str) -> Deps:
@@ -61,7 +63,8 @@ class Deps:
                 section = "jwt" if name == "jwt" else "wechat"
                 raise SemanticError(f"wechat: {action} needs a top-level {section}: section")
         return cls(services.get("wechat_settings"), services.get("wechat"),
-                   services.get("jwt"), services.get("sessions"), services.get("tokens"))
+                   services.get("jwt"), services.get("sessions"), services.get("tokens"),
+                   services.get("state"))
 
     def auth(self, check_session: bool = True) -> Authenticator:
         assert self.ring is not None
@@ -239,26 +242,13 @@ def build_jwks(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: Any
 
 
 def build_push(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: Any) -> Handler:
-    assert deps.settings is not None
-    token = deps.settings.push_token
-    if not token:
+    settings = deps.settings
+    assert settings is not None
+    if not settings.push_token:
         raise SemanticError("wechat: push needs wechat.push_token (the message-push Token)")
-    forward: Handler | None = opts.get("forward")  # the `upstream` terminal, if named
-    text = [(b"content-type", b"text/plain; charset=utf-8")]
-
-    async def push(req: Request) -> Response:
-        q = dict(parse_qsl(req.query, keep_blank_values=True))
-        if not push_signature_ok(token, q.get("timestamp", ""), q.get("nonce", ""),
-                                 q.get("signature", "")):
-            raise HTTPError(403, "bad push signature")
-        if req.method in ("GET", "HEAD"):
-            return Response(200, list(text), q.get("echostr", "").encode())
-        if forward is not None:
-            return await forward(req)
-        await req.body.read(API_LIMIT)
-        return Response(200, list(text), b"success")
-
-    return push
+    keys = PushKeys(settings.push_token, settings.appid, settings.push_aes_key)
+    guard = ReplayGuard(deps.state, settings.appid, settings.push_max_age)
+    return build_push_handler(keys, guard, opts.get("forward"))  # `upstream` terminal, if named
 
 
 def build_api(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: Any) -> Handler:

@@ -12,6 +12,7 @@ from typing import Any
 
 from wxgated.config.errors import SemanticError
 from wxgated.config.units import parse_duration
+from wxgated.wechat.push_crypto import aes_key
 
 
 class SettingsError(SemanticError):
@@ -30,6 +31,17 @@ def seconds(value: Any, path: list[str | int]) -> float:
         raise SettingsError(str(exc), path) from None
 
 
+def _aes_key(value: Any, path: list[str | int]) -> bytes | None:
+    """The safe-mode AES key, checked now so a mistyped EncodingAESKey stops the start-up
+    rather than failing every push."""
+    if not value:
+        return None
+    try:
+        return aes_key(str(value))
+    except ValueError as exc:
+        raise SettingsError(str(exc), path) from None
+
+
 @dataclass(frozen=True)
 class WeChatSettings:
     appid: str
@@ -37,6 +49,8 @@ class WeChatSettings:
     api_base: str = "https://api.weixin.qq.com"
     session_ttl: float = 7200.0
     push_token: str = field(default="", repr=False)
+    push_aes_key: bytes | None = field(default=None, repr=False)  # None = plain mode
+    push_max_age: float = 300.0  # 0 = no timestamp window
     backend: str | None = None  # where sessions live; None = state.backend
     timeout: float = 5.0
     retries: int = 2
@@ -57,6 +71,8 @@ class WeChatSettings:
             api_base=str(wx.get("api_base", cls.api_base)),
             session_ttl=seconds(wx.get("session_ttl", "2h"), [*p, "session_ttl"]),
             push_token=str(wx.get("push_token") or ""),
+            push_aes_key=_aes_key(wx.get("push_aes_key"), [*p, "push_aes_key"]),
+            push_max_age=seconds(wx.get("push_max_age", "5m"), [*p, "push_max_age"]),
             backend=wx.get("backend"),
             timeout=seconds(wx.get("timeout", "5s"), [*p, "timeout"]),
             retries=int(wx.get("retries", 2)),

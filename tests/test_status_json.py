@@ -141,3 +141,24 @@ def test_root_redirects_to_the_page(gateway: Any,
         body = r.read().decode()
     assert "status.json" in body and "<script" in body
     assert "http://" not in body and "https://" not in body  # nothing from a CDN
+
+
+def test_supervisor_sums_the_workers(gateway: Any,
+                                     backends: tuple[ThreadedApp, ThreadedApp]) -> None:
+    """server.workers: 2: the supervisor's page sums both workers and takes target
+    health from their gauges; in-flight and idle connections are per worker: null."""
+    users, orders = backends
+    cfg = {**config(users.url, orders.url), "server": {"workers": 2}}
+    gw = gateway(cfg, env={**ENV, "WXGATED_METRICS_INTERVAL": "0.2"})
+    traffic = Traffic(gw.url)
+    try:
+        s = wait_for(gw, lambda s: s["totals"]["rps"] > 0 and unhealthy(s), timeout=25)
+    finally:
+        traffic.stop()
+    assert s["workers"]["configured"] == 2 and s["workers"]["serving"] == 2
+    assert len(s["workers"]["pids"]) == 2 and gw.proc.pid not in s["workers"]["pids"]
+    ping = next(r for r in s["routes"] if r["name"] == "ping")
+    assert ping["rps"] > 0 and ping["requests"] > 0
+    live, down = next(u for u in s["upstreams"] if u["name"] == "users")["targets"]
+    assert live["healthy"] is True and down["healthy"] is False
+    assert live["active"] is None and live["idle"] is None

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ThreadedApp
 from tests.status_harness import ENV, Traffic, backend, chromium_paths, config, headless_chrome
 
 pytestmark = pytest.mark.skipif(chromium_paths() is None,

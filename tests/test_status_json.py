@@ -7,6 +7,7 @@ import math
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -162,3 +163,11 @@ def test_supervisor_sums_the_workers(gateway: Any,
     live, down = next(u for u in s["upstreams"] if u["name"] == "users")["targets"]
     assert live["healthy"] is True and down["healthy"] is False
     assert live["active"] is None and live["idle"] is None
+
+
+def test_the_page_ships_as_package_data() -> None:
+    from importlib.resources import files
+
+    assert files("wxgated").joinpath("status.html").is_file()
+    text = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    assert '"status.html"' in text.split("[tool.setuptools.package-data]")[1]

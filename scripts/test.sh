@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything the tests need and run the whole suite (ruff + mypy + pytest).
 # Installs from Debian what is missing: redis-server and dnsmasq (the tests start their
-# own) and promtool (package `prometheus`; the tests check deploy/prometheus/alerts.yml).
+# own), promtool (package `prometheus`; the tests check deploy/prometheus/alerts.yml) and
+# chromium + chromium-driver (tests/test_status_browser.py loads the status page).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +42,8 @@ need_dnsmasq() {
   need dnsmasq dnsmasq-base
 }
 need redis-server redis-server
+need chromium chromium          # the status page tests drive a headless Chromium
+need chromedriver chromium-driver
 need_dnsmasq
 need_promtool
 bash scripts/setup.sh test

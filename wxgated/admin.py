@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from wxgated.observe.metrics import REGISTRY, flush
+
+if TYPE_CHECKING:
+    from wxgated.status import StatusPage
 
 
 def _local_metrics() -> bytes:
@@ -23,8 +26,10 @@ def _local_metrics() -> bytes:
 
 class Admin:
     def __init__(self, snapshot: Callable[[], Any], ready: Callable[[], bool],
-                 metrics: Callable[[], bytes] | None = None) -> None:
+                 metrics: Callable[[], bytes] | None = None,
+                 status: StatusPage | None = None) -> None:
         self.snapshot = snapshot
+        self.status = status
         self.ready = ready
         self.metrics = metrics or _local_metrics
         self.started = time.time()
@@ -39,6 +44,8 @@ class Admin:
         app.router.add_get("/-/routes", self.routes)
         app.router.add_get("/-/upstreams", self.upstreams)
         app.router.add_get("/-/wechat/access_token", self.access_token)
+        if self.status is not None:
+            self.status.add_routes(app)
         return app
 
     async def start(self, listen: str) -> None:
@@ -48,8 +55,12 @@ class Admin:
         self.runner = web.AppRunner(self.app(), access_log=None)
         await self.runner.setup()
         await web.TCPSite(self.runner, host, port).start()
+        if self.status is not None:
+            self.status.start()
 
     async def close(self) -> None:
+        if self.status is not None:
+            await self.status.close()
         if self.runner is not None:
             await self.runner.cleanup()
 

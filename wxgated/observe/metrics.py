@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 REQUESTS = Counter(
     "wxgated_requests_total", "Requests answered, by route, method and status.",
@@ -29,7 +29,7 @@ REQUESTS = Counter(
 )
 REQUEST_DURATION = Histogram(
     "wxgated_request_duration_seconds", "Time from request head to response end.",
-    ["route", "method"], buckets=_BUCKETS, registry=REGISTRY,
+    ["route", "method"], buckets=BUCKETS, registry=REGISTRY,
 )
 UPSTREAM_REQUESTS = Counter(
     "wxgated_upstream_requests_total", "Requests sent to upstream targets.",
@@ -37,7 +37,7 @@ UPSTREAM_REQUESTS = Counter(
 )
 UPSTREAM_DURATION = Histogram(
     "wxgated_upstream_duration_seconds", "Time until the upstream's response head.",
-    ["upstream"], buckets=_BUCKETS, registry=REGISTRY,
+    ["upstream"], buckets=BUCKETS, registry=REGISTRY,
 )
 IN_FLIGHT = Gauge(
     "wxgated_requests_in_flight", "Requests being handled.", registry=REGISTRY,
@@ -174,7 +174,7 @@ def local_histogram(metric: Histogram, *labels: str) -> LocalHistogram:
     key = (metric._name, labels)
     local = _LOCAL.get(key)
     if local is None:
-        local = _LOCAL[key] = LocalHistogram(metric.labels(*labels), _BUCKETS)
+        local = _LOCAL[key] = LocalHistogram(metric.labels(*labels), BUCKETS)
     return local
 
 

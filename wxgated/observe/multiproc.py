@@ -264,6 +264,18 @@ def collect_text() -> bytes:
     return generate_latest(_state.collect_registry)
 
 
+def collect_families() -> list[Any]:
+    """The metric families /metrics would show (summed over workers after `setup()`),
+    for the status page's ring; same thread rule as `collect_text()`."""
+    if _state is None or _state.collect_registry is None:
+        from wxgated.observe.metrics import flush as flush_local
+
+        flush_local()
+        return list(_registry().collect())
+    flush()
+    return list(_state.collect_registry.collect())
+
+
 def process_dead(pid: int) -> None:
     """A worker exited: keep its counters (folded into the archive), drop its gauges."""
     if _state is None or pid == os.getpid():

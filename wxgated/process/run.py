@@ -24,6 +24,7 @@ from wxgated.process.reloader import watch_files
 from wxgated.process.sdnotify import Notifier
 from wxgated.process.server import Gateway, install_signals
 from wxgated.process.startup import announce, workers_serving
+from wxgated.status import single_worker, status_page
 
 
 def run(path: str) -> int:
@@ -78,7 +79,8 @@ async def serve_single(gw: Gateway) -> None:
     loop = asyncio.get_running_loop()
     notifier = Notifier()
     await gw.start()
-    admin = Admin(lambda: gw.snapshot, gw.serving_ready)
+    page = status_page(gw, gw.serving_ready, single_worker)
+    admin = Admin(lambda: gw.snapshot, gw.serving_ready, status=page)
     await admin.start(admin_listen(gw))
     announce(gw.snapshot.config, len(gw.snapshot.routes), 1, admin_listen(gw))
     workers_serving(1)
@@ -137,7 +139,9 @@ async def serve_supervised(gw: Gateway, n: int) -> int:
     sup = Supervisor(n, worker_main, cfg.get("server", {}).get("listen", "0.0.0.0:8080"),
                      settings, notifier=Notifier(unset_env=True), on_reload=on_reload,
                      payload=gw.config_path)
-    admin = Admin(lambda: gw.snapshot, lambda: sup.ready, metrics=multiproc.collect_text)
+    page = status_page(gw, lambda: sup.ready, sup.workers, aggregated=True)
+    admin = Admin(lambda: gw.snapshot, lambda: sup.ready, metrics=multiproc.collect_text,
+                  status=page)
     await admin.start(admin_listen(gw))
     announce(cfg, len(gw.snapshot.routes), n, admin_listen(gw))  # once, not per worker
     watcher = asyncio.ensure_future(watch_files(gw.watched, _request(sup)))

@@ -80,6 +80,7 @@ class Gateway:
         self.tls: Any = None
         self.started_with: dict[str, Any] = {}  # liveconfig.pinned() of the first load
         self.pending_restart: list[str] = []  # changed settings that wait for a restart
+        self.last_reload: dict[str, Any] | None = None  # {"result", "at"}; None: no reload yet
         self._warned_discovery = False
 
     def load(self) -> None:
@@ -224,6 +225,7 @@ class Gateway:
             routes=len(snap.routes), restart_needed=self.pending_restart)
 
     def _count(self, result: str) -> None:
+        self.last_reload = {"result": result, "at": round(time.time(), 3)}  # the status page
         if self.count_reloads:
             CONFIG_RELOADS.labels(result).inc()
 

@@ -153,6 +153,11 @@ class Supervisor:
         """Every worker reported ready and no shutdown has begun (for /readyz)."""
         return self._state == "running"
 
+    def workers(self) -> dict[str, Any]:
+        """For the status page: how many workers are configured, serving, and their pids."""
+        return {"configured": self.worker_count, "serving": sum(s.ready for s in self._slots),
+                "pids": sorted(self.pids.values())}
+
     @property
     def pids(self) -> dict[int, int]:
         """Worker index → pid of the live process."""

@@ -10,7 +10,6 @@ nothing that matters at that rate.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ async def call(method: str, url: str, timeout: float, *,
                                 data=form) as resp:
             text = await resp.text()
             return Reply(resp.status, dict(resp.headers), _decode(text), text)
-    except (aiohttp.ClientError, asyncio.TimeoutError, UnicodeDecodeError) as exc:
+    except (TimeoutError, aiohttp.ClientError, UnicodeDecodeError) as exc:
         raise DiscoveryError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
 
 

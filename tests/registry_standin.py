@@ -35,9 +35,9 @@ class Standin:
             self.changed = asyncio.Condition()
             app = web.Application()
             self.routes(app)
-            runner = web.AppRunner(app, access_log=None)
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
             await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", self.port, shutdown_timeout=0.5).start()
+            await web.TCPSite(runner, "127.0.0.1", self.port).start()
             return runner
 
         self.runner = self.loop.run(start())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -30,7 +30,7 @@ class Standin:
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
 
-    def start(self) -> Standin:
+    def start(self) -> Self:
         async def start() -> web.AppRunner:
             self.changed = asyncio.Condition()
             app = web.Application()

@@ -98,3 +98,18 @@ routes:
                              "namespaceId": "dev", "clusterName": "A,B"}
     assert nacos.login is not None and nacos.login.username == "u"
     assert snap.upstreams["n"].watcher.last_refresh is None  # compiling queries nothing
+
+
+def test_a_wrong_token_or_password_value_is_not_echoed(tmp_path: Path) -> None:
+    text = """\
+upstreams:
+  c: {discovery: {consul: {server: "http://c:8500", service: api, token: 123456789}}}
+  n: {discovery: {nacos: {server: "http://n:8848", service: api, username: u,
+                          password: 987654321}}}
+routes:
+  - {name: r1, match: {path: /a}, upstream: c}
+  - {name: r2, match: {path: /b}, upstream: n}
+"""
+    out = problems(tmp_path, text)
+    assert len(out) == 2 and all("(value hidden)" in p for p in out), out
+    assert not any("123456789" in p or "987654321" in p for p in out), out

@@ -56,3 +56,60 @@ def test_a_compiled_discovered_upstream_starts_empty_and_resolves_nothing(
     assert up.targets == [] and up.watcher is not None
     assert up.watcher.last_refresh is None  # `wxgated check` and compiles query nothing
     assert up.balancer.pick(None) is None
+
+
+def test_consul_and_nacos_blocks(tmp_path: Path) -> None:
+    text = """\
+upstreams:
+  c: {discovery: {consul: {server: "consul:8500", service: api}}}
+  n: {discovery: {nacos: {server: "http://127.0.0.1:8848", service: api, username: gw}}}
+  m: {discovery: {nacos: {server: "http://127.0.0.1:8848", service: api, api: v3}}}
+routes:
+  - {name: r1, match: {path: /a}, upstream: c}
+  - {name: r2, match: {path: /b}, upstream: n}
+  - {name: r3, match: {path: /c}, upstream: m}
+"""
+    out = problems(tmp_path, text)
+    assert any(p.startswith("2:") and "server" in p for p in out), out
+    assert any(p.startswith("3:") and "password" in p for p in out), out
+    assert any(p.startswith("4:") and "api" in p for p in out), out
+
+
+def test_compiled_consul_and_nacos_upstreams(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text("""\
+version: 1
+upstreams:
+  c: {discovery: {consul: {server: "http://127.0.0.1:1", service: api, tag: v2,
+                           datacenter: dc2, token: t, wait: 10s}}}
+  n: {discovery: {nacos: {server: "http://127.0.0.1:1/", service: api, namespace: dev,
+                          group: G, clusters: [A, B], username: u, password: p, api: v2}}}
+routes:
+  - {name: r1, match: {path: /a}, upstream: c}
+  - {name: r2, match: {path: /b}, upstream: n}
+""")
+    snap = load_snapshot(str(path), Registry())
+    consul = snap.upstreams["c"].watcher.provider
+    assert consul.kind == "consul" and consul.wait == 10.0
+    assert consul.query() == {"passing": "true", "tag": "v2", "dc": "dc2"}
+    nacos = snap.upstreams["n"].watcher.provider
+    assert nacos.url == "http://127.0.0.1:1/nacos/v2/ns/instance/list"
+    assert nacos.query() == {"serviceName": "api", "groupName": "G", "healthyOnly": "true",
+                             "namespaceId": "dev", "clusterName": "A,B"}
+    assert nacos.login is not None and nacos.login.username == "u"
+    assert snap.upstreams["n"].watcher.last_refresh is None  # compiling queries nothing
+
+
+def test_a_wrong_token_or_password_value_is_not_echoed(tmp_path: Path) -> None:
+    text = """\
+upstreams:
+  c: {discovery: {consul: {server: "http://c:8500", service: api, token: 123456789}}}
+  n: {discovery: {nacos: {server: "http://n:8848", service: api, username: u,
+                          password: 987654321}}}
+routes:
+  - {name: r1, match: {path: /a}, upstream: c}
+  - {name: r2, match: {path: /b}, upstream: n}
+"""
+    out = problems(tmp_path, text)
+    assert len(out) == 2 and all("(value hidden)" in p for p in out), out
+    assert not any("123456789" in p or "987654321" in p for p in out), out

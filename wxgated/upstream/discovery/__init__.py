@@ -1,7 +1,7 @@
 """Service discovery for upstream pools: the targets come from a registry, not the file.
 
-One module per provider (dns.py today; Nacos or Consul would each be one more module
-with a class implementing `base.Provider`), registered in `PROVIDERS` under the key
+One module per provider (dns.py, consul.py, nacos.py, each with a class implementing
+`base.Provider`), registered in `PROVIDERS` under the key
 that names it in `upstreams.<name>.discovery`. The refresh loop, the keep-last-known
 rule and the bookkeeping live once, in `base.Watcher`; turning endpoints into live
 `Target`s (reuse, drain, balancer rebuild) lives in `targets.DiscoveredTargets`.
@@ -21,7 +21,20 @@ def _dns(cfg: Mapping[str, Any]) -> Provider:
     return DnsProvider.from_config(cfg)
 
 
-PROVIDERS: dict[str, Callable[[Mapping[str, Any]], Provider]] = {"dns": _dns}
+def _consul(cfg: Mapping[str, Any]) -> Provider:
+    from wxgated.upstream.discovery.consul import ConsulProvider
+
+    return ConsulProvider.from_config(cfg)
+
+
+def _nacos(cfg: Mapping[str, Any]) -> Provider:
+    from wxgated.upstream.discovery.nacos import NacosProvider
+
+    return NacosProvider.from_config(cfg)
+
+
+PROVIDERS: dict[str, Callable[[Mapping[str, Any]], Provider]] = {
+    "dns": _dns, "consul": _consul, "nacos": _nacos}
 
 
 def make_provider(block: Mapping[str, Any]) -> Provider:

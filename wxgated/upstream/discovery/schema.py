@@ -34,8 +34,44 @@ def dns_schema() -> Schema:
     }, required=("name",))
 
 
+SERVER = r"^https?://[^\s/?#]+/?$"
+
+
+def consul_schema() -> Schema:
+    """`discovery.consul`: which service, from which agent, with which ACL token."""
+    return obj({
+        "server": string(desc="the Consul HTTP API, e.g. http://127.0.0.1:8500",
+                         pattern=SERVER),
+        "service": string(desc="the service name", minLength=1),
+        "tag": string(desc="only instances with this tag", minLength=1),
+        "datacenter": string(desc="the datacenter to ask (default: the agent's own)",
+                             minLength=1),
+        "token": string(desc="ACL token, sent as X-Consul-Token", minLength=1),
+        "wait": duration("30s", "how long Consul may hold a blocking query"),
+    }, required=("server", "service"))
+
+
+def nacos_schema() -> Schema:
+    """`discovery.nacos`: which service, where in Nacos, and the login if auth is on."""
+    s = obj({
+        "server": string(desc="the Nacos server, e.g. http://127.0.0.1:8848", pattern=SERVER),
+        "namespace": string(desc="namespace id (default: public)", minLength=1),
+        "group": string("DEFAULT_GROUP", "the service's group", minLength=1),
+        "service": string(desc="the service name", minLength=1),
+        "clusters": with_meta({"type": "array", "minItems": 1,
+                               "items": string(minLength=1, pattern=r"^[^,]+$")}, None,
+                              "only instances in these clusters (default: all)"),
+        "username": string(desc="log in as this user (Nacos auth enabled)", minLength=1),
+        "password": string(desc="the user's password", minLength=1),
+        "api": enum(["v1", "v2"], "v1", "which Open API path to poll "
+                    "(/nacos/v1/ns/instance/list or /nacos/v2/...)"),
+    }, required=("server", "service"))
+    s["dependentRequired"] = {"username": ["password"], "password": ["username"]}
+    return s
+
+
 def discovery_schema() -> Schema:
     """Exactly one provider per upstream (`maxProperties`)."""
-    s = obj({"dns": dns_schema()}, desc="where the targets come from, instead of `targets`")
+    s = obj({"dns": dns_schema(), "consul": consul_schema(), "nacos": nacos_schema()}, desc="where the targets come from, instead of `targets`")
     s["minProperties"] = s["maxProperties"] = 1
     return s

@@ -69,12 +69,6 @@ def obj(props: dict[str, Schema], required: tuple[str, ...] = (), default: Any =
     return with_meta(s, default, desc)
 
 
-def string_map(desc: str | None = None, values: Schema | None = None) -> Schema:
-    """A free-form mapping of strings (headers, renames)."""
-    return with_meta({"type": "object", "additionalProperties": values or {"type": "string"}},
-                 None, desc)
-
-
 def duration(default: Any = None, desc: str | None = None, positive: bool = True) -> Schema:
     ref = "#/$defs/positive_duration" if positive else "#/$defs/duration"
     return with_meta({"$ref": ref}, default, desc)

@@ -88,7 +88,7 @@ def test_msg_sec_check_sends_the_tokens_openid_not_the_clients(env: Any) -> None
     assert status == 200 and doc["errcode"] == 0
     assert json.loads(doc["echo"]) == {"version": 2, "openid": "openid-alice", "scene": 2,
                                        "content": "hello"}
-    assert doc["query"] == {"x": "1", "appid": APPID}  # the template replaced the client's
+    assert doc["query_items"] == [["x", "1"], ["appid", APPID]]  # the client's appid is gone
 
 
 def test_subscribe_send_goes_to_the_caller_only(env: Any) -> None:
@@ -160,3 +160,12 @@ def test_public_api_route_is_allowed_with_a_warning(tmp_path: Path) -> None:
     assert "anyone can call WeChat" in out and "routes.yaml: ok" in out
     rc, out, _ = check(tmp_path, [dict(route, filters=AUTH)])
     assert rc == 0 and "warning" not in out
+
+
+def test_a_client_body_that_is_not_a_json_object_is_400(env: Any) -> None:
+    gw, wx = env
+    token = login(gw, wx, "openid-erin")
+    before = wx.wx.calls["send"]
+    status, doc = post(f"{gw.url}/wx/send", ["touser", "openid-victim"], token)
+    assert status == 400 and doc["msg"] == "body must be a JSON object"
+    assert wx.wx.calls["send"] == before

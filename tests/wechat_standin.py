@@ -255,7 +255,9 @@ def make_wechat_app(appid: str, secret: str) -> tuple[web.Application, Control]:
             body = (await request.read()).decode()
             return _answer({"errcode": 0, "errmsg": "ok", "result": {"suggest": "pass"},
                             "echo": body, "query": {k: v for k, v in request.query.items()
-                                                    if k != "access_token"}})
+                                                    if k != "access_token"},
+                            "query_items": [[k, v] for k, v in request.query.items()
+                                            if k != "access_token"]})
         return handler
 
     app = web.Application()

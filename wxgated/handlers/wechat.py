@@ -45,7 +45,7 @@ SCHEMA: dict[str, Any] = {
                          "description": "api: the WeChat API path, e.g. /wxa/msg_sec_check"},
                 "public": {"type": "boolean", "default": False,
                            "description": "api: allow the route without a jwt_auth filter"},
-                "body": {"type": "object",
+                "body": {"type": "object", "additionalProperties": True,  # any JSON
                          "description": "api: JSON fields laid over the client's body; "
                                         "strings may use {claim.x}, {app.appid}"},
                 "query": {"type": "object", "additionalProperties": {"type": "string"},

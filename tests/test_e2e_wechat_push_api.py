@@ -120,6 +120,12 @@ def test_api_terminal_adds_the_central_access_token(env: Any) -> None:
     assert wx.wx.calls["stable_token"] + wx.wx.calls["token"] == fetched + 1
 
 
+def test_a_public_api_route_is_logged_as_a_warning_at_start(env: Any) -> None:
+    gw, _, _ = env
+    out = gw.stdout() + gw.stderr()
+    assert 'route "check": wechat: api is public' in out
+
+
 def test_plain_push_replay_and_stale_timestamp_get_403(env: Any) -> None:
     gw, _, msgs = env
     q = urllib.parse.urlencode(signed(nonce="replay-plain"))

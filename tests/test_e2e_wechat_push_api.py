@@ -46,7 +46,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProce
             {"name": "push", "match": {"path": "/wx/push", "methods": ["GET", "POST"]},
              "wechat": {"action": "push", "upstream": "msg"}},
             {"name": "check", "match": {"path": "/wx/check", "methods": ["POST"]},
-             "wechat": {"action": "api", "path": "/wxa/msg_sec_check"}},
+             # public: this test is about the access_token, not the caller's identity
+             "wechat": {"action": "api", "path": "/wxa/msg_sec_check", "public": True}},
         ],
     }
     gw = GatewayProcess(tmp_path_factory.mktemp("gw"), config).start()
@@ -117,6 +118,12 @@ def test_api_terminal_adds_the_central_access_token(env: Any) -> None:
                            headers={"Content-Type": "application/json"})
     assert status == 200 and json.loads(body)["errcode"] == 0
     assert wx.wx.calls["stable_token"] + wx.wx.calls["token"] == fetched + 1
+
+
+def test_a_public_api_route_is_logged_as_a_warning_at_start(env: Any) -> None:
+    gw, _, _ = env
+    out = gw.stdout() + gw.stderr()
+    assert 'route "check": wechat: api is public' in out
 
 
 def test_plain_push_replay_and_stale_timestamp_get_403(env: Any) -> None:

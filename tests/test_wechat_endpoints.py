@@ -312,6 +312,17 @@ async def test_config_errors(serve) -> None:
             gw.route({"action": "api"})
         with pytest.raises(SemanticError, match="only for action: push"):
             gw.route({"action": "login", "upstream": "x"})
+        with pytest.raises(SemanticError, match="body is only for action: api"):
+            gw.route({"action": "login", "body": {"openid": "{claim.openid}"}})
+        api = {"action": "api", "path": "/wxa/msg_sec_check"}
+        with pytest.raises(SemanticError, match="access_token is the gateway's own") as err:
+            gw.route({**api, "query": {"access_token": "x"}})
+        assert err.value.path == ("query", "access_token")
+        with pytest.raises(SemanticError, match=r"use claim, param, query, header") as err:
+            gw.route({**api, "body": {"data": [{"v": "{resp.a.b}"}]}})
+        assert err.value.path == ("body", "data", 0, "v")
+        with pytest.raises(SemanticError, match=r"or \{app.appid\}"):
+            gw.route({**api, "body": {"appid": "{app.id"}})
     finally:
         await gw.close()
     gw = Gateway(config("http://127.0.0.1:1"))

@@ -245,16 +245,20 @@ def make_wechat_app(appid: str, secret: str) -> tuple[web.Application, Control]:
         }
         return _answer({"errcode": 0, "errmsg": "ok", "phone_info": info})
 
-    async def msg_sec_check(request: web.Request) -> web.Response:
-        """Any token-protected API, for the `wechat: api` terminal: echoes what it got."""
-        if (busy := await gate("msg_sec_check", request)) is not None:
-            return busy
-        if not ctl.token_ok(request.query.get("access_token")):
-            return _error(40001, "invalid credential, access_token is invalid or not latest")
-        body = (await request.read()).decode()
-        return _answer({"errcode": 0, "errmsg": "ok", "result": {"suggest": "pass"},
-                        "echo": body, "query": {k: v for k, v in request.query.items()
-                                                if k != "access_token"}})
+    def echo_api(api: str) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            """Any token-protected API, for the `wechat: api` terminal: echoes what it got."""
+            if (busy := await gate(api, request)) is not None:
+                return busy
+            if not ctl.token_ok(request.query.get("access_token")):
+                return _error(40001, "invalid credential, access_token is invalid or not latest")
+            body = (await request.read()).decode()
+            return _answer({"errcode": 0, "errmsg": "ok", "result": {"suggest": "pass"},
+                            "echo": body, "query": {k: v for k, v in request.query.items()
+                                                    if k != "access_token"},
+                            "query_items": [[k, v] for k, v in request.query.items()
+                                            if k != "access_token"]})
+        return handler
 
     app = web.Application()
     app.router.add_get("/sns/jscode2session", jscode2session)
@@ -262,5 +266,6 @@ def make_wechat_app(appid: str, secret: str) -> tuple[web.Application, Control]:
     app.router.add_post("/cgi-bin/stable_token", stable_token)
     app.router.add_get("/wxa/checksession", checksession)
     app.router.add_post("/wxa/business/getuserphonenumber", phone)
-    app.router.add_post("/wxa/msg_sec_check", msg_sec_check)
+    app.router.add_post("/wxa/msg_sec_check", echo_api("msg_sec_check"))
+    app.router.add_post("/cgi-bin/message/subscribe/send", echo_api("send"))
     return app, ctl

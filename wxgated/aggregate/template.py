@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -140,6 +141,22 @@ _STATUS = {"param": 400, "query": 400, "header": 400, "claim": 401, "resp": 502}
 
 def render(t: Template, req: Request, answers: dict[str, Any]) -> str:
     """The filled template; raises MissingValue when a placeholder has no value."""
+    if t.encode:
+        return _fill(t, req, answers,
+                     lambda text: quote(text, safe="-._~", errors="surrogateescape"))
+    # a header value: no line breaks, or it could smuggle headers
+    return _fill(t, req, answers,
+                 lambda text: text.replace("\r", " ").replace("\n", " ").replace("\0", " "))
+
+
+def render_text(t: Template, req: Request, answers: dict[str, Any]) -> str:
+    """The filled template with values verbatim, for callers that escape the whole
+    result themselves (a JSON string value: json.dumps quotes it)."""
+    return _fill(t, req, answers, lambda text: text)
+
+
+def _fill(t: Template, req: Request, answers: dict[str, Any],
+          escape: Callable[[str], str]) -> str:
     out: list[str] = []
     query: dict[str, str] | None = None
     for part in t.parts:
@@ -149,9 +166,5 @@ def render(t: Template, req: Request, answers: dict[str, Any]) -> str:
         value, query = _lookup(part, req, answers, query)
         if value is None:
             raise MissingValue(part.text, _STATUS[part.source])
-        text = _text(value)
-        if t.encode:
-            out.append(quote(text, safe="-._~", errors="surrogateescape"))
-        else:  # a header value: no line breaks, or it could smuggle headers
-            out.append(text.replace("\r", " ").replace("\n", " ").replace("\0", " "))
+        out.append(escape(_text(value)))
     return "".join(out)

@@ -1,8 +1,9 @@
 """Checks JSON Schema cannot express, run on a config that passed the schema.
 
 Cross-references (an upstream that exists), uniqueness (route names, jwt kids), one
-terminal per route, route path syntax, two routes that no request could tell apart, and
-settings that only make sense together. Each problem is an Issue at the line:col of the
+terminal per route, route path syntax, two routes that no request could tell apart,
+settings that only make sense together, and a `wechat: api` route without a logged-in
+caller. `warnings` lists what is allowed but risky (printed by `wxgated check`). Each problem is an Issue at the line:col of the
 value to fix. Filters and terminals check their own options at compile time
 (SemanticError); this module covers what spans several parts of the file.
 """
@@ -277,7 +278,62 @@ def _discovery_settings(doc: Document, name: str,
                            f"max_ttl ({dns['max_ttl']})")
 
 
+def _wechat_api(route: dict[str, Any]) -> dict[str, Any] | None:
+    """The options of a `wechat: api` terminal ({} for the short form), else None."""
+    wx = route.get("wechat")
+    if wx == "api":
+        return {}
+    return wx if isinstance(wx, dict) and wx.get("action") == "api" else None
+
+
+def _jwt_auth(route: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+    for j, item in enumerate(route.get("filters") or ()):
+        if isinstance(item, dict) and "jwt_auth" in item:
+            return j, item["jwt_auth"] or {}
+    return None
+
+
+def wechat_api_auth(doc: Document, data: dict[str, Any]) -> Iterator[Issue]:
+    """`wechat: api` calls WeChat with the mini program's access_token: without a
+    verified caller, anyone on the internet spends it (and picks the openid)."""
+    for i, route in _routes(data):
+        opts = _wechat_api(route)
+        if opts is None or opts.get("public") is True:
+            continue
+        found = _jwt_auth(route)
+        if found is None:
+            yield doc.issue_at(("routes", i, "wechat"), f'route "{route["name"]}": wechat: api '
+                               "calls WeChat with the gateway's access_token, so it needs a "
+                               "jwt_auth filter (or public: true to allow anyone)", at_key=True)
+        elif found[1].get("optional") is True:
+            yield doc.issue_at(("routes", i, "filters", found[0], "jwt_auth", "optional"),
+                               f'route "{route["name"]}": wechat: api needs a logged-in caller; '
+                               "jwt_auth must not be optional (or set public: true on the "
+                               "terminal)", at_key=True)
+
+
 CHECKS: tuple[Check, ...] = (
     unique_route_names, one_terminal, upstream_refs, route_paths,
     route_ties, state_settings, jwt_keys, files_exist, server_settings, upstream_settings,
+    wechat_api_auth,
 )
+
+
+def warnings(doc: Document) -> list[Issue]:
+    """What is allowed but worth a second look; `wxgated check` prints these as
+    "warning: ..." lines and still succeeds."""
+    data = doc.data if isinstance(doc.data, dict) else {}
+    return sorted((w for fn in WARNINGS for w in fn(doc, data)),
+                  key=lambda w: (w.line, w.col, w.message))
+
+
+def public_wechat_api(doc: Document, data: dict[str, Any]) -> Iterator[Issue]:
+    for i, route in _routes(data):
+        opts = _wechat_api(route)
+        if opts is not None and opts.get("public") is True and _jwt_auth(route) is None:
+            yield doc.issue_at(("routes", i, "wechat", "public"),
+                               f'route "{route["name"]}": wechat: api is public: anyone can '
+                               "call WeChat with the gateway's access_token", at_key=True)
+
+
+WARNINGS: tuple[Check, ...] = (public_wechat_api,)

@@ -9,7 +9,7 @@ config did not change. A failed compile leaves no trace (`Registry.abort`).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wxgated.config.context import CompileContext
@@ -56,6 +56,7 @@ class Snapshot:
     files: tuple[str, ...] = ()
     versions: VersionSources | None = None  # set when routes are versioned
     versioned: dict[str, Router] = field(default_factory=dict)  # version -> its routes
+    warnings: tuple[Issue, ...] = ()  # allowed but risky (semantic.warnings): `check` shows them
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.source, "sha256": self.sha256, "version": self.version,
@@ -65,6 +66,7 @@ class Snapshot:
 
 def load_snapshot(path: str, registry: Registry) -> Snapshot:
     """Read, validate and compile `path`; raises ConfigError with every issue found."""
+    from wxgated.compiler.semantic import warnings
     from wxgated.compiler.validate import load_and_validate
 
     doc = load_and_validate(path)
@@ -73,7 +75,7 @@ def load_snapshot(path: str, registry: Registry) -> Snapshot:
     except BaseException:
         registry.abort()
         raise
-    return snap
+    return replace(snap, warnings=tuple(warnings(doc)))
 
 
 def compile_document(doc: Any, registry: Registry) -> Snapshot:

@@ -10,6 +10,10 @@
                                   # (safe mode with wechat.push_aes_key: decrypted to JSON)
     wechat: {action: push, upstream: msg-service}   # ... or forwarded to an upstream
     wechat: {action: api, path: /wxa/msg_sec_check} # proxy to WeChat with the access_token
+    wechat: {action: api, path: /wxa/msg_sec_check,  # ... the gateway sets the identity:
+             body: {version: 2, openid: "{claim.openid}"}, query: {lang: zh_CN}}
+
+`api` routes need a `jwt_auth` filter (compiler/semantic.py) unless `public: true`.
 
 decrypt/phone/logout/refresh need `Authorization: Bearer` (or a `jwt_auth` filter on the
 route). WeChat errors answer with `code` = WeChat's errcode: 40029/40163 → 401 on login,
@@ -24,6 +28,8 @@ from wxgated.config.errors import SemanticError
 from wxgated.handlers.base import TERMINALS, Terminal, register_terminal
 from wxgated.wechat.endpoints import ACTIONS, BUILDERS, Deps
 
+API_KEYS = ("path", "public", "body", "query")
+
 SCHEMA: dict[str, Any] = {
     "oneOf": [
         {"enum": list(ACTIONS), "description": "the action"},
@@ -37,6 +43,13 @@ SCHEMA: dict[str, Any] = {
                              "description": "push: forward signed POSTs to this upstream"},
                 "path": {"type": "string", "pattern": r"^/[^?#]*$",
                          "description": "api: the WeChat API path, e.g. /wxa/msg_sec_check"},
+                "public": {"type": "boolean", "default": False,
+                           "description": "api: allow the route without a jwt_auth filter"},
+                "body": {"type": "object", "additionalProperties": True,  # any JSON
+                         "description": "api: JSON fields laid over the client's body; "
+                                        "strings may use {claim.x}, {app.appid}"},
+                "query": {"type": "object", "additionalProperties": {"type": "string"},
+                          "description": "api: query parameters replacing the client's"},
             },
         },
     ],
@@ -48,8 +61,9 @@ def build(value: Any, route: dict[str, Any], ctx: Any) -> Any:
     action = opts["action"]
     if "upstream" in opts and action != "push":
         raise SemanticError("upstream is only for action: push", ("upstream",))
-    if "path" in opts and action != "api":
-        raise SemanticError("path is only for action: api", ("path",))
+    for key in API_KEYS:
+        if key in opts and action != "api":
+            raise SemanticError(f"{key} is only for action: api", (key,))
     if action == "api" and not opts.get("path"):
         raise SemanticError("action: api needs a path (the WeChat API path)", ())
     if opts.get("upstream") is not None:

@@ -67,6 +67,8 @@ async def _main(gw: Gateway) -> int:
     gw.load()
     tune_gc()
     warn_demo_secrets(gw.snapshot.config)
+    for issue in gw.snapshot.warnings:  # what `wxgated check` prints as "warning: ..."
+        logging.getLogger("wxgated").warning("config: %s", issue)
     n = worker_count(gw.snapshot.config)
     if n > 1:
         return await serve_supervised(gw, n)

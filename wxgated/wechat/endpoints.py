@@ -11,12 +11,12 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
 from wxgated.config.errors import SemanticError
 from wxgated.http.envelope import envelope
 from wxgated.http.message import Handler, HTTPError, Request, Response
 from wxgated.state.base import StateBackend, StateError
+from wxgated.wechat.api_proxy import build_api_handler, compile_templates
 from wxgated.wechat.auth import Authenticator, unauthorized
 from wxgated.wechat.client import WeChatClient, WeChatError
 from wxgated.wechat.crypto import (
@@ -29,11 +29,10 @@ from wxgated.wechat.push import PushKeys, build_push_handler
 from wxgated.wechat.replay import ReplayGuard
 from wxgated.wechat.sessions import SessionStore
 from wxgated.wechat.settings import WeChatSettings
-from wxgated.wechat.token_keeper import TOKEN_ERRCODES, TokenKeeper
+from wxgated.wechat.token_keeper import TokenKeeper
 
 ACTIONS = ("login", "decrypt", "phone", "logout", "refresh", "push", "api", "jwks")
 JSON_LIMIT = 64 * 1024
-API_LIMIT = 1024 * 1024
 _NEEDS = {
     "login": ("wechat", "jwt", "sessions"), "decrypt": ("jwt", "sessions"),
     "phone": ("wechat", "jwt", "sessions", "tokens"), "logout": ("jwt", "sessions"),
@@ -252,32 +251,11 @@ def build_push(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: Any
 
 
 def build_api(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: Any) -> Handler:
-    client, tokens = deps.client, deps.tokens
+    client, tokens, settings = deps.client, deps.tokens, deps.settings
     assert client is not None and tokens is not None
-    path = opts["path"]
-    api = path.rstrip("/").rsplit("/", 1)[-1] or "api"
-
-    async def call(req: Request) -> Response:
-        body = await req.body.read(API_LIMIT)
-        query = [(k, v) for k, v in parse_qsl(req.query, keep_blank_values=True)
-                 if k != "access_token"]
-        ctype = req.header_str(b"content-type") or None
-
-        async def once(token: str) -> tuple[int, str, bytes]:
-            status, rtype, data, code = await client.raw(
-                api, req.method, path, [*query, ("access_token", token)], body, ctype)
-            if code in TOKEN_ERRCODES:
-                raise WeChatError(code, "access_token rejected", api)
-            return status, rtype, data
-
-        try:
-            status, rtype, data = await tokens.call_with_token(once)
-        except WeChatError as err:
-            raise wechat_error(err, code_status=400) from None
-        return Response(status, [(b"content-type", (rtype or "text/plain").encode("latin-1"))],
-                        data)
-
-    return call
+    tpl = compile_templates(opts, settings.appid if settings is not None else "")
+    return build_api_handler(client, tokens, opts["path"], tpl,
+                             lambda err: wechat_error(err, code_status=400))
 
 
 BUILDERS: dict[str, Callable[[Deps, dict[str, Any], dict[str, Any], Any], Handler]] = {

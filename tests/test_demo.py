@@ -169,3 +169,12 @@ def test_sample_services_listen_on_loopback_only(demo: Demo, name: str) -> None:
         pytest.skip("this machine has no non-loopback IPv4 address")
     with pytest.raises(ConnectionRefusedError):  # ...and not on this machine's other address
         socket.create_connection((other, int(port)), timeout=5).close()
+
+
+def test_readme_shows_the_commands_the_demo_prints_for_the_default_ports() -> None:
+    from wxgated.demo.tryit import try_it
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Try the demo", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    assert block.splitlines() == try_it("http://127.0.0.1:8080", "http://127.0.0.1:9090")

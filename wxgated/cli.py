@@ -1,4 +1,4 @@
-"""The command line: run, check, routes, schema."""
+"""The command line: run, check, routes, schema, demo."""
 
 from __future__ import annotations
 
@@ -28,12 +28,21 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("-c", "--config", default=None,
                        help="config file (default: $WXGATED_CONFIG or ./routes.yaml)")
     sub.add_parser("schema", help="print the config's JSON Schema")
+    demo = sub.add_parser("demo", help="run the gateway with a WeChat sandbox and sample "
+                                       "backends on 127.0.0.1, and print what to try")
+    demo.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
+    demo.add_argument("--admin-port", type=int, default=9090,
+                      help="admin port: /metrics, status page (default 9090)")
     args = parser.parse_args(argv)
     if args.cmd == "schema":
         from wxgated.compiler.schema import build_schema
 
         print(json.dumps(build_schema(), indent=2, ensure_ascii=False))
         return 0
+    if args.cmd == "demo":
+        from wxgated.demo import cmd_demo
+
+        return cmd_demo(args.port, args.admin_port)
     path = args.config or default_config()
     if args.cmd == "check":
         return cmd_check(path)

@@ -33,7 +33,7 @@ def run(path: str) -> int:
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
     gw = Gateway(path)
     try:
-        return uvloop.run(_main(gw))
+        return uvloop.run(serve(gw))
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
@@ -63,7 +63,9 @@ def warn_demo_secrets(cfg: dict[str, Any]) -> None:
             "routes.yaml: anyone can mint tokens; set them in the environment")
 
 
-async def _main(gw: Gateway) -> int:
+async def serve(gw: Gateway) -> int:
+    """Load, then serve until a stop signal: the whole of `run` (and of `demo`) once the
+    loop is up."""
     gw.load()
     tune_gc()
     warn_demo_secrets(gw.snapshot.config)

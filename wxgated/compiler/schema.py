@@ -56,9 +56,9 @@ def _server() -> Schema:
         "discovery_ready_timeout": duration("10s", "/readyz waits this long for every "
                                             "discovered upstream's first answer"),
         "workers": with_meta({"type": ["integer", "string"], "minimum": 1, "pattern": WORKERS},
-                         1, 'worker processes: a number, or "auto" (one per CPU core)'),
+                             1, 'worker processes: a number, or "auto" (one per CPU core)'),
         "trusted_proxies": with_meta({"type": "array", "items": {"type": "string"}}, [],
-                                 "CIDRs whose X-Forwarded-For is believed"),
+                                     "CIDRs whose X-Forwarded-For is believed"),
         "limits": obj({
             "max_body": size("1MiB", "largest request body (413 beyond), per route overridable"),
             "max_header": size("16KiB", "largest request head (431 beyond)"),
@@ -149,7 +149,7 @@ def _jwt() -> Schema:
         "ttl": duration("2h", "token lifetime"),
         "leeway": duration("30s", "clock skew allowed on exp/nbf/iat", positive=False),
         "keys": with_meta({"type": "array", "minItems": 1, "items": key}, None,
-                      "the first key signs; all keys verify"),
+                          "the first key signs; all keys verify"),
     }, required=("keys",))
 
 
@@ -174,9 +174,9 @@ def _upstream() -> Schema:
             "per_try_timeout": duration(desc="timeout of each try (default: timeouts.read)"),
             "deadline": duration(desc="all tries together end by then"),
             "budget": with_meta({"type": "number", "minimum": 0, "maximum": 1}, 0.2,
-                            "retries allowed as a share of requests"),
+                                "retries allowed as a share of requests"),
             "min_retries_per_sec": with_meta({"type": "number", "minimum": 0}, 3,
-                                         "retries always allowed on a quiet upstream"),
+                                             "retries always allowed on a quiet upstream"),
         }, default={}),
         "health_check": obj({
             "path": string("/healthz", pattern=r"^/"),
@@ -195,7 +195,7 @@ def _upstream() -> Schema:
         "circuit_breaker": obj({
             "window": duration("10s"), "min_requests": integer(20, minimum=1),
             "failure_ratio": with_meta({"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-                                   0.5),
+                                       0.5),
             "open_for": duration("30s"), "half_open_requests": integer(3, minimum=1),
             "max_open_for": duration(desc="cap on open_for growth (default: 5×open_for, "
                                      "at most 300s)"),
@@ -228,7 +228,7 @@ def _route(filters: dict[str, Any], terminals: dict[str, Any]) -> Schema:
         "methods": methods(desc="default: any method"),
         "host": string(desc="exact host or *.example.com", pattern=HOST),
         "version": with_meta({"type": ["string", "integer"], "pattern": VERSION, "minimum": 0},
-                         desc="API version this route serves (v1, 2, ...)"),
+                             desc="API version this route serves (v1, 2, ...)"),
     }, required=("path",))
     props: dict[str, Schema] = {
         "name": {"$ref": "#/$defs/name"},
@@ -278,7 +278,7 @@ def build_schema() -> Schema:
                                                   "stdout")}, default={}),
             "versioning": with_meta(copy.deepcopy(VERSIONING), {}),
             "routes": with_meta({"type": "array", "items": _route(FILTERS, terminal_schemas())},
-                            []),
+                                []),
         },
         "$defs": copy.deepcopy(DEFS),
     }

@@ -28,7 +28,7 @@ def dns_schema() -> Schema:
         "port": integer(None, "targets' port (A and AAAA only; SRV records carry theirs)",
                         1, 65535),
         "resolvers": with_meta({"type": "array", "items": string(pattern=RESOLVER)}, None,
-                           "DNS servers to ask (default: the host's /etc/resolv.conf)"),
+                               "DNS servers to ask (default: the host's /etc/resolv.conf)"),
         "min_ttl": duration("1s", "re-resolve no more often than this"),
         "max_ttl": duration("60s", "re-resolve at least this often, whatever the TTL"),
     }, required=("name",))

@@ -105,7 +105,7 @@ def enum(values: list[Any], default: Any = None, desc: str | None = None) -> Sch
 
 def methods(default: list[str] | None = None, desc: str | None = None) -> Schema:
     return with_meta({"type": "array", "uniqueItems": True, "minItems": 1,
-                  "items": {"enum": HTTP_METHODS}}, default, desc)
+                      "items": {"enum": HTTP_METHODS}}, default, desc)
 
 
 def statuses(default: list[Any], desc: str) -> Schema:

@@ -12,8 +12,6 @@ idle connections live in each worker and are then reported as null.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from wxgated import __version__
+from wxgated.background import Background
 from wxgated.observe.rates import history, route_delta
 from wxgated.observe.ring import Sample, StatusRing
 
@@ -48,7 +47,7 @@ class StatusPage:
         self.sources = sources
         self.ring = ring
         self.started = time.time()
-        self._task: asyncio.Task[None] | None = None
+        self._sampling = Background()
         self._html: bytes | None = None
 
     def add_routes(self, app: web.Application) -> None:
@@ -58,15 +57,10 @@ class StatusPage:
 
     def start(self) -> None:
         """Start sampling (on the admin's event loop)."""
-        if self._task is None:
-            self._task = asyncio.ensure_future(self.ring.run())
+        self._sampling.start(self.ring.run, "status:sampling")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._sampling.aclose()
 
     async def root(self, request: web.Request) -> web.Response:
         raise web.HTTPFound("/-/status")

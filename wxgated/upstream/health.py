@@ -20,7 +20,6 @@ Why it works this way:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 import time
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from wxgated.background import Background
 from wxgated.config.spec import duration
 from wxgated.observe.metrics import TARGET_HEALTHY
 from wxgated.upstream.breaker import parse_statuses
@@ -264,7 +264,7 @@ class ActiveChecker:
         self.expect_status = expect_status
         self.on_change = on_change
         self.retarget(targets)
-        self._task: asyncio.Task[None] | None = None
+        self._loop_task = Background()
         self.rounds = 0  # completed check rounds (for /-/upstreams and tests)
 
     def retarget(self, targets: Sequence[HealthTarget]) -> None:
@@ -295,22 +295,14 @@ class ActiveChecker:
 
     def start(self) -> None:
         """Start checking (needs a running loop). Idempotent."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"health:{self.upstream_name}"
-            )
+        self._loop_task.start(self._run, f"health:{self.upstream_name}")
 
     def close(self) -> None:
         """Stop checking; safe to call from sync code (the Registry does)."""
-        if self._task is not None:
-            self._task.cancel()
+        self._loop_task.close()
 
     async def aclose(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._loop_task.aclose()
 
     async def check_once(self, session: aiohttp.ClientSession) -> list[bool]:
         """One round: every target checked, results fed in, metric and callback updated."""

@@ -15,13 +15,13 @@ and empties the pool on purpose.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from wxgated.background import Background
 from wxgated.observe.metrics import DISCOVERY_REFRESHES
 
 log = logging.getLogger("wxgated.discovery")
@@ -77,27 +77,20 @@ class Watcher:
         self.last_result: str | None = None  # "ok", "empty" or "error"
         self.last_error: str | None = None
         self.failures = 0  # consecutive
-        self._task: asyncio.Task[None] | None = None
+        self._loop_task = Background()
         self._counters = {r: DISCOVERY_REFRESHES.labels(upstream, provider.kind, r)
                           for r in ("ok", "empty", "error")}
 
     def start(self, sink: Sink) -> None:
         """Deliver answers to `sink` from now on; start the loop (idempotent)."""
         self.sink = sink
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"discovery:{self.upstream}")
+        self._loop_task.start(self._run, f"discovery:{self.upstream}")
 
     def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        self._loop_task.close()
 
     async def aclose(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._loop_task.aclose()
 
     async def _run(self) -> None:
         while True:

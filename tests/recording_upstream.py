@@ -51,8 +51,24 @@ def parse_head(raw: bytes) -> Received:
     return got
 
 
-class RecordingUpstream:
-    """Answers every request with 200 and `ok`; `received` holds what it read."""
+def read_head(conn: socket.socket, buf: bytes) -> tuple[bytes, bytes] | None:
+    """The next head on `conn` (without its blank line) and what follows it; None when
+    the connection ends first."""
+    while b"\r\n\r\n" not in buf:
+        try:
+            chunk = conn.recv(65536)
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    return head, rest
+
+
+class RawUpstream:
+    """A threaded raw socket server on 127.0.0.1: one thread per connection runs
+    `_serve(conn)`, which subclasses write."""
 
     def __init__(self) -> None:
         self.sock = socket.socket()
@@ -61,16 +77,8 @@ class RecordingUpstream:
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.received: list[Received] = []
-        self.lock = threading.Lock()
         self.stopped = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
-
-    def take(self) -> list[Received]:
-        """What arrived since the last take."""
-        with self.lock:
-            out, self.received = self.received, []
-        return out
 
     def stop(self) -> None:
         self.stopped.set()
@@ -85,18 +93,28 @@ class RecordingUpstream:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class RecordingUpstream(RawUpstream):
+    """Answers every request with 200 and `ok`; `received` holds what it read."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.lock = threading.Lock()
+        super().__init__()
+
+    def take(self) -> list[Received]:
+        """What arrived since the last take."""
+        with self.lock:
+            out, self.received = self.received, []
+        return out
+
+    def _serve(self, conn: socket.socket) -> None:
         buf = b""
         with conn:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    try:
-                        chunk = conn.recv(65536)
-                    except OSError:
-                        return
-                    if not chunk:
-                        return
-                    buf += chunk
-                head, _, buf = buf.partition(b"\r\n\r\n")
+            while (got_head := read_head(conn, buf)) is not None:
+                head, buf = got_head
                 got = parse_head(head)
                 length = got.values("content-length")
                 need = int(length[0]) if length and length[0].isdigit() else 0

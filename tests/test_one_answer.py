@@ -23,42 +23,20 @@ import httptools
 import pytest
 
 from tests.gateway import GatewayProcess, metric_value
+from tests.recording_upstream import RawUpstream, read_head
 
 ACTIONS = ("ok", "ok", "ok", "close", "garbage", "late", "short", "reset")
 READ_TIMEOUT = 0.3
 
 
-class ChaosUpstream:
+class ChaosUpstream(RawUpstream):
     """Acts out the last path segment of each request: /p/<id>/<action>."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         buf = b""
         with conn:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    try:
-                        chunk = conn.recv(65536)
-                    except OSError:
-                        return
-                    if not chunk:
-                        return
-                    buf += chunk
-                head, _, buf = buf.partition(b"\r\n\r\n")
+            while (got := read_head(conn, buf)) is not None:
+                head, buf = got
                 target = head.split(b" ")[1]
                 if not self._act(conn, target, target.rsplit(b"/", 1)[-1]):
                     return

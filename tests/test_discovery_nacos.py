@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.nacos_standin import NacosStandin, host
-from wxgated.upstream.discovery.base import DiscoveryError, Endpoint
+from wxgated.upstream.discovery.base import DiscoveryError, Endpoint, usable
 from wxgated.upstream.discovery.nacos import (
     NacosProvider,
     healthy_endpoints,
@@ -115,3 +115,11 @@ async def test_a_server_that_is_down_is_a_failed_refresh(nacos: NacosStandin) ->
     nacos.stop()
     with pytest.raises(DiscoveryError):
         await provider(nacos).resolve()
+
+
+def test_a_registry_host_that_could_split_a_header_is_never_a_target() -> None:
+    hosts = [{"ip": ip, "port": 8080, "healthy": True, "enabled": True}
+             for ip in ("10.0.0.1", "fd00::1", "svc-1.internal", "10.0.0.2\r\nx-wx-openid: o",
+                        "a b", "evil/path", "")]
+    got = usable(healthy_endpoints(hosts), "u")
+    assert sorted(e.host for e in got) == ["10.0.0.1", "fd00::1", "svc-1.internal"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,20 @@ class Endpoint:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+
+# a host name or an IP literal: what a registry says goes into the Host line upstream
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
+
+
+def usable(endpoints: Sequence[Endpoint], upstream: str) -> list[Endpoint]:
+    """The endpoints whose host can be connected to and written as a Host header: one
+    check for every provider, since a registry's strings are as hostile as a client's."""
+    ok = [e for e in endpoints if _HOST.fullmatch(e.host)]
+    if len(ok) < len(endpoints):
+        bad = sorted({repr(e.host) for e in endpoints if e not in ok})
+        log.warning("discovery for upstream %s: ignoring hosts %s", upstream, ", ".join(bad))
+    return ok
 
 
 @dataclass(frozen=True)
@@ -114,8 +129,9 @@ class Watcher:
             return self._failed(exc)
         self.failures = 0
         self.last_error = None
-        self._record("ok" if answer.endpoints else "empty")
-        self.endpoints = tuple(sorted(answer.endpoints))
+        endpoints = usable(answer.endpoints, self.upstream)
+        self._record("ok" if endpoints else "empty")
+        self.endpoints = tuple(sorted(endpoints))
         if self.sink is not None:
             self.sink(self.endpoints)
         return min(max(answer.ttl, self.provider.min_ttl), self.provider.max_ttl)

@@ -7,6 +7,8 @@ from typing import Any
 
 import httptools
 
+from wxgated.http.headers import connection_tokens
+
 LINGER_BYTES = 16 << 20  # at most this much of an unread body is drained before closing
 TOO_LARGE = "request header fields too large"
 
@@ -117,6 +119,7 @@ def _valid_host(value: bytes) -> None:
         _HOSTS_SEEN.add(value)
 
 
+# the usual Connection values, in the spellings clients send (a hit skips .lower())
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade", b"Keep-Alive", b"Close",
                                b"Upgrade"})
 # what a Connection list may not remove: the message's own framing and routing
@@ -140,11 +143,7 @@ def _underscore_ok(name: bytes, allowed: bool) -> bool:
 
 def _without_listed(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """Drop the fields a Connection header names (RFC 9110 §7.6.1), never framing."""
-    names: set[bytes] = set()
-    for k, v in headers:
-        if k == b"connection":
-            names.update(t.strip() for t in v.lower().split(b","))
-    names -= _FRAMING
+    names = connection_tokens(headers) - _FRAMING
     return [h for h in headers if h[0] not in names]
 
 

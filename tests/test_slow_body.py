@@ -134,6 +134,13 @@ async def wait_for(cond: Any, timeout: float = 3.0) -> bool:
     return bool(cond())
 
 
+
+def assert_echoed(status: int, body: bytes, data: bytes) -> None:
+    """The upstream answered 200 with the length and digest of exactly `data`."""
+    assert status == 200
+    doc = json.loads(body)
+    assert (doc["len"], doc["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+
 @pytest.mark.parametrize("route", ROUTES)
 async def test_dripped_body_gets_408_and_the_connection_closes(
         gw: GatewayProcess, upstream: Upstream, route: str) -> None:
@@ -179,9 +186,7 @@ async def test_small_body_is_read_whole_before_the_upstream_sees_anything(
             status, _, body = await read_response(reader)
     finally:
         writer.close()
-    assert status == 200
-    doc = json.loads(body)
-    assert (doc["len"], doc["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+    assert_echoed(status, body, data)
     assert upstream.requests == before[1] + 1
 
 
@@ -211,9 +216,7 @@ async def test_body_larger_than_the_buffer_streams_once_the_buffer_is_full(
             status, _, body = await read_response(reader)
     finally:
         writer.close()
-    assert status == 200
-    doc = json.loads(body)
-    assert (doc["len"], doc["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+    assert_echoed(status, body, data)
 
 
 async def test_large_chunked_body_streams_intact(gw: GatewayProcess) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from wxgated.http.framing import head_fields
 from wxgated.http.headers import request_block, response_headers
+from wxgated.http.message import NO_BODY, Request
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 
@@ -18,11 +19,13 @@ def lines(block: bytes) -> list[tuple[str, str]]:
     return out
 
 
-def forwarded(headers: list[tuple[bytes, bytes]], **kw: object) -> dict[str, list[str]]:
-    args = {"peer_ip": "10.0.0.7", "client_ip": "10.0.0.7", "scheme": "https",
-            "host": b"mini.example.com", "trace_id": TRACE, "keep_host": False, **kw}
+def forwarded(headers: list[tuple[bytes, bytes]], client_ip: str = "10.0.0.7",
+              trace_hex: bytes = b"") -> dict[str, list[str]]:
     parsed = head_fields(headers, "1.1", 1 << 16)  # as the server parses a head
-    block, _ = request_block(parsed, **args)  # type: ignore[arg-type]
+    req = Request("GET", "/", "", parsed, NO_BODY, scheme="https", client_ip=client_ip,
+                  peer_ip="10.0.0.7", trace_id=TRACE)
+    req.trace_hex = trace_hex
+    block, _ = request_block(req, keep_host=False)
     out: dict[str, list[str]] = {}
     for name, value in lines(block):
         out.setdefault(name, []).append(value)

@@ -33,7 +33,8 @@ def upstream_app() -> web.Application:
         if request.query.get("hello"):
             await ws.send_str("hello")
         if request.query.get("headers"):
-            await ws.send_json({k.lower(): v for k, v in request.headers.items()})
+            await ws.send_json({**{k.lower(): v for k, v in request.headers.items()},
+                                "query_string": request.query_string})
         async for msg in ws:
             if msg.type == aiohttp.WSMsgType.TEXT:
                 if msg.data.startswith("close:"):
@@ -79,6 +80,9 @@ def config(upstream: ThreadedApp) -> dict[str, Any]:
             {"name": "auth", "match": {"path": "/auth/*rest"},
              "filters": [{"jwt_auth": {"check_session": False, "query_param": "token"}},
                          {"strip_prefix": 1}], "upstream": "svc"},
+            {"name": "auth-unprefixed", "match": {"path": "/ws"},  # the path goes up as sent
+             "filters": [{"jwt_auth": {"check_session": False, "query_param": "token"}}],
+             "upstream": "svc"},
         ],
     }
 
@@ -256,9 +260,11 @@ async def test_jwt_query_token_guards_the_upgrade(gw: GatewayProcess) -> None:
         with pytest.raises(aiohttp.WSServerHandshakeError) as err:
             await s.ws_connect(ws_url(gw, "/auth/ws"))
         assert err.value.status == 401
-        async with s.ws_connect(ws_url(gw, f"/auth/ws?headers=1&token={token}")) as ws:
-            seen = await ws.receive_json(timeout=5)
-    assert seen["x-wx-openid"] == "openid-ws"
+        for path in ("/auth/ws", "/ws"):  # a rewritten path, and one forwarded as sent
+            async with s.ws_connect(ws_url(gw, f"{path}?headers=1&token={token}")) as ws:
+                seen = await ws.receive_json(timeout=5)
+            assert seen["x-wx-openid"] == "openid-ws"
+            assert seen["query_string"] == "headers=1"  # the token stays at the gateway
 
 
 async def test_sigterm_closes_websockets_with_1001_and_exits_0(

@@ -27,7 +27,7 @@ from wxgated.http.errors import (
     UpstreamError,
     to_http_error,
 )
-from wxgated.http.headers import request_block, response_headers, target_bytes
+from wxgated.http.headers import forward_target, request_block, response_headers
 from wxgated.http.message import Headers, HTTPError, Request, Response, SyncCheck
 from wxgated.upstream.forward import (
     NO_EXCLUDE,
@@ -81,10 +81,8 @@ class FastProxy:
             if hdrs:  # an inner filter's headers come before an outer one's
                 call.added = hdrs if call.added is None else hdrs + call.added
         up = self.upstream
-        call.lines, call.host = lines, host = request_block(
-            req.headers, req.peer_ip, req.client_ip, req.scheme, req.header(b"host"),
-            req.trace_id, self.preserve_host)
-        call.uri = uri = target_bytes(req.path, req.query)  # checked, as the lines are
+        call.lines, call.host = lines, host = request_block(req, self.preserve_host)
+        call.uri = uri = forward_target(req)  # checked, as the lines are
         if up.budget is not None:
             up.budget.record_request()
         try:

@@ -9,7 +9,7 @@ from wxgated.handlers.base import Terminal, register_terminal
 from wxgated.handlers.fastproxy import FastProxy, client_response
 from wxgated.handlers.websocket import build_upgrader, wants_websocket
 from wxgated.http.errors import UpstreamError, to_http_error
-from wxgated.http.headers import request_block, target_bytes
+from wxgated.http.headers import forward_target, request_block
 from wxgated.http.message import HTTPError, Request, Response, SyncCheck
 from wxgated.upstream.forward import forward
 from wxgated.upstream.pool import Upstream
@@ -31,11 +31,10 @@ class Proxy:
             if self.upgrade is None:
                 raise HTTPError(400, "websocket not allowed on this route")
             return await self.upgrade(req)
-        lines, host = request_block(req.headers, req.peer_ip, req.client_ip, req.scheme,
-                                    req.header(b"host"), req.trace_id, self.preserve_host)
+        lines, host = request_block(req, self.preserve_host)
         try:
             ex = await forward(self.upstream, req, req.method,
-                               target_bytes(req.path, req.query), lines, host, req.body,
+                               forward_target(req), lines, host, req.body,
                                self.read_timeout)
         except UpstreamError as exc:
             raise to_http_error(exc) from None

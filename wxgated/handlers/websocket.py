@@ -23,7 +23,7 @@ from wxgated.http.errors import (
     UpstreamTimeout,
     to_http_error,
 )
-from wxgated.http.headers import field_lines, request_block, response_headers, target_bytes
+from wxgated.http.headers import field_lines, forward_target, request_block, response_headers
 from wxgated.http.message import Handler, Request, Response
 from wxgated.http.wstunnel import Tunnel
 from wxgated.observe.metrics import WEBSOCKETS_OPEN
@@ -84,13 +84,12 @@ class WebSocketProxy:
         return resp
 
     def _parts(self, req: Request) -> tuple[bytes, bytes, bytes]:
-        """The handshake's target, Host and lines, built (and so checked: `target_bytes`,
+        """The handshake's target, Host and lines, built (and so checked: `forward_target`,
         `request_block`, `field_lines`) before a target is admitted."""
-        lines, host = request_block(req.headers, req.peer_ip, req.client_ip, req.scheme,
-                                    req.header(b"host"), req.trace_id, self.preserve_host)
+        lines, host = request_block(req, self.preserve_host)
         lines += field_lines([(b"connection", b"upgrade"),
                               (b"upgrade", req.header(b"upgrade") or b"websocket")])
-        return target_bytes(req.path, req.query), host, lines
+        return forward_target(req), host, lines
 
 
 async def _handshake(target: Target, head: bytes, connect_timeout: float,

@@ -51,9 +51,10 @@ class GatewayDispatcher(Dispatcher):
         xff = by_name.get(b"x-forwarded-for")
         host = by_name.get(b"host")
         client = self.client_ip.resolve(peer_ip, xff, headers) if xff is not None else peer_ip
-        trace_id = trace_id_for(by_name.get(b"x-trace-id"), by_name.get(b"traceparent"))
+        trace_id, w3c = trace_id_for(by_name.get(b"x-trace-id"), by_name.get(b"traceparent"))
         req = Request(method, path, query, headers, NO_BODY, version, keep_alive,
                       self.cfg.scheme, client, peer_ip, trace_id, self._time())
+        req.trace_hex = w3c
         if host is not None:
             req.host = host.decode("latin-1")
         self.in_flight += 1

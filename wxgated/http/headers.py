@@ -11,7 +11,7 @@ import hashlib
 import re
 from random import getrandbits
 
-from wxgated.http.message import HTTPError
+from wxgated.http.message import HTTPError, Request
 
 HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
@@ -55,9 +55,7 @@ def _special(header: tuple[bytes, bytes]) -> bool:
     return header[0] != b"connection" or header[1].lower() not in _PLAIN_CONNECTION
 
 
-def request_block(headers: list[tuple[bytes, bytes]], peer_ip: str, client_ip: str,
-                  scheme: str, host: bytes | None, trace_id: str,
-                  keep_host: bool) -> tuple[bytes, bytes]:
+def request_block(req: Request, keep_host: bool) -> tuple[bytes, bytes]:
     """The forwarded header lines (without Host/framing) and the Host to send.
 
     Returns (block, host) where block is ready to follow the request line; host is
@@ -66,11 +64,16 @@ def request_block(headers: list[tuple[bytes, bytes]], peer_ip: str, client_ip: s
     so nothing the gateway added since can be removed by it. Raises HTTPError(400)
     rather than send a field that could split a line (`_check_lines`).
     """
+    headers = req.headers
     kept = []
     special = False  # a proxy in front: rare
+    host = None
     for h in headers:  # one pass: the usual head has nothing to fix
         if h[0] not in _SKIP:
             kept.append(h)
+        elif h[0] == b"host":
+            if host is None:
+                host = h[1]
         elif h[0] in _SPECIAL:
             special = True
     xff = b""
@@ -81,22 +84,37 @@ def request_block(headers: list[tuple[bytes, bytes]], peer_ip: str, client_ip: s
                 xff = v if not xff else xff + b", " + v
             elif k == b"via":
                 via = v + b", " + VIA
+    peer_ip = req.peer_ip
     peer = peer_ip.encode()
+    client_ip = req.client_ip
+    trace_id = req.trace_id
     block = b"".join((
         b"\r\n".join(map(b": ".join, kept)), b"\r\n" if kept else b"",
         b"x-forwarded-for: ", xff + b", " + peer if xff else peer,
-        b"\r\nx-forwarded-proto: ", scheme.encode(),
+        b"\r\nx-forwarded-proto: ", req.scheme.encode(),
         b"\r\nx-forwarded-host: " + host if host else b"",
         b"\r\nx-real-ip: ", peer if client_ip == peer_ip else client_ip.encode(),
         b"\r\nvia: ", via,
         b"\r\nx-trace-id: ", trace_id.encode(),
-        b"\r\ntraceparent: ", traceparent(trace_id), b"\r\n",
+        b"\r\ntraceparent: 00-%s-%016x-01\r\n" % (req.trace_hex or trace_hex(trace_id),
+                                                getrandbits(64)),  # `traceparent`, inlined
     ))
     lines = len(kept) + (7 if host else 6)  # `_check_lines`, inlined: the hot path
     if len(block) - len(block.translate(None, _CONTROLS)) != 2 * lines \
             or block.count(b"\n") != lines:
         raise unsafe()
     return block, (host or b"") if keep_host else b""
+
+
+def forward_target(req: Request) -> bytes:
+    """The request target the upstream gets, checked (`target_bytes`). A target the
+    client sent in plain form, whose path and query no filter has replaced since, is
+    forwarded as the bytes it came in: the same check passed on them when it was read
+    (http.target.request_target)."""
+    plain = req.plain_target
+    if plain is not None and plain[0] is req.path and plain[1] is req.query:
+        return plain[2]
+    return target_bytes(req.path, req.query)
 
 
 def field_lines(fields: list[tuple[bytes, bytes]]) -> bytes:
@@ -168,7 +186,7 @@ def check_request(uri: bytes, lines: bytes) -> None:
 
 def traceparent(trace_id: str) -> bytes:
     """A W3C traceparent for a new span of our trace (span ids need no syscall)."""
-    return b"00-" + trace_hex(trace_id) + b"-%016x-01" % getrandbits(64)
+    return b"00-%s-%016x-01" % (trace_hex(trace_id), getrandbits(64))
 
 
 def trace_hex(trace_id: str) -> bytes:

@@ -141,7 +141,7 @@ class Request:
         "method", "path", "query", "headers", "version", "keep_alive", "scheme",
         "client_ip", "peer_ip", "trace_id", "params", "route", "claims", "body",
         "ctx", "start", "upstream", "target", "upstream_ms", "host", "transport",
-        "orig_path",
+        "orig_path", "trace_hex", "plain_target",
     )
 
     def __init__(
@@ -171,6 +171,10 @@ class Request:
         self.client_ip = client_ip  # after trusted_proxies
         self.peer_ip = peer_ip  # the TCP peer
         self.trace_id = trace_id
+        self.trace_hex = b""  # the W3C form of trace_id when known (observe.trace)
+        # (path, query, target as sent) when the client's target needed no normalising:
+        # while path and query are still those objects, it is the upstream's target too
+        self.plain_target: tuple[str, str, bytes] | None = None
         self.start = start
         self.host = ""
         self.params: dict[str, str] = {}

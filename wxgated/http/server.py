@@ -248,11 +248,13 @@ class GatewayProtocol(asyncio.Protocol):
                 headers.append((b"host", authority))
                 self._headers = headers
         by_name = dict(headers)  # the last of each name, for the few read here
-        sent, path, query = request_target(url, cfg.path_rules)
+        sent, path, query, plain = request_target(url, cfg.path_rules)
         method = parser.get_method().decode("ascii")
         req = self.d.begin(self.peer_ip, headers, by_name, method, path, query, version,
                            parser.should_keep_alive())
         req.orig_path = sent
+        if plain is not None:
+            req.plain_target = (path, query, plain)
         req.transport = self.transport
         cl = by_name.get(b"content-length")
         length = None if cl is None else int(cl)

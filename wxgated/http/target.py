@@ -57,16 +57,17 @@ class PathRules:
 DEFAULT_RULES = PathRules()
 
 
-def request_target(url: bytes, rules: PathRules) -> tuple[str, str, str]:
-    """(path as sent, normalised path, query) of an origin-form target: the one call
-    the server makes per request. The usual target (pchars, single slashes, no dot
-    segment, a plain query) costs one regex and a decode."""
+def request_target(url: bytes, rules: PathRules) -> tuple[str, str, str, bytes | None]:
+    """(path as sent, normalised path, query, plain) of an origin-form target: the one
+    call the server makes per request. The usual target (pchars, single slashes, no dot
+    segment, a plain query) costs one regex and a decode; then `plain` is `url`, which
+    is already what the upstream may get (visible ASCII, no fragment), else None."""
     if _PLAIN_TARGET(url) is not None:
         path, _, query = url.decode("latin-1").partition("?")
         if "//" not in path and "/." not in path:
-            return path, path, query
+            return path, path, query, url
     path, query = split_target(url)
-    return path, normalize_path(path, rules), query
+    return path, normalize_path(path, rules), query, None
 
 
 def split_target(url: bytes) -> tuple[str, str]:

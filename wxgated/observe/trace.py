@@ -7,22 +7,27 @@ from random import getrandbits
 _MAX_LEN = 128
 
 
-def trace_id_for(x_trace_id: bytes | None, traceparent: bytes | None) -> str:
+def trace_id_for(x_trace_id: bytes | None, traceparent: bytes | None) -> tuple[str, bytes]:
+    """The request's trace id, and its W3C form (32 lower-case hex) when the id already
+    is one (ours, or a traceparent's), else b"": then `http.headers.trace_hex` derives
+    it. Knowing it here spares the usual request validating its own id again."""
     if x_trace_id:
         tid = x_trace_id.decode("latin-1").strip()
         if 0 < len(tid) <= _MAX_LEN and tid.isprintable() and '"' not in tid and "\\" not in tid:
-            return tid
+            return tid, b""
     if traceparent:
         parts = traceparent.split(b"-")
         if len(parts) >= 4 and len(parts[1]) == 32 and parts[1] != b"0" * 32:
             try:
                 int(parts[1], 16)
-                return parts[1].decode().lower()
+                w3c = parts[1].lower()
+                return w3c.decode(), w3c
             except ValueError:
                 pass
     # unique, not secret; %-formatting takes half the time of a format spec here (and
     # inline: a call to new_trace_id would cost as much again, on every request)
-    return "%032x" % getrandbits(128)  # noqa: UP031
+    tid = "%032x" % getrandbits(128)  # noqa: UP031
+    return tid, tid.encode()
 
 
 def new_trace_id() -> str:

@@ -8,6 +8,7 @@ X-Real-IP, Via, and the trace headers.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from random import getrandbits
 
@@ -96,8 +97,8 @@ def request_block(req: Request, keep_host: bool) -> tuple[bytes, bytes]:
         b"\r\nx-real-ip: ", peer if client_ip == peer_ip else client_ip.encode(),
         b"\r\nvia: ", via,
         b"\r\nx-trace-id: ", trace_id.encode(),
-        b"\r\ntraceparent: 00-%s-%016x-01\r\n" % (req.trace_hex or trace_hex(trace_id),
-                                                getrandbits(64)),  # `traceparent`, inlined
+        b"\r\ntraceparent: 00-", req.trace_hex or trace_hex(trace_id), next(_SPAN_IDS),
+        b"-01\r\n",  # `traceparent`, inlined
     ))
     lines = len(kept) + (7 if host else 6)  # `_check_lines`, inlined: the hot path
     if len(block) - len(block.translate(None, _CONTROLS)) != 2 * lines \
@@ -185,8 +186,15 @@ def check_request(uri: bytes, lines: bytes) -> None:
 
 
 def traceparent(trace_id: str) -> bytes:
-    """A W3C traceparent for a new span of our trace (span ids need no syscall)."""
-    return b"00-%s-%016x-01" % (trace_hex(trace_id), getrandbits(64))
+    """A W3C traceparent for a new span of our trace."""
+    return b"00-" + trace_hex(trace_id) + next(_SPAN_IDS) + b"-01"
+
+
+# Span ids for the traceparent an upstream gets (with their "-"): random ones made once
+# and taken in turn. A span id must differ from the other spans of its trace (one
+# request makes a few: its tries, an aggregate's calls), which 4096 in turn do; formatting
+# a fresh random one cost 0.4 µs a request.
+_SPAN_IDS = itertools.cycle([b"-%016x" % (getrandbits(64) or 1) for _ in range(4096)])
 
 
 def trace_hex(trace_id: str) -> bytes:

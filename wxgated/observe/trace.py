@@ -5,6 +5,7 @@ from __future__ import annotations
 from random import getrandbits
 
 _MAX_LEN = 128
+_TOP = 1 << 128  # keeps the leading zeros of a 128-bit value in its hex()
 
 
 def trace_id_for(x_trace_id: bytes | None, traceparent: bytes | None) -> tuple[str, bytes]:
@@ -24,11 +25,11 @@ def trace_id_for(x_trace_id: bytes | None, traceparent: bytes | None) -> tuple[s
                 return w3c.decode(), w3c
             except ValueError:
                 pass
-    # unique, not secret; %-formatting takes half the time of a format spec here (and
-    # inline: a call to new_trace_id would cost as much again, on every request)
-    tid = "%032x" % getrandbits(128)  # noqa: UP031
+    # unique, not secret; hex() of the value with a bit above it set (then cut off)
+    # takes 60% of the time of "%032x" (and inline: a call costs as much again)
+    tid = hex(getrandbits(128) | _TOP)[3:]
     return tid, tid.encode()
 
 
 def new_trace_id() -> str:
-    return "%032x" % getrandbits(128)  # noqa: UP031
+    return hex(getrandbits(128) | _TOP)[3:]

@@ -82,7 +82,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_bytes = False
         self.head_bytes = 0
         self.head_request = False
-        self.close_delimited = False
         self.keep_alive = True
         self.reading_paused = False
 
@@ -94,8 +93,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = True
         self._disarm()
         self.pool.forget(self)
-        if (self.head_done and self.close_delimited and not self.complete
-                and exc is None and self.error is None):
+        if (self.head_done and not self.complete and exc is None and self.error is None
+                and _close_delimited(self.headers)):  # (a 204/304/HEAD answer is complete)
             self.complete = True  # a clean close is the end of this body
             self.keep_alive = False
         elif not self.complete and self.error is None:
@@ -111,12 +110,12 @@ class UpstreamConnection(asyncio.Protocol):
             if self in self.pool.idle:  # already pooled (a HEAD answer with a body)
                 self.abort()
             return
+        if not self.head_done:  # at most this much head: checked once the head is in
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
-            if not self.head_done:
-                self.head_bytes += len(data)
-                if self.head_bytes > MAX_HEAD:
-                    raise httptools.HttpParserError(f"answer head over {MAX_HEAD} bytes")
+            if not self.head_done and self.head_bytes > MAX_HEAD:
+                raise httptools.HttpParserError(f"answer head over {MAX_HEAD} bytes")
         except httptools.HttpParserUpgrade:
             self.complete = True
             self.keep_alive = False
@@ -150,7 +149,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
-        if fields_size(self.headers) > MAX_HEAD:
+        if self.head_bytes > MAX_HEAD and fields_size(self.headers) > MAX_HEAD:
             raise ValueError(f"answer head over {MAX_HEAD} bytes")  # → 502 (parse error)
         status = self.parser.get_status_code()
         if 100 <= status < 200 and status != 101:
@@ -159,8 +158,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.status = status
         self.head_done = True
         self.keep_alive = self.parser.should_keep_alive()
-        if status != 204 and status != 304 and not self.head_request:
-            self.close_delimited = _close_delimited(self.headers)
         if self.waiter is not None:
             self._wake()
 

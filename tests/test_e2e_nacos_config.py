@@ -208,3 +208,25 @@ def test_check_validates_what_nacos_holds(nacos: NacosStandin, make: Make) -> No
     bad = subprocess.run(cmd, env=gw.env, capture_output=True, text=True, timeout=30)
     assert bad.returncode == 1
     assert f"{label(nacos)}:3:3: " in bad.stderr and "listne" in bad.stderr
+
+
+def test_a_broken_version_at_start_falls_back_to_the_local_copy(
+        nacos: NacosStandin, make: Make, tmp_path: Path) -> None:
+    first = make()
+    good = config(first, "one")
+    publish(nacos, good)
+    first.start()
+    first.stop()
+    publish(nacos, good.replace("listen:", "listne:", 1))
+    again = make(ports_from=first)
+    again.start()
+    assert answer(again) == "one"
+    err = again.stderr()
+    assert f"config in Nacos rejected: {label(nacos)}:3:3: " in err
+    assert "starting from the local copy" in err
+    assert (tmp_path / "cache" / "wxgated.yaml").read_text() == good
+    nacos.change(lambda: nacos.configs.clear())  # deleted in Nacos: keeps serving
+    until(lambda: "was deleted in Nacos" in again.stderr())
+    assert answer(again) == "one"
+    publish(nacos, config(first, "two"))
+    until(lambda: answer(again) == "two", within=5)

@@ -228,5 +228,8 @@ def test_a_broken_version_at_start_falls_back_to_the_local_copy(
     nacos.change(lambda: nacos.configs.clear())  # deleted in Nacos: keeps serving
     until(lambda: "was deleted in Nacos" in again.stderr())
     assert answer(again) == "one"
+    metrics = again.metrics()  # not a version: nothing compiled, nothing refused
+    assert metric_value(metrics, "wxgated_config_reloads_total", result="failure") == 0
+    assert metric_value(metrics, "wxgated_config_reloads_total", result="success") == 0
     publish(nacos, config(first, "two"))
     until(lambda: answer(again) == "two", within=5)

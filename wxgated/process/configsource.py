@@ -140,22 +140,29 @@ class NacosSource:
         """Hold a listener request at all times; on a change fetch the new version and
         hand it to `on_change` (which compiles it). Nacos outages are retried after 1 s,
         doubling to 30 s, while the last good version keeps serving."""
+        loop = asyncio.get_running_loop()
         delay = RETRY_FIRST
         down = False
         while True:
+            started = loop.time()
             try:
                 if await self.client.changed(self.md5):
                     text = await self.client.fetch()
                     self._fetched(text)
                     if text is not None:
                         await on_change()
+                elif loop.time() - started < RETRY_FIRST:
+                    # "no change" without the hold (a proxy in front that does not
+                    # keep the request open): never a busy loop against Nacos
+                    await asyncio.sleep(RETRY_FIRST)
                 if down:
                     log.info("Nacos is reachable again (%s)", self.label)
                 down, delay = False, RETRY_FIRST
-            except NacosUnavailable as exc:
+            except Exception as exc:  # noqa: BLE001 - the listener must outlive any answer
                 if not down:
                     log.warning("Nacos config listener: %s; keeping the current config, "
-                                "retrying", exc)
+                                "retrying", exc if isinstance(exc, NacosUnavailable)
+                                else repr(exc))
                 down = True
                 await asyncio.sleep(delay)
                 delay = min(RETRY_MAX, delay * 2)

@@ -37,6 +37,7 @@ class GatewayProcess:
         self.stderr_path = tmp / "stderr.log"
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.args = ["-c", str(self.path)]  # where `wxgated run` takes its config from
 
     def write(self, config: dict[str, Any] | str) -> None:
         """Replace the config file. A dict keeps the harness's listen addresses unless it
@@ -55,7 +56,7 @@ class GatewayProcess:
 
     def start(self, wait: bool = True) -> GatewayProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wxgated", "run", "-c", str(self.path)],
+            [sys.executable, "-m", "wxgated", "run", *self.args],
             stdout=open(self.stdout_path, "wb"), stderr=open(self.stderr_path, "wb"),
             env=self.env, cwd=str(self.tmp),
         )

@@ -27,6 +27,15 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("-c", "--config", default=None,
                        help="config file (default: $WXGATED_CONFIG or ./routes.yaml)")
+        if name != "routes":
+            p.add_argument("--config-source", default=None, metavar="URL",
+                           help="load the config from Nacos instead of a file: "
+                                "nacos://HOST:PORT?dataId=ID&group=G&namespace=NS "
+                                "(login from $WXGATED_NACOS_USERNAME/_PASSWORD)")
+            p.add_argument("--config-cache", default=None, metavar="PATH",
+                           help="the local copy of the last good config from the source "
+                                "(default: $STATE_DIRECTORY or the working directory, "
+                                "then nacos-config/NAMESPACE/GROUP/DATAID)")
     sub.add_parser("schema", help="print the config's JSON Schema")
     demo = sub.add_parser("demo", help="run the gateway with a WeChat sandbox and sample "
                                        "backends on 127.0.0.1, and print what to try")
@@ -44,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return cmd_demo(args.port, args.admin_port)
     path = args.config or default_config()
+    if getattr(args, "config_source", None):
+        return _with_source(args)
     if args.cmd == "check":
         return cmd_check(path)
     if args.cmd == "routes":
@@ -51,6 +62,29 @@ def main(argv: list[str] | None = None) -> int:
     from wxgated.process.run import run
 
     return run(path)
+
+
+def _with_source(args: argparse.Namespace) -> int:
+    """`run`/`check` with `--config-source`: the config comes from Nacos."""
+    from wxgated.process.configsource import NacosSource
+    from wxgated.process.nacosref import SourceURLError, parse_source
+
+    if args.config:
+        print("wxgated: give -c or --config-source, not both", file=sys.stderr)
+        return 2
+    try:
+        ref = parse_source(args.config_source)
+    except SourceURLError as exc:
+        print(f"wxgated: --config-source {exc}", file=sys.stderr)
+        return 2
+    source = NacosSource(ref, args.config_cache or ref.default_cache())
+    if args.cmd == "check":
+        from wxgated.process.sourcecheck import check_source
+
+        return check_source(source)
+    from wxgated.process.run import run
+
+    return run(source)
 
 
 def report(exc: ConfigError) -> None:

@@ -49,6 +49,8 @@ from wxgated.config.fragments import (
 from wxgated.http.target import ESCAPED_SLASH_ACTIONS
 from wxgated.upstream.discovery.schema import discovery_schema
 
+SERVER_NAME = r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$"  # a DNS name, as in SNI
+
 
 def _server() -> Schema:
     return obj({
@@ -206,7 +208,12 @@ def _upstream() -> Schema:
         }, desc="per-target breaker (off unless present)"),
         "keepalive": obj({"max_idle": integer(64, "idle connections kept per target", 0),
                           "idle_timeout": duration("60s")}, default={}),
-        "tls": obj({"verify": boolean(True), "ca_file": string(minLength=1)}),
+        "tls": obj({"verify": boolean(True), "ca_file": string(minLength=1),
+                    "server_name": string(desc="the name sent as SNI and checked against "
+                                          "the certificate (default: the target's host)",
+                                          pattern=SERVER_NAME)}),
+        "scheme": enum(["http", "https"], desc="discovered targets' scheme (registries give "
+                       "host and port only); https uses `tls` (default: http)"),
     })
     # exactly one of targets (a fixed list) and discovery (a registry)
     up["anyOf"] = [{"required": ["targets"]}, {"required": ["discovery"]}]

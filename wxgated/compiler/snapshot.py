@@ -66,10 +66,22 @@ class Snapshot:
 
 def load_snapshot(path: str, registry: Registry) -> Snapshot:
     """Read, validate and compile `path`; raises ConfigError with every issue found."""
-    from wxgated.compiler.semantic import warnings
     from wxgated.compiler.validate import load_and_validate
 
-    doc = load_and_validate(path)
+    return _compiled(load_and_validate(path), registry)
+
+
+def compile_text(text: str, source: str, registry: Registry) -> Snapshot:
+    """As load_snapshot, for config text fetched from elsewhere (a config center);
+    `source` names it in issues and in the Snapshot."""
+    from wxgated.compiler.validate import parse_and_validate
+
+    return _compiled(parse_and_validate(text, source), registry)
+
+
+def _compiled(doc: Any, registry: Registry) -> Snapshot:
+    from wxgated.compiler.semantic import warnings
+
     try:
         snap = compile_document(doc, registry)
     except BaseException:

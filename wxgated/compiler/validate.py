@@ -25,7 +25,7 @@ from wxgated.compiler.schema import build_schema
 from wxgated.config import units
 from wxgated.config.errors import ConfigError, Issue
 from wxgated.config.fragments import PATTERN_HINTS, Schema
-from wxgated.config.loader import Document, load_document
+from wxgated.config.loader import Document, load_document, parse_document
 
 _TYPES = {"object": "a mapping", "array": "a list", "string": "a string",
           "integer": "an integer", "number": "a number", "boolean": "true or false",
@@ -35,7 +35,17 @@ _SECRET = re.compile(r"secret|password|encryption_key|push_token|^pem$|^token$",
 
 def load_and_validate(path: str, env: Mapping[str, str] | None = None) -> Document:
     """The loaded config, or ConfigError listing every problem (sorted by position)."""
-    doc = load_document(path, env)
+    return checked(load_document(path, env))
+
+
+def parse_and_validate(text: str, source: str, env: Mapping[str, str] | None = None
+                       ) -> Document:
+    """As load_and_validate, for a config that did not come from a file (a config
+    center): `source` names it in every issue, with positions within `text`."""
+    return checked(parse_document(text, source, env))
+
+
+def checked(doc: Document) -> Document:
     issues = validate(doc)
     if issues:
         raise ConfigError(issues)

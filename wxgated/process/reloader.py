@@ -9,6 +9,7 @@ every file present — triggers a reload. Events are debounced by watchfiles.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,10 @@ async def watch_files(paths: Paths, on_change: Callable[[], Awaitable[object]],
         current = paths()
         dirs = sorted({os.path.dirname(os.path.abspath(p)) or "." for p in current})
         dirs = [d for d in dirs if os.path.isdir(d)]
+        if not current:  # nothing to watch yet (a Nacos config referencing no file)
+            await asyncio.sleep(tick_ms / 1000)
+            last = fingerprint(paths())
+            continue
         names = {os.path.basename(p) for p in current}
 
         def relevant(change: object, path: str, names: set[str] = names) -> bool:

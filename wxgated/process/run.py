@@ -13,6 +13,7 @@ import gc
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvloop
@@ -20,6 +21,7 @@ import uvloop
 from wxgated.admin import Admin
 from wxgated.config.errors import ConfigError
 from wxgated.config.spec import worker_count
+from wxgated.process.configsource import ConfigSource, SourceUnavailable
 from wxgated.process.reloader import watch_files
 from wxgated.process.sdnotify import Notifier
 from wxgated.process.server import Gateway, install_signals
@@ -27,16 +29,20 @@ from wxgated.process.startup import announce, workers_serving
 from wxgated.status import single_worker, status_page
 
 
-def run(path: str) -> int:
+def run(source: str | ConfigSource) -> int:
+    """`source`: the config file's path, or a config center (configsource.NacosSource)."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
-    gw = Gateway(path)
+    gw = Gateway(source)
     try:
         return uvloop.run(serve(gw))
     except ConfigError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
+        return 1
+    except SourceUnavailable as exc:
+        print(f"wxgated: {exc}", file=sys.stderr)
         return 1
 
 
@@ -66,6 +72,7 @@ def warn_demo_secrets(cfg: dict[str, Any]) -> None:
 async def serve(gw: Gateway) -> int:
     """Load, then serve until a stop signal: the whole of `run` (and of `demo`) once the
     loop is up."""
+    await gw.source.prepare()
     gw.load()
     tune_gc()
     warn_demo_secrets(gw.snapshot.config)
@@ -89,6 +96,7 @@ async def serve_single(gw: Gateway) -> None:
     announce(gw.snapshot.config, len(gw.snapshot.routes), 1, admin_listen(gw))
     workers_serving(1)
     gw.watch()
+    listener = _listen(gw.source, lambda: gw.reload("config source change"))
     stop = asyncio.Event()
 
     def on_hup() -> None:
@@ -102,10 +110,21 @@ async def serve_single(gw: Gateway) -> None:
     watchdog = notifier.start_watchdog()
     await stop.wait()
     notifier.stopping()
+    if listener is not None:
+        listener.cancel()
     await gw.shutdown()
     if watchdog is not None:
         watchdog.cancel()
     await admin.close()
+
+
+def _listen(source: ConfigSource, on_change: Callable[[], Awaitable[object]]
+            ) -> asyncio.Task[None] | None:
+    """A config center's change listener (None for a file: the file watcher does it)."""
+    listen = getattr(source, "listen", None)
+    if listen is None:
+        return None
+    return asyncio.ensure_future(listen(on_change))
 
 
 def reload_status(gw: Gateway, ok: bool) -> str:
@@ -149,10 +168,14 @@ async def serve_supervised(gw: Gateway, n: int) -> int:
     await admin.start(admin_listen(gw))
     announce(cfg, len(gw.snapshot.routes), n, admin_listen(gw))  # once, not per worker
     watcher = asyncio.ensure_future(watch_files(gw.watched, _request(sup)))
+    # the supervisor alone listens to a config center; workers reload from the local copy
+    listener = _listen(gw.source, _request(sup))
     try:
         return await sup.run()
     finally:
         watcher.cancel()
+        if listener is not None:
+            listener.cancel()
         await admin.close()
         await gw.registry.aclose_all()
         multiproc.teardown()

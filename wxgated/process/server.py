@@ -27,6 +27,7 @@ from wxgated.http.target import PathRules
 from wxgated.observe.accesslog import AccessLog
 from wxgated.observe.metrics import CONFIG_RELOADS
 from wxgated.observe.metrics import flush as flush_metrics
+from wxgated.process.configsource import ConfigSource, FileSource
 from wxgated.process.liveconfig import pinned, restart_needed
 from wxgated.process.reloader import watch_files
 from wxgated.process.workerproc import bind_socket, parse_listen
@@ -64,8 +65,9 @@ class Gateway:
     """The serving half of a process. `admin` and `notifier` are optional: with several
     workers the supervisor owns them."""
 
-    def __init__(self, config_path: str, access_log: AccessLog | None = None) -> None:
-        self.config_path = config_path
+    def __init__(self, config: str | ConfigSource, access_log: AccessLog | None = None) -> None:
+        self.source: ConfigSource = FileSource(config) if isinstance(config, str) else config
+        self.config_path = self.source.path  # the file a (re)started worker loads
         self.registry = Registry()
         self.access_log = access_log or AccessLog()
         self.snapshot: Any = None
@@ -85,9 +87,7 @@ class Gateway:
 
     def load(self) -> None:
         """The first load; raises ConfigError so `run` exits before binding anything."""
-        from wxgated.compiler.snapshot import load_snapshot
-
-        self.snapshot = load_snapshot(self.config_path, self.registry)
+        self.snapshot = self.source.first_compile(self.registry)
         self.registry.commit()
         self.started_with = pinned(self.snapshot.config)
 
@@ -153,7 +153,7 @@ class Gateway:
         self._watch = asyncio.ensure_future(watch_files(self.watched, self._on_files))
 
     def watched(self) -> list[str]:
-        return [self.config_path, *self.snapshot.files]
+        return self.source.watched(self.snapshot)
 
     async def _on_files(self) -> None:
         await self.reload("file change")
@@ -179,10 +179,8 @@ class Gateway:
 
     def _compile(self) -> Any:
         """The new Snapshot, or None once the failure is logged and counted."""
-        from wxgated.compiler.snapshot import load_snapshot
-
         try:
-            return load_snapshot(self.config_path, self.registry)
+            return self.source.compile(self.registry)
         except ConfigError as exc:
             self._count("failure")
             for issue in exc.issues:

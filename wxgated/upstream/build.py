@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
+from wxgated.config.errors import SemanticError
 from wxgated.config.spec import duration, file_contents, frozen
 from wxgated.observe.metrics import CIRCUIT_STATE
 from wxgated.registry import Registry
@@ -40,6 +41,10 @@ def build_upstream(name: str, ucfg: dict[str, Any], registry: Registry) -> Upstr
     ph = ucfg.get("passive_health")
     guards = (frozen(cb), frozen((hc, ph)))
     watcher = discovered = None
+    if "scheme" in ucfg and "discovery" not in ucfg:
+        raise SemanticError(f"scheme applies to discovered targets; static targets say it in "
+                            f"their url ({ucfg['scheme']}://host:port)",
+                            ("upstreams", name, "scheme"))
     if "discovery" in ucfg:
         watcher, discovered = _discovery(name, ucfg, registry, guards)
         targets = discovered.targets
@@ -78,7 +83,8 @@ def _target_spec(ucfg: dict[str, Any], url: str, weight: int) -> TargetSpec:
     tls = ucfg.get("tls", {})
     return TargetSpec(url=url, weight=weight, max_idle=int(keepalive.get("max_idle", 64)),
                       idle_timeout=duration(keepalive.get("idle_timeout"), 60.0),
-                      tls_verify=bool(tls.get("verify", True)), ca_file=tls.get("ca_file"))
+                      tls_verify=bool(tls.get("verify", True)), ca_file=tls.get("ca_file"),
+                      server_name=tls.get("server_name"))
 
 
 def _balancer_factory(ucfg: dict[str, Any]) -> Callable[[list[Target]], Balancer]:
@@ -99,10 +105,11 @@ def _discovery(name: str, ucfg: dict[str, Any], registry: Registry,
     block = ucfg["discovery"]
     watcher = registry.keep(("discovery", name), frozen(block),
                             lambda: Watcher(name, make_provider(block)))
-    shape = (_target_spec(ucfg, "", 1), guards, file_contents(ucfg.get("tls", {})))
+    scheme = ucfg.get("scheme", "http")
+    shape = (_target_spec(ucfg, "", 1), guards, file_contents(ucfg.get("tls", {})), scheme)
     make = partial(_discovered_target, name, ucfg)
     discovered = registry.keep(("discovered", name), shape,
-                               lambda: DiscoveredTargets(name, make, watcher.endpoints))
+                               lambda: DiscoveredTargets(name, make, watcher.endpoints, scheme))
     return watcher, discovered
 
 

@@ -308,7 +308,8 @@ class ActiveChecker:
         """One round: every target checked, results fed in, metric and callback updated."""
         # one round checks the targets it started with, even if discovery retargets meanwhile
         targets, urls, gauges, last = self.targets, self._urls, self._gauges, self._last
-        results = await asyncio.gather(*(self._probe(session, u) for u in urls))
+        results = await asyncio.gather(*(self._probe(session, u, t)
+                                         for u, t in zip(urls, targets, strict=True)))
         now = time.monotonic()
         for i, (t, passed) in enumerate(zip(targets, results, strict=True)):
             t.health.record_active(passed)
@@ -336,9 +337,14 @@ class ActiveChecker:
                     log.exception("health check round failed for upstream %s", self.upstream_name)
                 await asyncio.sleep(max(0.0, self.interval - (loop.time() - started)))
 
-    async def _probe(self, session: aiohttp.ClientSession, url: str) -> bool:
+    async def _probe(self, session: aiohttp.ClientSession, url: str, target: Any) -> bool:
+        # an https target is probed as it is proxied to: its upstream's `tls` (ca_file,
+        # verify) and server_name, not the system defaults for the address in its URL
+        pool = getattr(target, "pool", None)
+        tls: dict[str, Any] = {} if pool is None or pool.ssl is None else {
+            "ssl": pool.ssl, "server_hostname": pool.server_hostname}
         try:
-            async with session.get(url, allow_redirects=False) as resp:
+            async with session.get(url, allow_redirects=False, **tls) as resp:
                 return resp.status in self.expect_status
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
             return False

@@ -34,6 +34,7 @@ class TargetSpec:
     idle_timeout: float = 60.0
     tls_verify: bool = True
     ca_file: str | None = None
+    server_name: str | None = None  # SNI and the name the certificate must carry
 
 
 class Target:
@@ -50,8 +51,8 @@ class Target:
         default_port = self.port == (443 if self.tls else 80)
         self.host_header = (self.host if default_port else f"{self.host}:{self.port}").encode()
         ssl_ctx = client_context(spec.tls_verify, spec.ca_file) if self.tls else None
-        self.pool = ConnectionPool(self.host, self.port, ssl_ctx, self.host, spec.max_idle,
-                                   spec.idle_timeout)
+        self.pool = ConnectionPool(self.host, self.port, ssl_ctx, spec.server_name or self.host,
+                                   spec.max_idle, spec.idle_timeout)
         self.active = 0
         self.health: Any = None  # upstream.health.TargetHealth, when health checks are on
         self.breaker: Any = None  # upstream.breaker.CircuitBreaker, when configured

@@ -38,8 +38,13 @@ class Endpoint:
 
     @property
     def url(self) -> str:
+        return self.url_for("http")
+
+    def url_for(self, scheme: str) -> str:
+        """The target URL; registries give host and port only, so the upstream's
+        `scheme` says whether it is spoken to over TLS."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{scheme}://{host}:{self.port}"
 
 
 # a host name or an IP literal: what a registry says goes into the Host line upstream

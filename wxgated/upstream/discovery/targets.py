@@ -36,9 +36,10 @@ _SERVING: dict[str, DiscoveredTargets] = {}
 
 class DiscoveredTargets:
     def __init__(self, upstream: str, make_target: MakeTarget,
-                 seed: Sequence[Endpoint] | None = None) -> None:
+                 seed: Sequence[Endpoint] | None = None, scheme: str = "http") -> None:
         self.upstream = upstream
         self.make_target = make_target
+        self.scheme = scheme  # the upstream's `scheme`: http, or https with its `tls`
         self.by_url: dict[str, Target] = {}
         self.answered = False  # an answer (from any watcher) has been applied
         self.started: float | None = None  # monotonic, when its watcher first started
@@ -61,7 +62,7 @@ class DiscoveredTargets:
     def apply(self, endpoints: Sequence[Endpoint]) -> None:
         """Make `endpoints` the current targets (the watcher's sink)."""
         self.answered = True
-        wanted = {e.url: e for e in endpoints}
+        wanted = {e.url_for(self.scheme): e for e in endpoints}
         old = self.by_url
         new: dict[str, Target] = {}
         for url, e in wanted.items():

@@ -71,7 +71,8 @@ class SessionStore:
 
     async def set_phone(self, sid: str, phone: str) -> bool:
         """Keep a verified phone number in the session (its TTL unchanged). False when
-        the session is gone: a logout between the check and here wins."""
+        the session is gone. Like `touch`, a read then a write: a logout landing between
+        the two (one state round trip) would be undone, as it would by a refresh."""
         raw = await self.state.get(PREFIX + sid) if sid else None
         doc = None if raw is None else _decode(sid, raw)
         left = await self.state.ttl(PREFIX + sid) if doc is not None else None

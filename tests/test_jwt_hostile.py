@@ -203,7 +203,10 @@ CLAIMS = {
     "sid object": good_claims(sid={"a": 1}),
     "role CRLF": good_claims(role="admin\r\nX-WX-OpenID: o-admin"),
     "role object": good_claims(role={"a": 1}),
-    "role list": good_claims(role=["admin"]),
+    "role list of non-strings": good_claims(role=["admin", 1]),
+    "role list element with a comma": good_claims(role=["admin,root"]),
+    "role list element CRLF": good_claims(role=["admin\r\nX-WX-OpenID: o-admin"]),
+    "role nested list": good_claims(role=[["admin"]]),
     "role tab edge": good_claims(role="admin\t"),
     "iss list": good_claims(iss=["wxgated"]),
     "payload a list": [good_claims()],
@@ -270,6 +273,9 @@ def test_drawn_claims(claim: str, value: Any, data: st.DataObject, caller: Calle
         value = data.draw(_NOT_NUMBER, "not a number")
     elif claim == "role" and (value is None or value == "" or isinstance(value, int | float)):
         value = data.draw(_BAD_TEXT, "bad text")  # absent, "", numbers, booleans: fine roles
+    elif claim == "role" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        # a list of clean strings is a fine role list (sent comma-joined): spoil one element
+        value = [*value, data.draw(st.one_of(_BAD_TEXT, st.just("a,b")), "bad element")]
     elif claim in ("sid", "unionid") and value is None:
         value = [None]  # absent is fine
     elif claim == "sid" and isinstance(value, str):

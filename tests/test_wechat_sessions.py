@@ -126,3 +126,35 @@ def test_encryption_key_accepts_hex_and_base64_of_32_bytes() -> None:
     for bad in ("", "short", raw[:16].hex(), base64.b64encode(os.urandom(24)).decode()):
         with pytest.raises(ValueError, match="32 bytes"):
             parse_encryption_key(bad)
+
+
+async def test_hook_claims_and_a_stored_phone_live_in_the_session(state: StateBackend) -> None:
+    store = SessionStore(state, ttl=60, box=SecretBox(KEY))
+    claims = {"user_id": 42, "roles": ["member"]}
+    sess = await store.create("o-c", "u-c", session_key(), claims)
+    assert sess.claims == claims and sess.phone is None
+    await asyncio.sleep(1.1)  # a TTL that set_phone reset to the full 60 s would show
+    assert await store.set_phone(sess.sid, "+8613800138000") is True
+    left = await state.ttl("wx:sess:" + sess.sid)
+    assert left is not None and left < 59.5
+    looked = await store.lookup(sess.sid)
+    assert looked is not None and (looked.claims, looked.phone) == (claims, "+8613800138000")
+    renewed = await store.renew(sess.sid)
+    assert renewed is not None and renewed.claims == claims
+    assert renewed.phone == "+8613800138000"
+    raw = await state.get("wx:sess:" + sess.sid)
+    assert raw is not None and b"13800138000" not in raw  # encrypted at rest, like the key
+    await store.revoke(sess.sid)
+    assert await store.set_phone(sess.sid, "+8613800138000") is False
+    assert await store.renew(sess.sid) is None
+
+
+async def test_a_sealed_phone_moved_to_another_session_does_not_decrypt() -> None:
+    state = open_backend({"backend": "memory"})
+    store = SessionStore(state, 60, SecretBox(KEY))
+    a = await store.create("o-a", None, session_key())
+    b = await store.create("o-a", None, session_key())
+    await store.set_phone(a.sid, "+8613800138000")
+    await state.set("wx:sess:" + b.sid, await state.get("wx:sess:" + a.sid), 60)
+    with pytest.raises(StateError, match="phone does not decrypt"):
+        await store.lookup(b.sid)

@@ -20,6 +20,7 @@ from wxgated.config.errors import Issue
 from wxgated.config.loader import Document, iter_file_refs
 from wxgated.config.units import parse_duration, parse_encryption_key
 from wxgated.routing.tree import pattern_problem, pattern_shape
+from wxgated.wechat.login_hook import reserved_claim_problems
 
 Check = Callable[[Document, dict[str, Any]], Iterator[Issue]]
 
@@ -81,6 +82,10 @@ def upstream_refs(doc: Document, data: dict[str, Any]) -> Iterator[Issue]:
         ref = wx.get("upstream") if isinstance(wx, dict) else None
         if isinstance(ref, str) and ref not in names:
             yield doc.issue_at(("routes", i, "wechat", "upstream"), unknown(ref))
+        hook = wx.get("hook") if isinstance(wx, dict) else None
+        ref = hook.get("upstream") if isinstance(hook, dict) else None
+        if isinstance(ref, str) and ref not in names:
+            yield doc.issue_at(("routes", i, "wechat", "hook", "upstream"), unknown(ref))
         for j, backend in _backends(route):
             ref = backend.get("upstream")
             if isinstance(ref, str) and ref not in names:
@@ -312,10 +317,21 @@ def wechat_api_auth(doc: Document, data: dict[str, Any]) -> Iterator[Issue]:
                                "terminal)", at_key=True)
 
 
+def wechat_hook_claims(doc: Document, data: dict[str, Any]) -> Iterator[Issue]:
+    """A login hook's claim must not replace one the gateway sets (a `sub` from the user
+    service would log the caller in as someone else)."""
+    for i, route in _routes(data):
+        wx = route.get("wechat")
+        hook = wx.get("hook") if isinstance(wx, dict) else None
+        for at, msg in reserved_claim_problems(hook):
+            yield doc.issue_at(("routes", i, "wechat", "hook", *at),
+                               f'route "{route["name"]}": {msg}', at_key=True)
+
+
 CHECKS: tuple[Check, ...] = (
     unique_route_names, one_terminal, upstream_refs, route_paths,
     route_ties, state_settings, jwt_keys, files_exist, server_settings, upstream_settings,
-    wechat_api_auth,
+    wechat_api_auth, wechat_hook_claims,
 )
 
 

@@ -1,10 +1,11 @@
 """`jwt_auth`: only logged-in mini-program users pass; upstreams learn who they are.
 
-The upstream gets `X-WX-OpenID` (and `X-WX-UnionID` when known) plus any claim→header
-mappings; whatever the client sent under those names is dropped first, so identity
+The upstream gets `X-WX-OpenID` (and `X-WX-UnionID` when known, `X-WX-Phone` when the
+session holds a number `wechat: phone` stored) plus any claim→header mappings; whatever the client sent under those names is dropped first, so identity
 headers only ever come from a verified token. A claim that cannot be a header value
 (control bytes, edge spaces, not a string, or for mapped claims not a string, number or
-boolean) refuses the request with a 401 rather than being dropped. The verified token
+boolean, or a list of such strings, sent comma-joined) refuses the request with a 401
+rather than being dropped. The verified token
 is cached by the key ring, so the per-request cost is a dict hit, an int compare and (with `check_session`,
 the default) one state-backend read that makes logout effective at once.
 
@@ -24,11 +25,12 @@ from typing import Any
 from wxgated.config.errors import SemanticError
 from wxgated.filters.base import Filter, register
 from wxgated.http.message import Handler, Request, Response, SyncCheck
-from wxgated.wechat.auth import Authenticator, TokenSource, unauthorized
+from wxgated.wechat.auth import Authenticator, Identity, TokenSource, unauthorized
 from wxgated.wechat.claims import TokenError, header_value
 
 OPENID = b"x-wx-openid"
 UNIONID = b"x-wx-unionid"
+PHONE = b"x-wx-phone"
 MISSING = TokenError("missing").msg
 
 SCHEMA: dict[str, Any] = {
@@ -55,9 +57,22 @@ def _header(value: Any, what: str, identity: bool = False) -> bytes:
     """`header_value`, refusing the request (401) when the claim cannot be a header:
     leaving a mapped header out would let the upstream read its absence as a default."""
     try:
+        if isinstance(value, list):
+            return _joined(value, what)
         return header_value(value, what, identity)
     except TokenError as exc:
         raise unauthorized(exc.msg) from None
+
+
+def _joined(values: list[Any], what: str) -> bytes:
+    """A list claim (roles from a login hook) as one comma-separated value; an element
+    holding a comma would read as two, so it is refused like a control byte."""
+    parts = []
+    for v in values:
+        if not isinstance(v, str) or "," in v:
+            raise TokenError("invalid claims", f"{what} is not a list of strings without commas")
+        parts.append(header_value(v, what))
+    return b",".join(parts)
 
 
 @register
@@ -81,12 +96,12 @@ class JWTAuth(Filter):
         mapped: list[tuple[str, bytes]] = []
         for claim, header in (cfg.get("claim_headers") or {}).items():
             name = header.lower().encode()
-            if name in (OPENID, UNIONID):
+            if name in (OPENID, UNIONID, PHONE):
                 raise SemanticError(f"{header} is set by jwt_auth itself", ("claim_headers",
                                                                              claim))
             mapped.append((claim, name))
         self.mapped = tuple(mapped)
-        self.drop = frozenset({OPENID, UNIONID, *(n for _, n in mapped)})
+        self.drop = frozenset({OPENID, UNIONID, PHONE, *(n for _, n in mapped)})
 
     def wrap(self, next: Handler) -> Handler:
         authenticate = self.auth.authenticate
@@ -109,7 +124,7 @@ class JWTAuth(Filter):
 
         return jwt_auth
 
-    def _apply(self, req: Request, found: tuple[dict[str, Any], str | None] | None) -> None:
+    def _apply(self, req: Request, found: Identity | None) -> None:
         """The identity headers for the upstream (any the client sent are dropped)."""
         headers = [h for h in req.headers if h[0] not in self.drop]
         if found is None:
@@ -117,13 +132,15 @@ class JWTAuth(Filter):
                 raise unauthorized(MISSING)
             req.headers = headers
             return
-        claims, unionid = found
+        claims, unionid, phone = found
         req.claims = claims
         # the ring checked the token's sub and unionid once (claims.check_identity)
         headers.append((OPENID, claims["sub"].encode()))
         if unionid:
             headers.append((UNIONID, unionid.encode() if unionid == claims.get("unionid")
                             else _header(unionid, "unionid", True)))  # from the session
+        if phone:  # checked when `wechat: phone` stored it
+            headers.append((PHONE, phone.encode()))
         for claim, name in self.mapped:
             v = claims.get(claim)
             if v is not None:

@@ -12,6 +12,10 @@
     wechat: {action: api, path: /wxa/msg_sec_check} # proxy to WeChat with the access_token
     wechat: {action: api, path: /wxa/msg_sec_check,  # ... the gateway sets the identity:
              body: {version: 2, openid: "{claim.openid}"}, query: {lang: zh_CN}}
+    wechat: {action: login, hook: {upstream: users, path: /wx/login, claims: [user_id]}}
+                                  # a user service adds claims before the token is issued
+    wechat: {action: phone, upstream: users, path: /wx/phone, store_phone: true}
+                                  # the verified number goes to a backend, which answers
 
 `api` routes need a `jwt_auth` filter (compiler/semantic.py) unless `public: true`.
 
@@ -26,9 +30,17 @@ from typing import Any
 
 from wxgated.config.errors import SemanticError
 from wxgated.handlers.base import TERMINALS, Terminal, register_terminal
+from wxgated.wechat.backend_call import DURATION
 from wxgated.wechat.endpoints import ACTIONS, BUILDERS, Deps
+from wxgated.wechat.login_hook import SCHEMA as HOOK_SCHEMA
 
-API_KEYS = ("path", "public", "body", "query")
+# key -> the actions that take it
+ONLY = {
+    "upstream": ("push", "phone", "decrypt"), "path": ("api", "phone", "decrypt"),
+    "public": ("api",), "body": ("api",), "query": ("api",), "hook": ("login",),
+    "respond": ("phone", "decrypt"), "timeout": ("phone", "decrypt"),
+    "store_phone": ("phone",),
+}
 
 SCHEMA: dict[str, Any] = {
     "oneOf": [
@@ -40,9 +52,22 @@ SCHEMA: dict[str, Any] = {
             "properties": {
                 "action": {"enum": list(ACTIONS)},
                 "upstream": {"type": "string", "minLength": 1,
-                             "description": "push: forward signed POSTs to this upstream"},
+                             "description": "push: forward signed POSTs to this upstream; "
+                                            "phone/decrypt: POST the verified result there"},
                 "path": {"type": "string", "pattern": r"^/[^?#]*$",
-                         "description": "api: the WeChat API path, e.g. /wxa/msg_sec_check"},
+                         "description": "api: the WeChat API path, e.g. /wxa/msg_sec_check; "
+                                        "phone/decrypt: the upstream's path"},
+                "hook": HOOK_SCHEMA,
+                "respond": {"type": "array", "items": {"type": "string", "minLength": 1},
+                            "uniqueItems": True,
+                            "description": "phone/decrypt: the backend answer's fields the "
+                                           "client gets (default: the whole answer)"},
+                "store_phone": {"type": "boolean", "default": False,
+                                "description": "phone: keep the number in the session; "
+                                               "jwt_auth then sends it as X-WX-Phone"},
+                "timeout": {**DURATION, "description": "phone/decrypt: the whole backend "
+                                                       "call (default: the upstream's read "
+                                                       "timeout)"},
                 "public": {"type": "boolean", "default": False,
                            "description": "api: allow the route without a jwt_auth filter"},
                 "body": {"type": "object", "additionalProperties": True,  # any JSON
@@ -59,17 +84,28 @@ SCHEMA: dict[str, Any] = {
 def build(value: Any, route: dict[str, Any], ctx: Any) -> Any:
     opts: dict[str, Any] = {"action": value} if isinstance(value, str) else dict(value)
     action = opts["action"]
-    if "upstream" in opts and action != "push":
-        raise SemanticError("upstream is only for action: push", ("upstream",))
-    for key in API_KEYS:
-        if key in opts and action != "api":
-            raise SemanticError(f"{key} is only for action: api", (key,))
+    for key, actions in ONLY.items():
+        if key in opts and action not in actions:
+            raise SemanticError(f"{key} is only for action: {' or '.join(actions)}", (key,))
     if action == "api" and not opts.get("path"):
         raise SemanticError("action: api needs a path (the WeChat API path)", ())
-    if opts.get("upstream") is not None:
+    if action in ("phone", "decrypt"):
+        _check_forward(opts)
+    if opts.get("upstream") is not None and action == "push":
         opts["forward"] = _upstream(opts["upstream"], route, ctx)
     deps = Deps.from_services(ctx.services, action)
     return BUILDERS[action](deps, opts, route, ctx)
+
+
+def _check_forward(opts: dict[str, Any]) -> None:
+    """`upstream` and `path` come together; `respond`/`timeout` only with them."""
+    if "upstream" in opts and "path" not in opts:
+        raise SemanticError("upstream needs a path (where the verified result is POSTed)",
+                            ("upstream",))
+    for key in ("path", "respond", "timeout"):
+        if key in opts and "upstream" not in opts:
+            raise SemanticError(f"{key} needs an upstream (the backend to send the verified "
+                                "result to)", (key,))
 
 
 def _upstream(name: str, route: dict[str, Any], ctx: Any) -> Any:

@@ -70,6 +70,9 @@ class TokenSource:
         return token or None
 
 
+Identity = tuple[dict[str, Any], str | None, str | None]  # (claims, unionid, phone)
+
+
 class Authenticator:
     """Verifies a request's token; with `check_session`, a logged-out sid is refused at once."""
 
@@ -84,8 +87,9 @@ class Authenticator:
         self.check_session = check_session
         self.source = source or TokenSource()
 
-    async def authenticate(self, req: Request) -> tuple[dict[str, Any], str | None] | None:
-        """(claims, unionid), or None when the request carries no token at all."""
+    async def authenticate(self, req: Request) -> Identity | None:
+        """(claims, unionid, phone), or None when the request carries no token at all.
+        The phone is the session's (`store_phone`), so only with `check_session`."""
         claims = self._claims(req)
         if claims is None or not self.check_session:
             return _unchecked(claims)
@@ -94,7 +98,7 @@ class Authenticator:
             session = await self.sessions.lookup(_sid(claims))
         except StateError:
             raise HTTPError(503, "session store unavailable") from None
-        return claims, _live(claims, session)
+        return _live(claims, session)
 
     @property
     def synchronous(self) -> bool:
@@ -102,13 +106,13 @@ class Authenticator:
         this process."""
         return not self.check_session or (self.sessions is not None and self.sessions.local)
 
-    def authenticate_now(self, req: Request) -> tuple[dict[str, Any], str | None] | None:
+    def authenticate_now(self, req: Request) -> Identity | None:
         """`authenticate` without awaiting (when `synchronous`), for the fast path."""
         claims = self._claims(req)
         if claims is None or not self.check_session:
             return _unchecked(claims)
         assert self.sessions is not None
-        return claims, _live(claims, self.sessions.lookup_now(_sid(claims)))
+        return _live(claims, self.sessions.lookup_now(_sid(claims)))
 
     def _claims(self, req: Request) -> dict[str, Any] | None:
         token = self.source.extract(req)
@@ -119,22 +123,22 @@ class Authenticator:
         except TokenError as exc:
             raise unauthorized(exc.msg) from None
 
-    async def require(self, req: Request) -> tuple[dict[str, Any], str | None]:
+    async def require(self, req: Request) -> Identity:
         found = await self.authenticate(req)
         if found is None:
             raise unauthorized(TokenError("missing").msg)
         return found
 
 
-def _live(claims: dict[str, Any], session: Session | None) -> str | None:
-    """The unionid of a token whose session is still there; 401 when it was revoked."""
+def _live(claims: dict[str, Any], session: Session | None) -> Identity:
+    """The identity of a token whose session is still there; 401 when it was revoked."""
     if session is None or session.openid != claims["sub"]:
         raise unauthorized(TokenError("revoked").msg)
-    return session.unionid or claims.get("unionid")
+    return claims, session.unionid or claims.get("unionid"), session.phone
 
 
-def _unchecked(claims: dict[str, Any] | None) -> tuple[dict[str, Any], str | None] | None:
-    return None if claims is None else (claims, claims.get("unionid"))
+def _unchecked(claims: dict[str, Any] | None) -> Identity | None:
+    return None if claims is None else (claims, claims.get("unionid"), None)
 
 
 def _sid(claims: dict[str, Any]) -> str:

@@ -25,11 +25,13 @@ from wxgated.wechat.crypto import (
     raw_data_signature_ok,
 )
 from wxgated.wechat.jwt_keys import KeyRing, TokenError
+from wxgated.wechat.login_hook import compile_hook
 from wxgated.wechat.push import PushKeys, build_push_handler
 from wxgated.wechat.replay import ReplayGuard
 from wxgated.wechat.sessions import SessionStore
 from wxgated.wechat.settings import WeChatSettings
 from wxgated.wechat.token_keeper import TokenKeeper
+from wxgated.wechat.verified_forward import compile_forward, e164
 
 ACTIONS = ("login", "decrypt", "phone", "logout", "refresh", "push", "api", "jwks")
 JSON_LIMIT = 64 * 1024
@@ -119,8 +121,11 @@ async def _state(awaitable: Any) -> Any:
         raise HTTPError(503, "session store unavailable") from None
 
 
-def _token_data(ring: KeyRing, openid: str, sid: str, unionid: str | None) -> dict[str, Any]:
-    claims: dict[str, Any] = {"sub": openid, "sid": sid}
+def _token_data(ring: KeyRing, openid: str, sid: str, unionid: str | None,
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The login/refresh answer; `extra` (login hook claims) cannot replace the identity
+    claims (reserved names are a config error; they are written last all the same)."""
+    claims: dict[str, Any] = {**(extra or {}), "sub": openid, "sid": sid}
     if unionid:
         claims["unionid"] = unionid
     token, expires_in = ring.issue(claims)
@@ -134,6 +139,7 @@ def _token_data(ring: KeyRing, openid: str, sid: str, unionid: str | None) -> di
 def build_login(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: Any) -> Handler:
     client, sessions, ring = deps.client, deps.sessions, deps.ring
     assert client is not None and sessions is not None and ring is not None
+    hook = compile_hook(opts["hook"], ctx, client.appid) if opts.get("hook") else None
 
     async def login(req: Request) -> Response:
         code = (await json_body(req, "code"))["code"]
@@ -142,8 +148,10 @@ def build_login(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: An
         except WeChatError as err:
             raise wechat_error(err, unanswered=_LOGIN_UNANSWERED) from None
         unionid = doc.get("unionid") or None
-        sess = await _state(sessions.create(doc["openid"], unionid, doc["session_key"]))
-        data = _token_data(ring, sess.openid, sess.sid, unionid)
+        # the hook answers before a session exists: a failed hook leaves nothing usable
+        extra = await hook.claims_for(req, doc["openid"], unionid) if hook else None
+        sess = await _state(sessions.create(doc["openid"], unionid, doc["session_key"], extra))
+        data = _token_data(ring, sess.openid, sess.sid, unionid, extra)
         return envelope(200, data, trace_id=req.trace_id)
 
     return login
@@ -160,6 +168,7 @@ def build_decrypt(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: 
     auth, sessions, settings = deps.auth(), deps.sessions, deps.settings
     assert sessions is not None
     appid = settings.appid if settings is not None else ""
+    forward = compile_forward(opts, ctx)
 
     async def decrypt(req: Request) -> Response:
         claims = await _claims(auth, req)
@@ -180,24 +189,46 @@ def build_decrypt(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: 
             raise HTTPError(400, exc.reason) from None
         if doc.get("openId", rec.openid) != rec.openid:
             raise HTTPError(400, "decrypted data belongs to another user")
+        if forward is not None:
+            return await forward.send(req, doc, rec.openid,
+                                      rec.unionid or claims.get("unionid"), rec.phone)
         return envelope(200, doc, trace_id=req.trace_id)
 
     return decrypt
 
 
 def build_phone(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: Any) -> Handler:
-    auth, client, tokens = deps.auth(), deps.client, deps.tokens
-    assert client is not None and tokens is not None
+    auth, client, tokens, sessions = deps.auth(), deps.client, deps.tokens, deps.sessions
+    assert client is not None and tokens is not None and sessions is not None
+    forward, store = compile_forward(opts, ctx), bool(opts.get("store_phone"))
 
     async def phone(req: Request) -> Response:
-        openid = str((await _claims(auth, req)).get("sub") or "")
+        claims = await _claims(auth, req)
+        openid = str(claims.get("sub") or "")
         code = (await json_body(req, "code"))["code"]
+        sid, sess = str(claims.get("sid") or ""), None
+        if forward is not None or store:  # the session's unionid and phone, before WeChat
+            sess = await _state(sessions.lookup(sid))
+            if sess is None or sess.openid != openid:
+                raise unauthorized(TokenError("revoked").msg)
         try:
             info = await tokens.call_with_token(
                 lambda t: client.get_phone_number(t, code, openid))
         except WeChatError as err:
             raise wechat_error(err, code_status=400) from None  # a bad phone code is no 401
-        return envelope(200, info, trace_id=req.trace_id)
+        if sess is None:
+            return envelope(200, info, trace_id=req.trace_id)
+        number = e164(info) if store else None
+        if forward is None:
+            resp = envelope(200, info, trace_id=req.trace_id)
+        else:
+            resp = await forward.send(req, info, openid,
+                                      sess.unionid or claims.get("unionid"), sess.phone)
+        # kept only once the backend (if any) took it: a refused number is not the user's
+        if number is not None and 200 <= resp.status < 300 and \
+                not await _state(sessions.set_phone(sid, number)):
+            raise unauthorized(TokenError("revoked").msg)
+        return resp
 
     return phone
 
@@ -219,11 +250,13 @@ def build_refresh(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: 
     assert sessions is not None and ring is not None
 
     async def refresh(req: Request) -> Response:
-        claims, unionid = await auth.require(req)
+        claims, unionid, _ = await auth.require(req)
         sid = str(claims.get("sid") or "")
-        if not await _state(sessions.touch(sid)):
+        sess = await _state(sessions.renew(sid))
+        if sess is None:
             raise unauthorized(TokenError("revoked").msg)
-        data = _token_data(ring, str(claims["sub"]), sid, unionid)
+        # hook claims come from the session, not from the token being replaced
+        data = _token_data(ring, str(claims["sub"]), sid, unionid, sess.claims)
         return envelope(200, data, trace_id=req.trace_id)
 
     return refresh

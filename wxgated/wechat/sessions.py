@@ -1,8 +1,13 @@
-"""Server-side WeChat sessions: sid → {openid, unionid, session_key, created}.
+"""Server-side WeChat sessions: sid → {openid, unionid, session_key, created, claims, phone}.
 
 The session_key is what lets the gateway decrypt a user's data and answer checksession;
 it never leaves the gateway. With a `SecretBox` it is stored AES-256-GCM encrypted, bound
 to its sid, so a Redis dump or a copied record reveals nothing usable.
+
+`claims` are what a login hook added to the token: kept here so a refresh re-issues them
+from the gateway's record rather than from whatever token the client presents. `phone`
+is a number `wechat: phone` verified with `store_phone: true`; it is personal data, so
+with a `SecretBox` it is encrypted like the session_key.
 
 Only the StateBackend interface is used, so memory and Redis (Cluster) behave the same.
 """
@@ -13,6 +18,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from wxgated.state.base import StateBackend, StateError
 from wxgated.wechat.crypto import SecretBox
@@ -26,6 +32,8 @@ class Session:
     openid: str
     unionid: str | None
     created: float
+    claims: dict[str, Any] = field(default_factory=dict)  # from the login hook; read-only
+    phone: str | None = None  # E.164, when `wechat: phone` stored one
 
 
 @dataclass(frozen=True)
@@ -47,16 +55,36 @@ class SessionStore:
     def __repr__(self) -> str:
         return f"SessionStore(state={self.state.name!r}, ttl={self.ttl}, encrypted={self._box is not None})"
 
-    async def create(self, openid: str, unionid: str | None, session_key: str) -> Session:
+    async def create(self, openid: str, unionid: str | None, session_key: str,
+                     claims: dict[str, Any] | None = None) -> Session:
         sid = secrets.token_urlsafe(24)
         created = time.time()
         doc: dict[str, object] = {"openid": openid, "unionid": unionid, "created": created}
+        if claims:
+            doc["claims"] = claims
         if self._box is not None:
             doc["session_key_enc"] = self._box.encrypt(session_key.encode(), sid.encode())
         else:
             doc["session_key"] = session_key
         await self.state.set(PREFIX + sid, json.dumps(doc).encode(), self.ttl)
-        return Session(sid, openid, unionid, created)
+        return Session(sid, openid, unionid, created, dict(claims or {}))
+
+    async def set_phone(self, sid: str, phone: str) -> bool:
+        """Keep a verified phone number in the session (its TTL unchanged). False when
+        the session is gone. Like `touch`, a read then a write: a logout landing between
+        the two (one state round trip) would be undone, as it would by a refresh."""
+        raw = await self.state.get(PREFIX + sid) if sid else None
+        doc = None if raw is None else _decode(sid, raw)
+        left = await self.state.ttl(PREFIX + sid) if doc is not None else None
+        if doc is None or left is None or left <= 0:
+            return False
+        doc.pop("phone", None)
+        doc.pop("phone_enc", None)
+        if self._box is not None:
+            doc["phone_enc"] = self._box.encrypt(phone.encode(), _phone_aad(sid))
+        else:
+            doc["phone"] = phone
+        return await self.state.set(PREFIX + sid, json.dumps(doc).encode(), left)
 
     async def _load(self, sid: str) -> dict[str, object] | None:
         if not sid:
@@ -92,7 +120,7 @@ class SessionStore:
         if doc is None:
             return None
         session = Session(sid, str(doc["openid"]), _opt(doc.get("unionid")),
-                          float(doc["created"]))  # type: ignore[arg-type]
+                          float(doc["created"]), _claims(doc), self._phone(sid, doc))  # type: ignore[arg-type]
         if len(self._parsed) >= _PARSED_MAX:
             self._parsed.clear()
         self._parsed[sid] = (raw, session)
@@ -112,14 +140,33 @@ class SessionStore:
         else:
             key = str(doc.get("session_key", ""))
         return SessionRecord(sid, str(doc["openid"]), _opt(doc.get("unionid")),
-                             float(doc["created"]), session_key=key)  # type: ignore[arg-type]
+                             float(doc["created"]), _claims(doc), self._phone(sid, doc),  # type: ignore[arg-type]
+                             session_key=key)
+
+    def _phone(self, sid: str, doc: dict[str, object]) -> str | None:
+        sealed = doc.get("phone_enc")
+        if sealed is None:
+            return _opt(doc.get("phone"))
+        if self._box is None:
+            raise StateError("phone is encrypted but no state.encryption_key is set")
+        try:
+            return self._box.decrypt(str(sealed), _phone_aad(sid)).decode()
+        except ValueError:
+            raise StateError("phone does not decrypt (encryption_key changed?)") from None
 
     async def touch(self, sid: str) -> bool:
-        """Give a live session a fresh TTL (token refresh). False when it is gone."""
+        """Give a live session a fresh TTL. False when it is gone."""
+        return await self.renew(sid) is not None
+
+    async def renew(self, sid: str) -> Session | None:
+        """`touch` that also answers the session (token refresh re-issues its claims)."""
         raw = await self.state.get(PREFIX + sid) if sid else None
         if raw is None:
-            return False
-        return await self.state.set(PREFIX + sid, raw, self.ttl)
+            return None
+        session = self._session(sid, raw)
+        if session is None or not await self.state.set(PREFIX + sid, raw, self.ttl):
+            return None
+        return session
 
     async def revoke(self, sid: str) -> bool:
         self._parsed.pop(sid, None)
@@ -128,6 +175,15 @@ class SessionStore:
 
 def _opt(value: object) -> str | None:
     return str(value) if value else None
+
+
+def _claims(doc: dict[str, object]) -> dict[str, Any]:
+    claims = doc.get("claims")
+    return claims if isinstance(claims, dict) else {}
+
+
+def _phone_aad(sid: str) -> bytes:
+    return (sid + "/phone").encode()
 
 
 _PARSED_MAX = 10_000

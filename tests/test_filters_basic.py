@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -72,6 +73,11 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
                          {"response_headers": {"set": {"Cache-Control": "no-store"},
                                                "remove": ["Server"]}}],
              "upstream": "echo"},
+            {"name": "framing", "match": {"path": "/framing"},
+             "filters": [{"response_headers": {"set": {"Content-Length": "1",
+                                                       "Transfer-Encoding": "chunked",
+                                                       "Connection": "close"}}}],
+             "upstream": "echo"},
             {"name": "teapot", "match": {"path": "/teapot", "methods": ["GET"]},
              "respond": {"status": 418, "body": "short and stout",
                          "headers": {"X-Kettle": "on"}}},
@@ -105,6 +111,18 @@ async def test_request_and_response_headers(gw: GatewayProcess) -> None:
     assert "x-drop-me" not in h
     assert headers["Cache-Control"] == "no-store" and "Server" not in headers
     assert headers["X-Upstream"] == "yes"
+
+
+def test_response_headers_cannot_set_the_framing(gw: GatewayProcess) -> None:
+    """Framing is the writer's: a configured Content-Length, Transfer-Encoding or
+    Connection never reaches the client, so the answer is read as exactly one message."""
+    out = raw_request(gw.port, b"GET /framing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    fields = [line.split(b":")[0].lower() for line in head.split(b"\r\n")[1:]]
+    assert fields.count(b"content-length") == 1 and b"transfer-encoding" not in fields
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")[1:]
+                  if line.lower().startswith(b"content-length:"))
+    assert length == len(body) > 1 and json.loads(body)["path"] == "/framing"
 
 
 def test_respond_terminal(gw: GatewayProcess) -> None:

@@ -46,8 +46,16 @@ __all__ = ["FastProxy", "client_response"]
 
 def client_response(status: int, upstream_headers: Headers, conn: UpstreamConnection,
                     added: Headers | None = None) -> Response:
-    """The client's response for an upstream answer, with the filters' `added` headers:
-    whole when it came with its head, else streamed as it arrives."""
+    """The client's response for an upstream answer, with the filters' `added` headers
+    (names the gateway's filters choose, never framing ones): whole when it came with
+    its head, else streamed as it arrives."""
+    if conn.complete and not conn.head_request:  # the usual answer: the writer frames it
+        headers = response_headers(upstream_headers, length=False)
+        if added:
+            headers += added
+        resp = Response(status, headers, conn.take_body())
+        resp.no_framing = headers
+        return resp
     headers = response_headers(upstream_headers)
     if added:
         headers += added

@@ -30,6 +30,7 @@ _RESPONSE_DROP = frozenset({
     b"transfer-encoding", b"upgrade",
 })
 _RESPONSE_SKIP = _RESPONSE_DROP | {b"via"}
+_WHOLE_SKIP = _RESPONSE_SKIP | {b"content-length"}
 _SWITCH_SKIP = _RESPONSE_SKIP - {b"upgrade"}
 VIA = b"1.1 wxgated"
 
@@ -208,11 +209,12 @@ def trace_hex(trace_id: str) -> bytes:
     return hashlib.md5(trace_id.encode(), usedforsecurity=False).hexdigest().encode()
 
 
-def response_headers(headers: list[tuple[bytes, bytes]],
-                     switching: bool = False) -> list[tuple[bytes, bytes]]:
+def response_headers(headers: list[tuple[bytes, bytes]], switching: bool = False,
+                     length: bool = True) -> list[tuple[bytes, bytes]]:
     """An upstream's response headers as the client gets them. A 101 (`switching`) keeps
-    `Upgrade`; the writer adds `connection: upgrade` itself."""
-    skip = _SWITCH_SKIP if switching else _RESPONSE_SKIP
+    `Upgrade`; the writer adds `connection: upgrade` itself. Without `length` the
+    Content-Length goes too (a whole body, whose length the writer sets)."""
+    skip = _SWITCH_SKIP if switching else _RESPONSE_SKIP if length else _WHOLE_SKIP
     out = []
     special = False
     for h in headers:

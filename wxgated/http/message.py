@@ -217,7 +217,7 @@ class Response:
     protocol once the head is written; it owns the connection from then on.
     """
 
-    __slots__ = ("status", "headers", "body", "stream", "upgrade")
+    __slots__ = ("status", "headers", "body", "stream", "upgrade", "no_framing")
 
     def __init__(
         self,
@@ -231,6 +231,10 @@ class Response:
         self.body = body
         self.stream = stream
         self.upgrade: Callable[[Any, Any], Any] | None = None
+        # set to `headers` by whoever made that list without framing fields (a proxied
+        # answer): while it is still the list, the writer adds its own framing without
+        # looking through it first (a filter that replaces the list loses this)
+        self.no_framing: Headers | None = None
 
     def header(self, name: bytes) -> bytes | None:
         for k, v in self.headers:

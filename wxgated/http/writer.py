@@ -110,15 +110,16 @@ class ResponseWriter:
         head_only = req.method == "HEAD" or status in _NO_BODY or status < 200
         headers = resp.headers
         length = None
-        kept = []
-        for h in headers:
-            if h[0] not in _FRAMING:
-                kept.append(h)
-            elif h[0] == b"content-length":
-                # framing is the writer's: a handler's Content-Length only says how long
-                # a stream (or the GET of a HEAD) is
-                length = h[1]
-        headers = kept
+        if resp.no_framing is not headers:
+            kept = []
+            for h in headers:
+                if h[0] not in _FRAMING:
+                    kept.append(h)
+                elif h[0] == b"content-length":
+                    # framing is the writer's: a handler's Content-Length only says how
+                    # long a stream (or the GET of a HEAD) is
+                    length = h[1]
+            headers = kept
         parts = [status_line(status), b"\r\n".join(map(b": ".join, headers)),
                  b"\r\n" if headers else b""]  # joined in C, no Python step per header
         parts.append(b"x-trace-id: " + req.trace_id.encode() + b"\r\n")

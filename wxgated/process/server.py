@@ -24,9 +24,11 @@ from wxgated.http.clientip import ClientIPResolver
 from wxgated.http.dispatch import GatewayDispatcher
 from wxgated.http.serving import ServerConfig
 from wxgated.http.target import PathRules
+from wxgated.observe import tracing
 from wxgated.observe.accesslog import AccessLog
 from wxgated.observe.metrics import CONFIG_RELOADS
 from wxgated.observe.metrics import flush as flush_metrics
+from wxgated.observe.tracing_config import settings as tracing_settings
 from wxgated.process.configsource import ConfigSource, FileSource
 from wxgated.process.liveconfig import pinned, restart_needed
 from wxgated.process.reloader import watch_files
@@ -97,6 +99,7 @@ class Gateway:
         self.access_log.enabled = cfg.get("access_log", {}).get("enabled", True)
         self.dispatcher = GatewayDispatcher(self.snapshot, server_config(cfg), self.access_log,
                                             ClientIPResolver(server.get("trusted_proxies", [])))
+        self._trace(cfg)
         ssl_ctx = None
         if server.get("tls"):
             from wxgated.http.tls import CertReloader
@@ -201,6 +204,7 @@ class Gateway:
             server_config(cfg, d.cfg)
             d.client_ip = ClientIPResolver(server.get("trusted_proxies", []))
             d.snapshot = snap
+        self._trace(cfg)
         if self.tls is not None and "tls" in server:
             self.tls.retarget(server["tls"]["cert"], server["tls"]["key"])
         self.registry.commit()
@@ -257,6 +261,16 @@ class Gateway:
         self.access_log.flush()
         flush_metrics()
         await self.registry.aclose_all()
+        old = tracing.configure(None)
+        if old is not None:  # the spans of the last requests still go out
+            await asyncio.get_running_loop().run_in_executor(None, old.sink.shutdown)
+
+    def _trace(self, cfg: dict[str, Any]) -> None:
+        """Start, change or stop the span export `observe.tracing` asks for (at start,
+        in each worker, and on reload). The replaced exporter flushes in a thread."""
+        old = tracing.configure(tracing_settings(cfg))
+        if old is not None:
+            asyncio.get_running_loop().run_in_executor(None, old.sink.shutdown)
 
 
 def start_health_checks(snap: Any) -> None:

@@ -162,8 +162,9 @@ def admit(up: Upstream, req: Request | None, tried: Any) -> Target:
         if target is None or target in skipped:
             breakers = [t.breaker for t in up.targets if t.breaker is not None]
             wait = min_retry_after(breakers, now) if breakers else 1.0
+            blocked = skipped or any(b.blocked(now) for b in breakers)
             raise UpstreamUnavailable(f"upstream {up.name} has no available target", wait,
-                                      "breaker_open" if skipped else "no_healthy_target")
+                                      "breaker_open" if blocked else "no_healthy_target")
         breaker = target.breaker
         if breaker is None or breaker.allow(now):
             return target

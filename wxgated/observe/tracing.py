@@ -110,7 +110,7 @@ class Tracer:
             return ctx[_KEY]
         tr = None
         if self.bound:
-            trace = int(trace_hex(req.trace_id), 16)
+            trace = int(req.trace_hex or trace_hex(req.trace_id), 16)
             parent, flag = incoming(req.header(b"traceparent"), trace)
             if self.keeps(trace) if flag is None else flag:
                 tr = Trace(trace, parent)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.conftest import ThreadedApp
+from tests.conftest import ThreadedApp, free_port
 from tests.e2e_identity_harness import HS_KEYS, StandIn, base_config
 from tests.gateway import GatewayProcess
 from tests.otlp_receiver import Receiver
@@ -212,3 +212,19 @@ def test_sample_zero_exports_nothing(standin: StandIn, upstream: ThreadedApp,
     assert g.stop() == 0  # a clean stop flushes whatever was queued
     assert len(receiver.posts) == before
     assert all(receiver.of_trace(t, 1, timeout=0.05) == [] for t in tids)
+
+
+def test_a_collector_that_is_down_costs_no_request_and_no_slow_stop(
+        standin: StandIn, upstream: ThreadedApp, receiver: Receiver, gateway: Any) -> None:
+    cfg = config(standin, upstream, receiver, 1.0)
+    cfg["observe"]["tracing"]["otlp"] = f"http://127.0.0.1:{free_port()}/v1/traces"  # closed
+    g = gateway(cfg, {**ENV, "OTEL_BSP_SCHEDULE_DELAY": "50"})
+    for _ in range(20):
+        assert get(g.url + "/pub/down", {})[0] == 200
+    time.sleep(0.5)  # exports have been failing meanwhile
+    assert get(g.url + "/pub/down", {})[0] == 200
+    get(g.url + "/pub/down", {})  # queued when the stop comes
+    started = time.monotonic()
+    assert g.stop() == 0
+    # the exporter would retry for its 10 s timeout; the stop waits 2 s for it at most
+    assert time.monotonic() - started < 6

@@ -21,6 +21,8 @@ same trace decides instead, by its sampled flag (`sample: 0` still exports nothi
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -221,6 +223,18 @@ def in_trace(handler: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaita
             CURRENT.reset(token)
 
     return traced
+
+
+async def drain(sink: Sink, within: float) -> bool:
+    """Shut `sink` down (it exports what is queued) in a daemon thread, waiting at most
+    `within` seconds: a collector that is down must not hold a stop or a reload up for
+    the exporter's retries. True when it finished in time."""
+    thread = threading.Thread(target=sink.shutdown, name="wxgated-trace-drain", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + within
+    while thread.is_alive() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return not thread.is_alive()
 
 
 def configure(settings: TracingSettings | None,

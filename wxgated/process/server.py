@@ -63,6 +63,9 @@ def server_config(cfg: dict[str, Any], into: ServerConfig | None = None) -> Serv
     return sc
 
 
+TRACE_DRAIN = 2.0  # seconds a stop waits for queued spans to reach the collector
+
+
 class Gateway:
     """The serving half of a process. `admin` and `notifier` are optional: with several
     workers the supervisor owns them."""
@@ -86,6 +89,7 @@ class Gateway:
         self.pending_restart: list[str] = []  # changed settings that wait for a restart
         self.last_reload: dict[str, Any] | None = None  # {"result", "at"}; None: no reload yet
         self._warned_discovery = False
+        self._drains: set[asyncio.Future[bool]] = set()  # replaced span exporters flushing
 
     def load(self) -> None:
         """The first load; raises ConfigError so `run` exits before binding anything."""
@@ -262,15 +266,16 @@ class Gateway:
         flush_metrics()
         await self.registry.aclose_all()
         old = tracing.configure(None)
-        if old is not None:  # the spans of the last requests still go out
-            await asyncio.get_running_loop().run_in_executor(None, old.sink.shutdown)
+        if old is not None:  # the spans of the last requests still go out (if they can)
+            await tracing.drain(old.sink, TRACE_DRAIN)
 
     def _trace(self, cfg: dict[str, Any]) -> None:
         """Start, change or stop the span export `observe.tracing` asks for (at start,
         in each worker, and on reload). The replaced exporter flushes in a thread."""
         old = tracing.configure(tracing_settings(cfg))
         if old is not None:
-            asyncio.get_running_loop().run_in_executor(None, old.sink.shutdown)
+            self._drains.add(task := asyncio.ensure_future(tracing.drain(old.sink, 30.0)))
+            task.add_done_callback(self._drains.discard)
 
 
 def start_health_checks(snap: Any) -> None:

@@ -228,3 +228,20 @@ def test_a_collector_that_is_down_costs_no_request_and_no_slow_stop(
     assert g.stop() == 0
     # the exporter would retry for its 10 s timeout; the stop waits 2 s for it at most
     assert time.monotonic() - started < 6
+
+
+def test_sampling_is_decided_on_the_trace_id(standin: StandIn, upstream: ThreadedApp,
+                                             receiver: Receiver, gateway: Any) -> None:
+    """sample: 0.5 keeps exactly the traces whose id's low 64 bits are below 2**63 (as
+    OpenTelemetry's TraceIdRatioBased), so every worker and gateway agrees on one trace."""
+    g = gateway(config(standin, upstream, receiver, 0.5), ENV)
+    kept = [os.urandom(8).hex() + "0" + os.urandom(8).hex()[1:] for _ in range(3)]
+    dropped = [os.urandom(8).hex() + "f" + os.urandom(8).hex()[1:] for _ in range(3)]
+    for tid in kept + dropped:
+        status, doc = get(g.url + "/pub/s", {"X-Trace-Id": tid})
+        assert status == 200
+        assert doc["traceparent"].endswith("-01" if tid in kept else "-00")
+    for tid in kept:
+        assert len(receiver.of_trace(tid, 2)) == 2
+    assert g.stop() == 0
+    assert all(receiver.of_trace(t, 1, timeout=0.05) == [] for t in dropped)

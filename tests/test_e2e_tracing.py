@@ -245,3 +245,38 @@ def test_sampling_is_decided_on_the_trace_id(standin: StandIn, upstream: Threade
         assert len(receiver.of_trace(tid, 2)) == 2
     assert g.stop() == 0
     assert all(receiver.of_trace(t, 1, timeout=0.05) == [] for t in dropped)
+
+
+def reloaded(g: GatewayProcess, cfg: dict[str, Any]) -> None:
+    """Write `cfg`, SIGHUP, and wait until the gateway counts one more good reload."""
+    import signal
+
+    from tests.gateway import metric_value
+
+    def count() -> float:
+        return metric_value(g.metrics(), "wxgated_config_reloads_total", result="success")
+
+    before = count()
+    g.write(cfg)
+    g.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while count() <= before:
+        assert time.monotonic() < deadline, "no reload"
+        time.sleep(0.05)
+
+
+def test_a_reload_turns_tracing_on_and_off(standin: StandIn, upstream: ThreadedApp,
+                                           receiver: Receiver, gateway: Any) -> None:
+    traced = config(standin, upstream, receiver, 1.0)
+    plain = {k: v for k, v in traced.items() if k != "observe"}
+    g = gateway(plain, ENV)
+    off, on, off_again = (os.urandom(16).hex() for _ in range(3))
+    assert get(g.url + "/pub/r", {"X-Trace-Id": off})[0] == 200
+    reloaded(g, traced)
+    assert get(g.url + "/pub/r", {"X-Trace-Id": on})[0] == 200
+    assert len(receiver.of_trace(on, 2)) == 2
+    reloaded(g, plain)
+    assert get(g.url + "/pub/r", {"X-Trace-Id": off_again})[0] == 200
+    assert g.stop() == 0
+    assert receiver.of_trace(off, 1, timeout=0.05) == []
+    assert receiver.of_trace(off_again, 1, timeout=0.05) == []

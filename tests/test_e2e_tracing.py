@@ -280,3 +280,19 @@ def test_a_reload_turns_tracing_on_and_off(standin: StandIn, upstream: ThreadedA
     assert g.stop() == 0
     assert receiver.of_trace(off, 1, timeout=0.05) == []
     assert receiver.of_trace(off_again, 1, timeout=0.05) == []
+
+
+def test_every_worker_exports(upstream: ThreadedApp, receiver: Receiver,
+                              gateway: Any) -> None:
+    """With several workers each one exports its own requests' spans (the exporter
+    thread is started in the worker, after the fork)."""
+    cfg = {"server": {"workers": 2}, "upstreams": {"svc": {"targets": [{"url": upstream.url}]}},
+           "routes": [{"name": "pub", "match": {"path": "/pub/*rest"}, "upstream": "svc"}],
+           "observe": {"tracing": {"otlp": receiver.url, "sample": 1}}}
+    g = gateway(cfg, ENV)
+    tids = [os.urandom(16).hex() for _ in range(12)]
+    for tid in tids:
+        assert get(g.url + "/pub/w", {"X-Trace-Id": tid})[0] == 200
+    pids = {x["pid"] for x in g.log_lines() if x.get("trace_id") in tids}
+    assert len(pids) == 2, "both workers should have served some of them"
+    assert all(len(receiver.of_trace(t, 2)) == 2 for t in tids)

@@ -15,11 +15,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wxgated.config.errors import Issue
-from wxgated.config.fragments import Schema, obj, string, with_meta
+from wxgated.config.fragments import OTLP_URL, Schema, obj, string, with_meta
 from wxgated.config.loader import Document
 
 DEFAULT_SAMPLE = 0.01
-OTLP_URL = r"^https?://[^\s/?#]+(?:/[^\s?#]*)?$"
 # the modules the exporter needs; checked without importing them
 _NEEDED = ("opentelemetry.sdk.trace", "opentelemetry.exporter.otlp.proto.http.trace_exporter")
 MISSING = ("observe.tracing needs the OpenTelemetry SDK and OTLP/HTTP exporter, which are "
@@ -72,20 +71,20 @@ def check(doc: Document, data: dict[str, Any]) -> Iterator[Issue]:
         return
     if not sdk_installed():
         yield doc.issue_at(("observe", "tracing"), MISSING, at_key=True)
-    url = tracing.get("otlp", "")
-    try:
-        port = urlsplit(url).port
-        host = urlsplit(url).hostname
-    except ValueError:
-        port, host = None, None
-        yield doc.issue_at(("observe", "tracing", "otlp"), "observe.tracing.otlp: bad port")
-    if not host:
-        yield doc.issue_at(("observe", "tracing", "otlp"),
-                           "observe.tracing.otlp: expected http(s)://host[:port]/path")
-    elif port == 0:
-        yield doc.issue_at(("observe", "tracing", "otlp"), "observe.tracing.otlp: port 0")
     for name in tracing.get("headers") or {}:
         if not name or any(c in name for c in " \t\r\n:") or not name.isascii():
             yield doc.issue_at(("observe", "tracing", "headers", name),
                                f"observe.tracing.headers: {name!r} is not a header name",
                                at_key=True)
+    url = tracing.get("otlp", "")
+    try:
+        port = urlsplit(url).port
+        host = urlsplit(url).hostname
+    except ValueError:
+        yield doc.issue_at(("observe", "tracing", "otlp"), "observe.tracing.otlp: bad port")
+        return
+    if not host:
+        yield doc.issue_at(("observe", "tracing", "otlp"),
+                           "observe.tracing.otlp: expected http(s)://host[:port]/path")
+    elif port == 0:
+        yield doc.issue_at(("observe", "tracing", "otlp"), "observe.tracing.otlp: port 0")

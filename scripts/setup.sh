@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRAS="${1:-}"
+# the tests export spans to a local OTLP receiver, so they need the optional tracing extra
+if [ "$EXTRAS" = test ]; then EXTRAS="test,tracing"; fi
 PY="${PYTHON:-python3}"
 
 apt_install() {

@@ -35,7 +35,7 @@ def fake_request(**fields: str) -> SimpleNamespace:
     return SimpleNamespace(trace_id=base["trace_id"], route=SimpleNamespace(name=base["route"]),
                            method=base["method"], orig_path=base["path"],
                            upstream=base["upstream"], target=base["target"],
-                           client_ip=base["client_ip"], upstream_ms=1.5)
+                           client_ip=base["client_ip"], upstream_ms=1.5, reason="")
 
 
 def written(requests: list[SimpleNamespace]) -> bytes:

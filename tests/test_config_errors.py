@@ -370,3 +370,26 @@ def test_one_of_reports_the_branch_the_value_was_meant_for(tmp_path: Path) -> No
     path.write_text("wechat: logn\n")
     [issue] = validate(load_document(str(path), env={}), schema)
     assert issue.message.startswith('wechat: invalid value "logn"; expected one of')
+
+
+def test_observe_tracing_errors_point_at_the_value(tmp_path: Path) -> None:
+    text = """\
+    observe:
+      tracing:
+        otlp: "http://127.0.0.1:99999/v1/traces"
+        sample: 0.5
+        headers: {"bad name": x, authorization: "Bearer ${OTLP_TOKEN}"}
+    """
+    got = problems(tmp_path, text, env={"OTLP_TOKEN": "t"})
+    assert got == [at(text, '"http://') + ": observe.tracing.otlp: bad port",
+                   at(text, '"bad name"') + ": observe.tracing.headers: 'bad name' is not "
+                   "a header name"]
+    text = """\
+    observe:
+      tracing: {otlp: "http:///v1/traces", sample: 2}
+    """
+    assert problems(tmp_path, text) == [
+        at(text, '"http:///') + ': observe.tracing.otlp: invalid value "http:///v1/traces": '
+        'expected an http(s) URL of an OTLP/HTTP traces endpoint, e.g. '
+        '"http://127.0.0.1:4318/v1/traces"',
+        at(text, "2}") + ": observe.tracing.sample: must be at most 1, got 2"]

@@ -53,6 +53,16 @@ def test_dashboard_links_trace_ids_to_loki() -> None:
     assert url.startswith("/explore?") and "${DS_LOKI}" in url and "${__value.raw}" in url
 
 
+def test_dashboard_counts_401s_by_reason_from_loki() -> None:
+    """The access log's `reason` (docs/OPERATIONS.md) is charted, from Loki, not as a
+    label promtail would have to add."""
+    found = [p for p in panels(dashboard()) if "by (reason)" in p["targets"][0]["expr"]]
+    assert len(found) == 1
+    assert found[0]["datasource"]["uid"] == "${DS_LOKI}"
+    assert "status = 401" in found[0]["targets"][0]["expr"]
+    assert "reason" not in promtail_labels()
+
+
 def promtail_labels() -> set[str]:
     """Every label name a promtail pipeline stage or journal config sets."""
     doc = yaml.safe_load(PROMTAIL.read_text())

@@ -47,6 +47,7 @@ from wxgated.config.fragments import (
     with_meta,
 )
 from wxgated.http.target import ESCAPED_SLASH_ACTIONS
+from wxgated.observe.tracing_config import schema as observe_schema
 from wxgated.upstream.discovery.schema import discovery_schema
 
 SERVER_NAME = r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$"  # a DNS name, as in SNI
@@ -283,6 +284,7 @@ def build_schema() -> Schema:
                                 "additionalProperties": _upstream()}, {}),
             "access_log": obj({"enabled": boolean(True, "one JSON line per request on "
                                                   "stdout")}, default={}),
+            "observe": observe_schema(),
             "versioning": with_meta(copy.deepcopy(VERSIONING), {}),
             "routes": with_meta({"type": "array", "items": _route(FILTERS, terminal_schemas())},
                                 []),

@@ -19,6 +19,7 @@ from typing import Any
 from wxgated.config.errors import Issue
 from wxgated.config.loader import Document, iter_file_refs
 from wxgated.config.units import parse_duration, parse_encryption_key
+from wxgated.observe.tracing_config import check as tracing_settings
 from wxgated.routing.tree import pattern_problem, pattern_shape
 from wxgated.wechat.login_hook import reserved_claim_problems
 
@@ -331,7 +332,7 @@ def wechat_hook_claims(doc: Document, data: dict[str, Any]) -> Iterator[Issue]:
 CHECKS: tuple[Check, ...] = (
     unique_route_names, one_terminal, upstream_refs, route_paths,
     route_ties, state_settings, jwt_keys, files_exist, server_settings, upstream_settings,
-    wechat_api_auth, wechat_hook_claims,
+    wechat_api_auth, wechat_hook_claims, tracing_settings,
 )
 
 

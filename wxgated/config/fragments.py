@@ -24,6 +24,7 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 HOST = rf"^(?:(?:\*\.)?{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]+\])$"
 VERSION = r"^[vV]?[0-9]+(?:\.[0-9]+)*$"
 RETRY_ON = r"^(?:connect_error|timeout)$"
+OTLP_URL = r"^https?://[^\s/?#]+(?:/[^\s?#]*)?$"
 HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]
 IDEMPOTENT_METHODS = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"]
 
@@ -41,6 +42,8 @@ PATTERN_HINTS: dict[str, str] = {
     HOST: 'expected a host name ("api.example.com") or a wildcard ("*.example.com")',
     VERSION: 'expected a version such as "v1", "2" or "v2.1"',
     RETRY_ON: "expected connect_error, timeout or an HTTP status",
+    OTLP_URL: 'expected an http(s) URL of an OTLP/HTTP traces endpoint, e.g. '
+              '"http://127.0.0.1:4318/v1/traces"',
     r"^/": 'must start with "/"',
     r"^https?://": "expected an http:// or https:// URL",
     r"^[^{}]*$": 'must not contain "{" or "}"',

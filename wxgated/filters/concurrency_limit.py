@@ -110,7 +110,7 @@ class ConcurrencyLimit(Filter):
             key = "" if key_of is None else key_of(req)
             if not acquire(key):
                 raise HTTPError(503, "too many concurrent requests",
-                                headers=[(b"retry-after", b"1")])
+                                headers=[(b"retry-after", b"1")], reason="concurrency_limited")
             try:
                 resp = await next(req)
             except BaseException:

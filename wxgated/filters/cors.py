@@ -160,10 +160,12 @@ class CorsFilter(Filter):
         vary = [(b"vary", b"Origin, Access-Control-Request-Method, "
                           b"Access-Control-Request-Headers")]
         if not allowed:
-            raise HTTPError(403, "CORS: origin not allowed", headers=vary)
+            raise HTTPError(403, "CORS: origin not allowed", headers=vary,
+                            reason="cors_origin")
         method = req.header_str(b"access-control-request-method").strip().upper()
         if method not in self.methods:
-            raise HTTPError(403, f"CORS: method {method} not allowed", headers=vary)
+            raise HTTPError(403, f"CORS: method {method} not allowed", headers=vary,
+                            reason="cors_method")
         asked = req.header_str(b"access-control-request-headers")
         names = [h.strip().lower() for h in asked.split(",") if h.strip()]
         headers = self._allow_origin(origin) + self.preflight_headers + vary
@@ -173,5 +175,6 @@ class CorsFilter(Filter):
         else:
             refused = [n for n in names if n not in self.headers]
             if refused:
-                raise HTTPError(403, f"CORS: header {refused[0]} not allowed", headers=vary)
+                raise HTTPError(403, f"CORS: header {refused[0]} not allowed", headers=vary,
+                                reason="cors_header")
         return Response(204, headers)

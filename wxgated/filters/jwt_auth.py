@@ -61,7 +61,7 @@ def _header(value: Any, what: str, identity: bool = False) -> bytes:
             return _joined(value, what)
         return header_value(value, what, identity)
     except TokenError as exc:
-        raise unauthorized(exc.msg) from None
+        raise unauthorized(exc.msg, exc.log_reason) from None
 
 
 def _joined(values: list[Any], what: str) -> bytes:
@@ -129,7 +129,7 @@ class JWTAuth(Filter):
         headers = [h for h in req.headers if h[0] not in self.drop]
         if found is None:
             if not self.optional:
-                raise unauthorized(MISSING)
+                raise unauthorized(MISSING, "token_missing")
             req.headers = headers
             return
         claims, unionid, phone = found

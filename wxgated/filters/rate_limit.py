@@ -209,7 +209,8 @@ class RateLimit(Filter):
 
     def _refuse(self, d: Decision) -> HTTPError:
         self.rejected.inc()
-        return HTTPError(429, "rate limit exceeded", headers=self.headers.refused(d))
+        return HTTPError(429, "rate limit exceeded", headers=self.headers.refused(d),
+                         reason="rate_limited")
 
     async def _remote_decision(self, key: str) -> Decision | None:
         """The Redis decision; None when made without Redis and allowed (on_backend_error)."""
@@ -231,7 +232,8 @@ class RateLimit(Filter):
             self.degraded_allow.inc()
             return
         self.degraded_deny.inc()
-        raise HTTPError(503, "rate limiter unavailable", headers=[(b"retry-after", b"1")])
+        raise HTTPError(503, "rate limiter unavailable", headers=[(b"retry-after", b"1")],
+                        reason="limiter_unavailable")
 
     def _failed(self, err: StateError) -> None:
         self._down_until = time.monotonic() + PROBE_AFTER

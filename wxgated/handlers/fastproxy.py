@@ -29,6 +29,7 @@ from wxgated.http.errors import (
 )
 from wxgated.http.headers import forward_target, request_block, response_headers
 from wxgated.http.message import Headers, HTTPError, Request, Response, SyncCheck
+from wxgated.observe import tracing
 from wxgated.upstream.forward import (
     NO_EXCLUDE,
     admit,
@@ -90,6 +91,8 @@ class FastProxy:
                 call.added = hdrs if call.added is None else hdrs + call.added
         up = self.upstream
         call.lines, call.host = lines, host = request_block(req, self.preserve_host)
+        if tracing.tracer is not None:  # the try's span id in the upstream's traceparent
+            call.lines = lines = tracing.tracer.outgoing(req, lines)
         call.uri = uri = forward_target(req)  # checked, as the lines are
         if up.budget is not None:
             up.budget.record_request()
@@ -168,12 +171,15 @@ class Call:
                 return
         status = None if error is not None else conn.status
         settle(up, req, target, status, error, self.start)
+        if tracing.tracer is not None:
+            tracing.tracer.tried(req, up.name, target.key, 1, status, error)
         if retry_next(up, req.method, 1, status, error, True, self.deadline):
             if error is None:
                 conn.abort()  # a retried answer's body is not wanted
             self.proto.answer_later(req, self.slow(None, frozenset({target})))
         elif error is not None:
             err = self.with_added(to_http_error(error))
+            req.reason = err.reason
             self.proto.answer_now(req, error_response(err, req.trace_id))
         else:
             resp = client_response(conn.status, conn.headers, conn, self.added)

@@ -30,6 +30,7 @@ from typing import Any
 
 from wxgated.config.errors import SemanticError
 from wxgated.handlers.base import TERMINALS, Terminal, register_terminal
+from wxgated.observe.tracing import in_trace
 from wxgated.wechat.backend_call import DURATION
 from wxgated.wechat.endpoints import ACTIONS, BUILDERS, Deps
 from wxgated.wechat.login_hook import SCHEMA as HOOK_SCHEMA
@@ -94,7 +95,7 @@ def build(value: Any, route: dict[str, Any], ctx: Any) -> Any:
     if opts.get("upstream") is not None and action == "push":
         opts["forward"] = _upstream(opts["upstream"], route, ctx)
     deps = Deps.from_services(ctx.services, action)
-    return BUILDERS[action](deps, opts, route, ctx)
+    return in_trace(BUILDERS[action](deps, opts, route, ctx))  # its WeChat calls' spans
 
 
 def _check_forward(opts: dict[str, Any]) -> None:

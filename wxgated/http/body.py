@@ -44,7 +44,7 @@ class RequestBody(BodyFeeder):
         self.received += len(chunk)
         if self.received > self.limit:
             self.too_large = True
-            self.fail(HTTPError(413, "request body too large"))
+            self.fail(HTTPError(413, "request body too large", reason="body_too_large"))
             return
         self.chunks_q.append(chunk)
         self.buffered += len(chunk)

@@ -18,6 +18,7 @@ from wxgated.http.envelope import envelope, error_response
 from wxgated.http.message import NO_BODY, HTTPError, Request, Response
 from wxgated.http.server import GatewayProtocol
 from wxgated.http.serving import Dispatcher, ServerConfig
+from wxgated.observe import tracing
 from wxgated.observe.accesslog import AccessLog
 from wxgated.observe.metrics import RouteMetrics, in_flight_source
 from wxgated.observe.trace import trace_id_for
@@ -25,6 +26,11 @@ from wxgated.versioning import request_version
 
 log = logging.getLogger("wxgated")
 CLIENT_GONE = 499
+# the access log's reason for a refusal made by the protocol (reject: 413, 408, ...)
+_REJECTED = {413: "body_too_large"}
+# ... and for a request the parser refused (http.framing: a bad head, too large, too slow)
+_REFUSED = {400: "bad_request", 408: "header_timeout", 413: "body_too_large",
+            414: "uri_too_long", 431: "header_too_large"}
 
 
 class GatewayDispatcher(Dispatcher):
@@ -69,9 +75,11 @@ class GatewayDispatcher(Dispatcher):
             route, params, allow = match_versioned(snap, req)
         if route is None:
             if allow:
+                req.reason = "method_not_allowed"
                 return envelope(405, None, trace_id=req.trace_id, code=405,
                                 msg="method not allowed",
                                 headers=[(b"allow", ", ".join(allow).encode())])
+            req.reason = "no_route"
             return envelope(404, None, trace_id=req.trace_id, code=404, msg="not found")
         req.route = route
         req.params = params
@@ -88,6 +96,7 @@ class GatewayDispatcher(Dispatcher):
         try:
             return await work
         except HTTPError as err:
+            req.reason = err.reason
             return error_response(err, req.trace_id)
         except ConnectionResetError:
             # the client went away mid-body: nginx's 499, counted and logged as such,
@@ -107,6 +116,7 @@ class GatewayDispatcher(Dispatcher):
         try:
             fast(req, proto)
         except HTTPError as err:
+            req.reason = err.reason
             proto.answer_now(req, error_response(err, req.trace_id))
         except Exception:
             proto.answer_now(req, self._failed(req))
@@ -114,14 +124,17 @@ class GatewayDispatcher(Dispatcher):
 
     def _failed(self, req: Request) -> Response:
         log.exception("route %s failed (trace %s)", req.route.name, req.trace_id)
+        req.reason = "internal_error"
         return envelope(500, None, trace_id=req.trace_id, code=500, msg="internal error")
 
     def reject(self, req: Request, status: int, msg: str) -> Response:
+        req.reason = _REJECTED.get(status, "refused")
         return envelope(status, None, trace_id=req.trace_id, code=status, msg=msg)
 
     def refused(self, peer_ip: str, status: int, url: bytes, trace_id: str) -> None:
         req = Request("-", url[:2048].decode("latin-1") or "-", "", [], NO_BODY, "1.1", False,
                       self.cfg.scheme, peer_ip, peer_ip, trace_id, self._time())
+        req.reason = _REFUSED.get(status, "bad_request")
         self._unmatched.observe("-", status, 0.0)
         self.access_log.log(req, status, 0, 0, 0.0)
 
@@ -135,6 +148,8 @@ class GatewayDispatcher(Dispatcher):
         metrics = route.metrics if route is not None else self._unmatched
         metrics.observe(req.method, status, duration)
         self.access_log.log(req, status, bytes_in, bytes_out, duration)
+        if tracing.tracer is not None:
+            tracing.tracer.finish(req, status)
 
 
 def match_versioned(snap: Any, req: Request) -> tuple[Any, dict[str, str], tuple[str, ...]]:

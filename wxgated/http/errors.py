@@ -12,6 +12,7 @@ from wxgated.http.message import HTTPError
 class UpstreamError(Exception):
     reason = "error"  # the retry `on:` word this failure counts as
     status = 502
+    log_reason = "upstream_error"  # the access log's word (docs/OPERATIONS.md)
 
 
 class UpstreamConnectError(UpstreamError):
@@ -19,17 +20,20 @@ class UpstreamConnectError(UpstreamError):
     processed upstream as far as we can tell."""
 
     reason = "connect_error"
+    log_reason = "upstream_unreachable"
 
 
 class UpstreamTimeout(UpstreamError):
     reason = "timeout"
     status = 504
+    log_reason = "upstream_timeout"
 
 
 class UpstreamBroken(UpstreamError):
     """A malformed answer, or the connection died mid-response."""
 
     reason = "broken"
+    log_reason = "upstream_broken"
 
 
 class UpstreamUnavailable(UpstreamError):
@@ -38,9 +42,11 @@ class UpstreamUnavailable(UpstreamError):
     reason = "unavailable"
     status = 503
 
-    def __init__(self, msg: str, retry_after: float = 1.0) -> None:
+    def __init__(self, msg: str, retry_after: float = 1.0,
+                 log_reason: str = "no_healthy_target") -> None:
         super().__init__(msg)
         self.retry_after = retry_after
+        self.log_reason = log_reason  # "breaker_open" when breakers turned targets away
 
 
 def to_http_error(exc: UpstreamError) -> HTTPError:
@@ -48,4 +54,4 @@ def to_http_error(exc: UpstreamError) -> HTTPError:
     headers = []
     if isinstance(exc, UpstreamUnavailable):
         headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after))).encode()))
-    return HTTPError(exc.status, str(exc), headers=headers)
+    return HTTPError(exc.status, str(exc), headers=headers, reason=exc.log_reason)

@@ -7,12 +7,12 @@ X-Real-IP, Via, and the trace headers.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import re
 from random import getrandbits
 
 from wxgated.http.message import HTTPError, Request
+from wxgated.observe.trace import trace_hex
 
 HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
@@ -196,17 +196,6 @@ def traceparent(trace_id: str) -> bytes:
 # request makes a few: its tries, an aggregate's calls), which 4096 in turn do; formatting
 # a fresh random one cost 0.4 µs a request.
 _SPAN_IDS = itertools.cycle([b"-%016x" % (getrandbits(64) or 1) for _ in range(4096)])
-
-
-def trace_hex(trace_id: str) -> bytes:
-    """The 32-hex W3C trace-id for our trace id (hashed when it is not one already)."""
-    if len(trace_id) == 32:
-        try:
-            int(trace_id, 16)
-            return trace_id.lower().encode()
-        except ValueError:
-            pass
-    return hashlib.md5(trace_id.encode(), usedforsecurity=False).hexdigest().encode()
 
 
 def response_headers(headers: list[tuple[bytes, bytes]], switching: bool = False,

@@ -80,11 +80,11 @@ class Body:
     def cap(self, limit: int) -> None:
         """Lower the size limit for this body (a route's own `max_body`)."""
         if self.length is not None and self.length > limit:
-            raise HTTPError(413, "request body too large")
+            raise HTTPError(413, "request body too large", reason="body_too_large")
         feeder = self._feeder
         if feeder is not None and hasattr(feeder, "limit"):
             if feeder.received > limit:  # already arrived (a small chunked body)
-                raise HTTPError(413, "request body too large")
+                raise HTTPError(413, "request body too large", reason="body_too_large")
             feeder.limit = min(feeder.limit, limit)
 
     async def read(self, limit: int | None = None) -> bytes:
@@ -96,7 +96,7 @@ class Body:
         async for chunk in self._feeder.chunks():
             size += len(chunk)
             if limit is not None and size > limit:
-                raise HTTPError(413, "request body too large")
+                raise HTTPError(413, "request body too large", reason="body_too_large")
             parts.append(chunk)
         self._buffered = b"".join(parts)
         return self._buffered
@@ -141,7 +141,7 @@ class Request:
         "method", "path", "query", "headers", "version", "keep_alive", "scheme",
         "client_ip", "peer_ip", "trace_id", "params", "route", "claims", "body",
         "ctx", "start", "upstream", "target", "upstream_ms", "host", "transport",
-        "orig_path", "trace_hex", "plain_target",
+        "orig_path", "trace_hex", "plain_target", "reason",
     )
 
     def __init__(
@@ -185,6 +185,7 @@ class Request:
         self.target = ""
         self.upstream_ms = -1.0
         self.transport: Any = None  # the client transport, for protocol upgrades
+        self.reason = ""  # why the gateway refused it, for the access log (HTTPError.reason)
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of a header; `name` must be lower-case."""
@@ -279,7 +280,11 @@ SyncCheck = Callable[[Request], "Headers | None"]
 
 
 class HTTPError(Exception):
-    """Raised anywhere in a chain to answer with the gateway envelope."""
+    """Raised anywhere in a chain to answer with the gateway envelope.
+
+    `reason` is the access log's word for a refusal ("token_expired", "rate_limited"):
+    one of a fixed snake_case vocabulary (docs/OPERATIONS.md), never text from the
+    request, so log queries can count by it and nothing the client sent reaches it."""
 
     def __init__(
         self,
@@ -289,8 +294,10 @@ class HTTPError(Exception):
         code: int | None = None,
         headers: Headers | None = None,
         data: Any = None,
+        reason: str = "",
     ) -> None:
         super().__init__(msg)
+        self.reason = reason
         self.status = status
         self.msg = msg
         self.code = status if code is None else code

@@ -178,7 +178,7 @@ class GatewayProtocol(asyncio.Protocol):
             return
         body = self._body
         if body is not None and not body.done:  # the client stalled within its body
-            body.fail(HTTPError(408, "request body timeout"))
+            body.fail(HTTPError(408, "request body timeout", reason="body_timeout"))
         if self.active:  # its handler answers (a 408 when it reads the body) and closes
             return
         if self._parsing:  # slow client: the head not complete in time

@@ -46,7 +46,8 @@ def request_key(
             if fallback and req.client_ip:
                 return IP_FALLBACK + req.client_ip
             raise HTTPError(status, msg,
-                            headers=[(b"www-authenticate", b"Bearer")] if login else None)
+                            headers=[(b"www-authenticate", b"Bearer")] if login else None,
+                            reason="limit_key_missing")
         return k if len(k) <= MAX_KEY else bound_key(k)
 
     return key_of

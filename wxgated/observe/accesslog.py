@@ -8,6 +8,10 @@ field would break the line for every log reader, or forge fields in it. The quot
 costs one C-speed check of all fields joined when nothing needs escaping (the usual
 case).
 
+A refusal the gateway made itself carries `reason`, a word of a fixed vocabulary set
+in code (HTTPError.reason, docs/OPERATIONS.md), never the client's bytes, so it is
+written without escaping; an answered request has none and pays one truth test.
+
 Lines are buffered and written together once per loop tick (or every 256 lines),
 which turns N write syscalls into one.
 """
@@ -72,7 +76,7 @@ class AccessLog:
             f'"duration_ms":{duration * 1000.0:.3f},'
             f'"upstream_ms":{"null" if not up_ms >= 0 else format(up_ms, ".3f")},'
             f'"bytes_in":{bytes_in},"bytes_out":{bytes_out},"client_ip":"{ip}"'
-            + self._pid
+            + (self._pid if not req.reason else f',"reason":"{req.reason}"' + self._pid)
         )
         self._buf.append(line)
         if len(self._buf) >= _MAX_BATCH:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from random import getrandbits
 
 _MAX_LEN = 128
@@ -33,3 +34,15 @@ def trace_id_for(x_trace_id: bytes | None, traceparent: bytes | None) -> tuple[s
 
 def new_trace_id() -> str:
     return hex(getrandbits(128) | _TOP)[3:]
+
+
+def trace_hex(trace_id: str) -> bytes:
+    """The 32-hex W3C trace-id for our trace id (hashed when it is not one already), so
+    the upstream's traceparent and the exported spans name the same trace."""
+    if len(trace_id) == 32:
+        try:
+            int(trace_id, 16)
+            return trace_id.lower().encode()
+        except ValueError:
+            pass
+    return hashlib.md5(trace_id.encode(), usedforsecurity=False).hexdigest().encode()

@@ -24,9 +24,11 @@ from wxgated.http.clientip import ClientIPResolver
 from wxgated.http.dispatch import GatewayDispatcher
 from wxgated.http.serving import ServerConfig
 from wxgated.http.target import PathRules
+from wxgated.observe import tracing
 from wxgated.observe.accesslog import AccessLog
 from wxgated.observe.metrics import CONFIG_RELOADS
 from wxgated.observe.metrics import flush as flush_metrics
+from wxgated.observe.tracing_config import settings as tracing_settings
 from wxgated.process.configsource import ConfigSource, FileSource
 from wxgated.process.liveconfig import pinned, restart_needed
 from wxgated.process.reloader import watch_files
@@ -61,6 +63,9 @@ def server_config(cfg: dict[str, Any], into: ServerConfig | None = None) -> Serv
     return sc
 
 
+TRACE_DRAIN = 2.0  # seconds a stop waits for queued spans to reach the collector
+
+
 class Gateway:
     """The serving half of a process. `admin` and `notifier` are optional: with several
     workers the supervisor owns them."""
@@ -84,6 +89,7 @@ class Gateway:
         self.pending_restart: list[str] = []  # changed settings that wait for a restart
         self.last_reload: dict[str, Any] | None = None  # {"result", "at"}; None: no reload yet
         self._warned_discovery = False
+        self._drains: set[asyncio.Future[bool]] = set()  # replaced span exporters flushing
 
     def load(self) -> None:
         """The first load; raises ConfigError so `run` exits before binding anything."""
@@ -97,6 +103,7 @@ class Gateway:
         self.access_log.enabled = cfg.get("access_log", {}).get("enabled", True)
         self.dispatcher = GatewayDispatcher(self.snapshot, server_config(cfg), self.access_log,
                                             ClientIPResolver(server.get("trusted_proxies", [])))
+        self._trace(cfg)
         ssl_ctx = None
         if server.get("tls"):
             from wxgated.http.tls import CertReloader
@@ -201,6 +208,7 @@ class Gateway:
             server_config(cfg, d.cfg)
             d.client_ip = ClientIPResolver(server.get("trusted_proxies", []))
             d.snapshot = snap
+        self._trace(cfg)
         if self.tls is not None and "tls" in server:
             self.tls.retarget(server["tls"]["cert"], server["tls"]["key"])
         self.registry.commit()
@@ -257,6 +265,17 @@ class Gateway:
         self.access_log.flush()
         flush_metrics()
         await self.registry.aclose_all()
+        old = tracing.configure(None)
+        if old is not None:  # the spans of the last requests still go out (if they can)
+            await tracing.drain(old.sink, TRACE_DRAIN)
+
+    def _trace(self, cfg: dict[str, Any]) -> None:
+        """Start, change or stop the span export `observe.tracing` asks for (at start,
+        in each worker, and on reload). The replaced exporter flushes in a thread."""
+        old = tracing.configure(tracing_settings(cfg))
+        if old is not None:
+            self._drains.add(task := asyncio.ensure_future(tracing.drain(old.sink, 30.0)))
+            task.add_done_callback(self._drains.discard)
 
 
 def start_health_checks(snap: Any) -> None:

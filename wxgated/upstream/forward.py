@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 from wxgated.http.errors import UpstreamError, UpstreamUnavailable
 from wxgated.http.headers import check_request
 from wxgated.http.message import Body, Request
+from wxgated.observe import tracing
 from wxgated.upstream.breaker import classify, min_retry_after
 from wxgated.upstream.pool import Exchange, Target, Upstream, exchange_once
 
@@ -76,14 +77,19 @@ async def forward(up: Upstream, req: Request | None, method: str, uri: bytes, li
     if deadline is None:
         deadline = fresh_deadline
     head_request = method == "HEAD"
+    tracer = tracing.tracer if req is not None else None
     while True:
         if target is None:
             target = admit(up, req, tried)
+        if tracer is not None:  # each try's own span id in the upstream's traceparent
+            lines = tracer.outgoing(req, lines)
         head = request_head(method, uri, keep_host or target.host_header, lines)
         ex, error = await accounted(up, req, target, exchange_once(
             target, head, body, head_request, up.connect_timeout,
             try_timeout(timeout, deadline, time.monotonic())))
         status = None if ex is None else ex.status
+        if tracer is not None:
+            tracer.tried(req, up.name, target.key, attempt, status, error)
         if not retry_next(up, method, attempt, status, error,
                           replayable or not body.consumed, deadline):
             if ex is None:
@@ -156,7 +162,9 @@ def admit(up: Upstream, req: Request | None, tried: Any) -> Target:
         if target is None or target in skipped:
             breakers = [t.breaker for t in up.targets if t.breaker is not None]
             wait = min_retry_after(breakers, now) if breakers else 1.0
-            raise UpstreamUnavailable(f"upstream {up.name} has no available target", wait)
+            blocked = skipped or any(b.blocked(now) for b in breakers)
+            raise UpstreamUnavailable(f"upstream {up.name} has no available target", wait,
+                                      "breaker_open" if blocked else "no_healthy_target")
         breaker = target.breaker
         if breaker is None or breaker.allow(now):
             return target

@@ -107,7 +107,8 @@ def _client_object(raw: bytes) -> dict[str, Any]:
 
 
 def _missing(exc: MissingValue) -> HTTPError:
-    return unauthorized(str(exc)) if exc.status == 401 else HTTPError(exc.status, str(exc))
+    return unauthorized(str(exc), "claim_missing") if exc.status == 401 \
+        else HTTPError(exc.status, str(exc))
 
 
 async def outgoing(req: Request, tpl: ApiTemplates) -> tuple[list[tuple[str, str]], bytes,

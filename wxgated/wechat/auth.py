@@ -18,8 +18,9 @@ from wxgated.wechat.sessions import Session, SessionStore
 WWW_AUTHENTICATE = (b"www-authenticate", b'Bearer error="invalid_token"')
 
 
-def unauthorized(msg: str) -> HTTPError:
-    return HTTPError(401, msg, headers=[WWW_AUTHENTICATE])
+def unauthorized(msg: str, reason: str) -> HTTPError:
+    """The 401 envelope; `reason` is the access log's word for it (TokenError.log_reason)."""
+    return HTTPError(401, msg, headers=[WWW_AUTHENTICATE], reason=reason)
 
 
 class TokenSource:
@@ -97,7 +98,8 @@ class Authenticator:
         try:
             session = await self.sessions.lookup(_sid(claims))
         except StateError:
-            raise HTTPError(503, "session store unavailable") from None
+            raise HTTPError(503, "session store unavailable",
+                            reason="session_store_unavailable") from None
         return _live(claims, session)
 
     @property
@@ -121,19 +123,19 @@ class Authenticator:
         try:
             return self.ring.verify(token)
         except TokenError as exc:
-            raise unauthorized(exc.msg) from None
+            raise unauthorized(exc.msg, exc.log_reason) from None
 
     async def require(self, req: Request) -> Identity:
         found = await self.authenticate(req)
         if found is None:
-            raise unauthorized(TokenError("missing").msg)
+            raise unauthorized(TokenError("missing").msg, "token_missing")
         return found
 
 
 def _live(claims: dict[str, Any], session: Session | None) -> Identity:
     """The identity of a token whose session is still there; 401 when it was revoked."""
     if session is None or session.openid != claims["sub"]:
-        raise unauthorized(TokenError("revoked").msg)
+        raise unauthorized(TokenError("revoked").msg, "session_revoked")
     return claims, session.unionid or claims.get("unionid"), session.phone
 
 

@@ -19,6 +19,23 @@ import re
 from typing import Any
 
 REASONS = ("missing", "malformed", "expired", "bad signature", "revoked", "invalid claims")
+# the access log's reason for each (docs/OPERATIONS.md): by the detail where it says
+# more than the phrase, since "invalid claims" and "bad signature" cover several causes
+_LOG_REASON = {
+    "missing": "token_missing",
+    "malformed": "token_malformed",
+    "expired": "token_expired",
+    "bad signature": "bad_signature",
+    "revoked": "session_revoked",
+    "invalid claims": "bad_claim",
+}
+_LOG_DETAIL = {
+    "unknown key id": "unknown_key",
+    "algorithm not accepted": "bad_algorithm",
+    "wrong issuer": "wrong_issuer",
+    "wrong audience": "wrong_audience",
+    "not valid yet": "not_yet_valid",
+}
 _PHRASE = {
     "missing": "missing token",
     "malformed": "malformed token",
@@ -42,6 +59,8 @@ class TokenError(Exception):
     def __init__(self, reason: str, detail: str = "") -> None:
         self.reason = reason
         self.msg = f"{_PHRASE[reason]}: {detail}" if detail else _PHRASE[reason]
+        self.log_reason = _LOG_DETAIL.get(detail) or (
+            "claim_missing" if detail.startswith("missing ") else _LOG_REASON[reason])
         super().__init__(self.msg)
 
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import aiohttp
 
+from wxgated.observe import tracing
 from wxgated.observe.metrics import WECHAT_API_REQUESTS
 from wxgated.wechat.config_errors import report as report_config_error
 
@@ -105,6 +107,21 @@ class WeChatClient:
 
     async def _once(self, api: str, method: str, path: str, params: dict[str, str],
                     body: JsonDict | None) -> JsonDict:
+        tracer = tracing.tracer
+        if tracer is None:
+            return await self._exchange(api, method, path, params, body)
+        start = time.monotonic()
+        try:
+            doc = await self._exchange(api, method, path, params, body)
+        except WeChatError as err:
+            tracer.wechat(api, start, err.errcode, None)
+            raise
+        tracer.wechat(api, start, _errcode(doc), None)
+        return doc
+
+    async def _exchange(self, api: str, method: str, path: str, params: dict[str, str],
+                        body: JsonDict | None) -> JsonDict:
+        """One HTTP exchange (the span of a call covers exactly this)."""
         try:
             async with self._http().request(
                 method, self.api_base + path, params=params, json=body
@@ -205,6 +222,8 @@ class WeChatClient:
         errcode), errcode 0 when the answer is not a JSON error (e.g. an image).
         """
         headers = {"content-type": content_type} if content_type else {}
+        tracer = tracing.tracer
+        start = time.monotonic()
         try:
             async with self._http().request(method, self.api_base + path, params=query,
                                             data=body or None, headers=headers) as resp:
@@ -212,6 +231,8 @@ class WeChatClient:
                     await resp.read()
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             self._count(api, -1)
+            if tracer is not None:
+                tracer.wechat(api, start, -1, None)
             detail = self._scrub(str(exc)) or type(exc).__name__
             raise WeChatError(-1, f"unreachable: {detail}", api, unreachable=True,
                               sent=not isinstance(exc, _NOT_SENT)) from None
@@ -223,6 +244,8 @@ class WeChatClient:
             except ValueError:
                 pass
         self._count(api, code)
+        if tracer is not None:
+            tracer.wechat(api, start, code, status)
         return status, ctype, data, code
 
 

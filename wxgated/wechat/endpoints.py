@@ -175,7 +175,7 @@ def build_decrypt(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: 
         body = await json_body(req, "encryptedData", "iv")
         rec = await _state(sessions.get(str(claims.get("sid") or "")))
         if rec is None or rec.openid != claims.get("sub"):
-            raise unauthorized(TokenError("revoked").msg)
+            raise unauthorized(TokenError("revoked").msg, "session_revoked")
         raw, sig = body.get("rawData"), body.get("signature")
         if raw is not None or sig is not None:
             if not isinstance(raw, str) or not isinstance(sig, str) or \
@@ -185,7 +185,7 @@ def build_decrypt(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: 
             doc = decrypt_user_data(rec.session_key, body["encryptedData"], body["iv"], appid)
         except DecryptError as exc:
             if exc.stale:  # WeChat has issued a newer session_key: only a new login helps
-                raise unauthorized(exc.reason) from None
+                raise unauthorized(exc.reason, "session_key_stale") from None
             raise HTTPError(400, exc.reason) from None
         if doc.get("openId", rec.openid) != rec.openid:
             raise HTTPError(400, "decrypted data belongs to another user")
@@ -210,7 +210,7 @@ def build_phone(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: An
         if forward is not None or store:  # the session's unionid and phone, before WeChat
             sess = await _state(sessions.lookup(sid))
             if sess is None or sess.openid != openid:
-                raise unauthorized(TokenError("revoked").msg)
+                raise unauthorized(TokenError("revoked").msg, "session_revoked")
         try:
             info = await tokens.call_with_token(
                 lambda t: client.get_phone_number(t, code, openid))
@@ -227,7 +227,7 @@ def build_phone(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: An
         # kept only once the backend (if any) took it: a refused number is not the user's
         if number is not None and 200 <= resp.status < 300 and \
                 not await _state(sessions.set_phone(sid, number)):
-            raise unauthorized(TokenError("revoked").msg)
+            raise unauthorized(TokenError("revoked").msg, "session_revoked")
         return resp
 
     return phone
@@ -254,7 +254,7 @@ def build_refresh(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: 
         sid = str(claims.get("sid") or "")
         sess = await _state(sessions.renew(sid))
         if sess is None:
-            raise unauthorized(TokenError("revoked").msg)
+            raise unauthorized(TokenError("revoked").msg, "session_revoked")
         # hook claims come from the session, not from the token being replaced
         data = _token_data(ring, str(claims["sub"]), sid, unionid, sess.claims)
         return envelope(200, data, trace_id=req.trace_id)

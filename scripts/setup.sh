@@ -31,8 +31,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-if [ -n "$EXTRAS" ]; then
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$EXTRAS]"
-else
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+# pip's own notices and the build backend's warnings are shown only when the install fails
+TARGET="."
+if [ -n "$EXTRAS" ]; then TARGET=".[$EXTRAS]"; fi
+if ! out=$(.venv/bin/python -m pip install -q --disable-pip-version-check -e "$TARGET" 2>&1); then
+  printf '%s\n' "$out" >&2
+  echo "setup: pip install -e '$TARGET' failed (its output is above)" >&2
+  exit 1
 fi

@@ -452,6 +452,17 @@ class GatewayProtocol(asyncio.Protocol):
             if self._body is not None:  # the deadline it had: a pause does not extend it
                 self.d.deadlines.arm(self, self._body_by)
 
+    def hand_over(self, tunnel: Any) -> tuple[bool, bool]:
+        """The WebSocket takeover (after the 101 is written): from now on the client's
+        bytes, its flow control and the connection's end go to `tunnel` (`from_client`,
+        `client_paused`/`client_resumed`, `client_lost`, `shutdown`), which drives the
+        connection back only through `pause_reading`, `resume_reading` and `closed`.
+        Returns whether writing to the client is paused and whether the gateway is
+        shutting down."""
+        self.tunnel = tunnel
+        writer = self.writer
+        return writer is not None and writer.paused, self.d.shutting_down
+
     def send_continue(self) -> None:
         if not self.closed:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")

@@ -109,7 +109,7 @@ class Tunnel:
         self.to_client = _Pipe(transport)
         self.opened = True
         self.gauge.inc()
-        proto.tunnel = self
+        client_paused, shutting_down = proto.hand_over(self)
         up.tunnel = self
         if self.early:
             self.to_up.relay(self.early)
@@ -117,13 +117,12 @@ class Tunnel:
         for chunk in up.early:
             self.to_client.relay(chunk)
         up.early.clear()
-        writer = proto.writer
-        if writer is None or not writer.paused:
+        if not client_paused:
             up.transport.resume_reading()
         if not up.write_paused:
             proto.resume_reading()  # llhttp paused it at the upgrade
         self._arm(self.idle)
-        if proto.d.shutting_down:
+        if shutting_down:
             self.shutdown()
 
     # -- bytes ------------------------------------------------------------------

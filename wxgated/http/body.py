@@ -69,6 +69,8 @@ class RequestBody(BodyFeeder):
     def whole(self) -> bytes | None:
         if not self.done or self.started or self.error is not None:
             return None  # still arriving, already streaming, or failed
+        if self.received > self.proto.cfg.request_buffer:
+            return None  # larger than the buffer: it streams, however fast it came in
         self.started = True
         data = b"".join(self.chunks_q)
         self.chunks_q.clear()

@@ -83,7 +83,12 @@ class _Snapshotter:
     def _file(self, prefix: str) -> MmapedDict:
         f = self._files.get(prefix)
         if f is None:
-            f = self._files[prefix] = MmapedDict(str(self.directory / f"{prefix}_{self._pid}.db"))
+            # made under a name the collector does not read (not *.db), renamed in once
+            # its header is written: a scrape meanwhile would read an empty file and fail
+            path = self.directory / f"{prefix}_{self._pid}.db"
+            tmp = path.with_name(path.name + ".new")
+            f = self._files[prefix] = MmapedDict(str(tmp))
+            os.replace(tmp, path)  # the mapping stays valid under the new name
         return f
 
     def flush(self) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.handlers.test_proxy import get_json, headers_of, raw_request
 from tests.support.gateway import GatewayProcess
+from tests.support.rawhttp import get_json, headers_of, raw_request
 from tests.support.servers import ThreadedApp
 
 

@@ -31,6 +31,7 @@ from aiohttp import web
 from tests.support.e2e_backend import Backend, get_many, send
 from tests.support.e2e_identity_harness import HS_KEYS, Client, StandIn, base_config, header_values
 from tests.support.gateway import GatewayProcess, metric_value
+from tests.support.rawhttp import raw_exchange, read_response
 from tests.support.servers import LoopThread, ThreadedApp, free_port
 
 BIG = random.Random(20240601).randbytes(5 << 20)  # 5 MiB, no repeating blocks
@@ -206,50 +207,6 @@ def gw(svc: ThreadedApp, stale: dict[str, OneShotUpstream], short_keepalive: str
 
 
 # --- a raw HTTP/1.1 client (pipelining needs one) ----------------------------------------
-
-
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if line:
-            k, _, v = line.partition(":")
-            headers[k.strip().lower()] = v.strip()
-    if "content-length" in headers:
-        body = await reader.readexactly(int(headers["content-length"]))
-    elif headers.get("transfer-encoding") == "chunked":
-        parts = []
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            if size == 0:
-                await reader.readuntil(b"\r\n")
-                break
-            parts.append(await reader.readexactly(size))
-            await reader.readexactly(2)
-        body = b"".join(parts)
-    else:
-        body = await reader.read()
-    return status, headers, body
-
-
-async def raw_exchange(port: int, data: bytes, n: int,
-                       timeout: float = 5.0) -> tuple[list[tuple[int, dict[str, str], bytes]], bytes]:
-    """Send `data` in one write; read `n` answers, then whatever follows until the
-    server closes or goes quiet (0.3 s)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        async with asyncio.timeout(timeout):
-            answers = [await read_response(reader) for _ in range(n)]
-        try:
-            rest = await asyncio.wait_for(reader.read(65536), 0.3)
-        except TimeoutError:
-            rest = b"(still open)"
-        return answers, rest
-    finally:
-        writer.close()
 
 
 def get(path: str, *extra: str) -> bytes:

@@ -6,16 +6,15 @@ import asyncio
 import hashlib
 import json
 import os
-import socket
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from tests.support.gateway import GatewayProcess
+from tests.support.rawhttp import get_json, headers_of, raw_request
 from tests.support.servers import ThreadedApp, free_port
 
 
@@ -119,18 +118,6 @@ def gw(upstream: ThreadedApp, tmp_path_factory: pytest.TempPathFactory) -> Itera
     proc.stop()
 
 
-async def get_json(url: str, **kw: object) -> tuple[int, Any, Any]:
-    async with aiohttp.ClientSession() as s, s.request(kw.pop("method", "GET"), url, **kw) as r:
-        return r.status, r.headers.copy(), await r.json(content_type=None)
-
-
-def headers_of(doc: dict) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for k, v in doc["headers"]:
-        out.setdefault(k.lower(), []).append(v)
-    return out
-
-
 async def test_hop_by_hop_headers_are_not_forwarded(gw: GatewayProcess) -> None:
     status, _, doc = await get_json(gw.url + "/api/echo", headers={
         "Connection": "keep-alive, X-Secret-Hop", "X-Secret-Hop": "1", "Keep-Alive": "timeout=5",
@@ -222,24 +209,6 @@ async def test_100mib_bodies_stream_both_ways_in_bounded_memory(gw: GatewayProce
     assert h.hexdigest() == hashlib.sha256((bytes(range(256)) * 4096) * 100).hexdigest()
     assert gw.proc is not None
     assert _vm_hwm_kib(gw.proc.pid) < 120 * 1024, "the gateway buffered a body"
-
-
-def raw_request(port: int, data: bytes, timeout: float = 3.0) -> bytes:
-    """Send raw bytes, read until the server closes or goes quiet."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        out = b""
-        s.settimeout(0.5)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                chunk = s.recv(65536)
-            except TimeoutError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        return out
 
 
 def test_head_answers_have_no_body(gw: GatewayProcess) -> None:

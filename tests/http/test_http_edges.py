@@ -20,8 +20,8 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.handlers.test_fastpath import read_response
 from tests.support.gateway import GatewayProcess
+from tests.support.rawhttp import read_response
 from tests.support.servers import LoopThread
 from wxgated.http.framing import origin_form
 

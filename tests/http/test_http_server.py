@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from aiohttp import web
 
-from tests.handlers.test_proxy import raw_request
 from tests.support.gateway import GatewayProcess
+from tests.support.rawhttp import raw_request
 from tests.support.servers import ThreadedApp
 
 

@@ -22,8 +22,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.handlers.test_fastpath import read_response
 from tests.support.gateway import GatewayProcess, metric_value
+from tests.support.rawhttp import read_response
 from tests.support.servers import LoopThread
 
 BODY_TIMEOUT = 1.0  # server.timeouts.body

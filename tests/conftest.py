@@ -1,15 +1,20 @@
-"""Shared fixtures: real upstream servers, a real redis-server, free ports."""
+"""Shared fixtures: real upstream servers, a real redis-server (and a hung one, and a
+one-node Cluster), a `wxgated run` subprocess. The helpers they are built on live in
+tests/support/."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
+from tests.support.redisproc import start_cluster_node
 from tests.support.servers import LoopThread, ThreadedApp, free_port, start_app, wait_port
 
 # re-exported: tests written before tests/support/ import these from here
@@ -76,3 +81,38 @@ def loop_thread() -> Iterator[LoopThread]:
     lt = LoopThread()
     yield lt
     lt.stop()
+
+
+@pytest.fixture
+async def hung_url() -> AsyncIterator[str]:
+    """A TCP server that accepts connections and never answers: a hung Redis."""
+    conns: list[asyncio.StreamWriter] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conns.append(writer)
+        while await reader.read(4096):
+            pass
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"redis://127.0.0.1:{port}/0"
+    for w in conns:
+        w.close()
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc, port = start_cluster_node(tmp_path_factory.mktemp("cluster"))
+    try:
+        cli = shutil.which("redis-cli") or "redis-cli"
+        deadline = time.monotonic() + 30  # Redis holds a new cluster node back ~2 s
+        while b"cluster_state:ok" not in subprocess.run(
+            [cli, "-p", str(port), "cluster", "info"], capture_output=True
+        ).stdout:
+            assert time.monotonic() < deadline, "cluster did not become ready"
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(5)

@@ -9,8 +9,8 @@ from typing import Any
 
 import aiohttp
 
-from tests.state.test_state_redis import start_redis
 from tests.support.gateway import metric_value
+from tests.support.redisproc import start_redis
 from tests.support.servers import free_port
 
 

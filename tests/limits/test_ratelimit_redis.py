@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from tests.limits.test_ratelimit_local import build, make_req, ok, run
-from tests.state.test_state_redis import cluster_url, hung_url  # noqa: F401 - fixtures
+from tests.support.ratelimit import build, make_req, ok, run
+from tests.support.redisproc import start_redis
 from tests.support.servers import free_port
 from wxgated.http.message import HTTPError, Request, Response
 from wxgated.limits import LocalStore, Rate
@@ -104,7 +104,7 @@ async def test_explicit_redis_store_opens_its_own_connection(redis_url: str) -> 
 
 
 async def test_hung_redis_with_allow_lets_requests_through_within_the_timeout(
-    hung_url: str,  # noqa: F811
+    hung_url: str,
 ) -> None:
     route = f"hung-{uuid.uuid4().hex[:8]}"
     state = RedisState(hung_url, timeout=0.2)
@@ -123,7 +123,7 @@ async def test_hung_redis_with_allow_lets_requests_through_within_the_timeout(
         await state.close()
 
 
-async def test_hung_redis_with_deny_answers_503(hung_url: str) -> None:  # noqa: F811
+async def test_hung_redis_with_deny_answers_503(hung_url: str) -> None:
     route = f"deny-{uuid.uuid4().hex[:8]}"
     state = RedisState(hung_url, timeout=0.2)
     try:
@@ -138,7 +138,6 @@ async def test_hung_redis_with_deny_answers_503(hung_url: str) -> None:  # noqa:
 
 
 async def test_stopped_redis_then_recovered(tmp_path: Any) -> None:
-    from tests.state.test_state_redis import start_redis
 
     port = free_port()
     proc = start_redis(port, tmp_path)
@@ -170,7 +169,7 @@ async def test_stopped_redis_then_recovered(tmp_path: Any) -> None:
         proc.wait(5)
 
 
-async def test_limit_works_on_redis_cluster(cluster_url: str) -> None:  # noqa: F811
+async def test_limit_works_on_redis_cluster(cluster_url: str) -> None:
     state = RedisState(cluster_url, cluster=True, timeout=3.0)
     try:
         chain = build({"rate": 3, "per": "1m", "key": "claim.openid"}, services={"state": state},

@@ -3,58 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
-from tests.support.servers import free_port, wait_port
+from tests.support.redisproc import start_redis
+from tests.support.servers import free_port
 from wxgated.state import StateError, open_backend
 from wxgated.state.redis import RedisState
-
-
-@pytest.fixture
-async def hung_url() -> AsyncIterator[str]:
-    """A TCP server that accepts connections and never answers: a hung Redis."""
-    conns: list[asyncio.StreamWriter] = []
-
-    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conns.append(writer)
-        while await reader.read(4096):
-            pass
-
-    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    yield f"redis://127.0.0.1:{port}/0"
-    for w in conns:
-        w.close()
-    server.close()
-
-
-def start_redis(port: int, workdir: Path, *extra: str) -> subprocess.Popen[bytes]:
-    exe = shutil.which("redis-server")
-    assert exe, "redis-server is not installed"
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir), *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        if proc.poll() is not None:  # e.g. the port was taken between free_port and bind
-            raise RuntimeError(f"redis-server could not start on port {port}")
-        try:
-            wait_port(port, timeout=0.1)
-            return proc
-        except TimeoutError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
 
 
 async def test_hung_redis_fails_every_call_within_the_timeout(hung_url: str) -> None:
@@ -130,45 +89,6 @@ async def test_calls_recover_after_redis_restarts(tmp_path: Path) -> None:
         assert await state.get("k") == b"after"
     finally:
         await state.close()
-        proc.terminate()
-        proc.wait(5)
-
-
-def start_cluster_node(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """A one-node Redis Cluster owning every slot: enough to run the Cluster client path."""
-    cli = shutil.which("redis-cli")
-    assert cli, "redis-cli is not installed"
-    for attempt in range(3):  # free ports can be taken by parallel test runs; retry
-        port = free_port()
-        try:
-            # The bus port defaults to port + 10000, which can lie past 65535.
-            proc = start_redis(port, workdir, "--cluster-enabled", "yes",
-                               "--cluster-port", str(free_port()),
-                               "--cluster-config-file", str(workdir / f"nodes-{attempt}.conf"))
-        except RuntimeError:
-            continue
-        added = subprocess.run([cli, "-p", str(port), "cluster", "addslotsrange", "0", "16383"],
-                               capture_output=True)
-        if added.returncode == 0 and added.stdout.strip() == b"OK":
-            return proc, port
-        proc.terminate()
-        proc.wait(5)
-    raise RuntimeError("could not start a one-node Redis Cluster")
-
-
-@pytest.fixture(scope="module")
-def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    proc, port = start_cluster_node(tmp_path_factory.mktemp("cluster"))
-    try:
-        cli = shutil.which("redis-cli") or "redis-cli"
-        deadline = time.monotonic() + 30  # Redis holds a new cluster node back ~2 s
-        while b"cluster_state:ok" not in subprocess.run(
-            [cli, "-p", str(port), "cluster", "info"], capture_output=True
-        ).stdout:
-            assert time.monotonic() < deadline, "cluster did not become ready"
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
         proc.terminate()
         proc.wait(5)
 

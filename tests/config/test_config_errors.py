@@ -9,28 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.configcheck import problems
 from wxgated.compiler.validate import load_and_validate
-from wxgated.config.errors import ConfigError
 
 BASE_UPSTREAMS = """\
 upstreams:
   users:
     targets: [{url: "http://127.0.0.1:9001"}]
 """
-
-
-def problems(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> list[str]:
-    """`LINE:COL: message` for every issue `wxgated check` would print (file name cut)."""
-    path = tmp_path / "routes.yaml"
-    path.write_text(textwrap.dedent(text))
-    with pytest.raises(ConfigError) as info:
-        load_and_validate(str(path), env=env or {})
-    out = []
-    for issue in info.value.issues:
-        assert issue.file == str(path)
-        assert str(issue).startswith(f"{path}:{issue.line}:{issue.col}: ")
-        out.append(f"{issue.line}:{issue.col}: {issue.message}")
-    return out
 
 
 def at(text: str, needle: str, nth: int = 0) -> str:

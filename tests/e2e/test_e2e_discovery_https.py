@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.e2e.test_e2e_operations import TLSApp, echo_app
 from tests.support.nacos_standin import NacosStandin, host
+from tests.support.tls import TLSApp, echo_app
 
 NAME = "api.internal"
 

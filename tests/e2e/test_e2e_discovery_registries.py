@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_e2e_discovery import Backends, get, spread, until, upstream_view
 from tests.support.consul_standin import ConsulStandin, instance
+from tests.support.discovery import Backends, get, spread, until, upstream_view
 from tests.support.gateway import metric_value
 from tests.support.nacos_standin import NacosStandin, host
 from tests.support.servers import free_port

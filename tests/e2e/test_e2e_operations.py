@@ -3,7 +3,6 @@ through a real `wxgated run` subprocess."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import json
 import os
@@ -12,14 +11,12 @@ import signal
 import socket
 import ssl
 import struct
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -27,6 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from tests.support.gateway import GatewayProcess, metric_value
 from tests.support.servers import ThreadedApp
+from tests.support.tls import TLSApp, echo_app
 
 PING = {"name": "ping", "match": {"path": "/ping"}, "respond": {"json": {"pong": 1}}}
 
@@ -196,16 +194,6 @@ def der(pem: bytes) -> bytes:
     return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
 
 
-def echo_app() -> web.Application:
-    async def echo(request: web.Request) -> web.Response:
-        return web.json_response({"tls": request.secure, "path": request.path,
-                                  "headers": {k.lower(): v for k, v in request.headers.items()}})
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", echo)
-    return app
-
-
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[ThreadedApp]:
     app = ThreadedApp(echo_app())
@@ -298,36 +286,6 @@ def test_cert_replacement_reaches_every_worker(gateway: Any, upstream: ThreadedA
 
 
 # -- TLS to upstreams -------------------------------------------------------------------
-
-
-class TLSApp:
-    """An aiohttp app served over TLS from its own thread, like ThreadedApp."""
-
-    def __init__(self, app: web.Application, ctx: ssl.SSLContext) -> None:
-        self.loop = asyncio.new_event_loop()
-        started = threading.Event()
-
-        async def serve() -> None:
-            self.runner = web.AppRunner(app, access_log=None)
-            await self.runner.setup()
-            site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=ctx)
-            await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(serve())
-            started.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        assert started.wait(10)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 def test_tls_to_upstreams_verifies_against_the_ca_file(gateway: Any, tmp_path: Path) -> None:

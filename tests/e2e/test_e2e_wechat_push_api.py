@@ -16,6 +16,7 @@ from aiohttp import web
 
 from tests.support.e2e_identity_harness import APPID, JWT_SECRET, SECRET, StandIn
 from tests.support.gateway import GatewayProcess
+from tests.support.rawhttp import call
 from tests.support.servers import ThreadedApp
 
 PUSH_TOKEN = "push-token-e2e-42"
@@ -62,17 +63,6 @@ def signed(timestamp: str | None = None, nonce: str = "n0nce") -> dict[str, str]
     timestamp = timestamp or str(int(time.time()))
     sig = hashlib.sha1("".join(sorted([PUSH_TOKEN, timestamp, nonce])).encode()).hexdigest()
     return {"signature": sig, "timestamp": timestamp, "nonce": nonce}
-
-
-def call(url: str, data: bytes | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
-    req = urllib.request.Request(url, data=data, headers=headers or {},
-                                 method="POST" if data is not None else "GET")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.read(), {k.lower(): v for k, v in r.headers.items()}
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read(), {k.lower(): v for k, v in exc.headers.items()}
 
 
 def test_push_url_verification_echoes_echostr(env: Any) -> None:

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.e2e.test_e2e_wechat_push_api import call
 from tests.support.e2e_identity_harness import APPID, SECRET
 from tests.support.gateway import GatewayProcess
+from tests.support.rawhttp import call
 from tests.support.servers import ThreadedApp
 from wxgated.wechat.push_crypto import aes_key, encrypt_message, msg_signature
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+import urllib.error
+import urllib.request
 from typing import Any
 
 import aiohttp
@@ -83,3 +85,14 @@ def raw_request(port: int, data: bytes, timeout: float = 3.0) -> bytes:
                 break
             out += chunk
         return out
+
+
+def call(url: str, data: bytes | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+    req = urllib.request.Request(url, data=data, headers=headers or {},
+                                 method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read(), {k.lower(): v for k, v in r.headers.items()}
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), {k.lower(): v for k, v in exc.headers.items()}

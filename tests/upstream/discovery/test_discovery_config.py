@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.config.test_config_errors import problems
+from tests.support.configcheck import problems
 from wxgated.compiler.snapshot import load_snapshot
 from wxgated.registry import Registry
 

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from tests.support.cache_harness import STATE, Harness, call, request, status_of, upstream_app
+from tests.support.cache_harness import call, request, status_of
 from wxgated.config.context import CompileContext
 from wxgated.config.errors import SemanticError
 from wxgated.filters import FILTERS
 from wxgated.registry import Registry
-
-
-@pytest.fixture
-async def env(serve: Any) -> AsyncIterator[tuple[Harness, dict[str, Any]]]:
-    app = upstream_app()
-    h = Harness(await serve(app))
-    yield h, app[STATE]
-    await h.aclose()
 
 
 async def test_second_request_is_a_hit_with_age(env: Any) -> None:

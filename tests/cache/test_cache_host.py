@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.support.servers import ThreadedApp
+from tests.support.servers import ThreadedApp, served
 
 CALLS: Counter[str] = Counter()
 
@@ -32,9 +32,7 @@ def upstream_app() -> web.Application:
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[ThreadedApp]:
-    app = ThreadedApp(upstream_app())
-    yield app
-    app.stop()
+    yield from served(upstream_app())
 
 
 @pytest.fixture

@@ -6,24 +6,13 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
-from tests.support.cache_harness import STATE, Harness, call, request, status_of, upstream_app
+from tests.support.cache_harness import call, request, status_of
 from wxgated.cache.entry import Entry, dumps, loads
 from wxgated.cache.memory import MemoryStore
 from wxgated.observe.metrics import REGISTRY
 from wxgated.registry import Registry
-
-
-@pytest.fixture
-async def env(serve: Any) -> AsyncIterator[tuple[Harness, dict[str, Any]]]:
-    app = upstream_app()
-    h = Harness(await serve(app))
-    yield h, app[STATE]
-    await h.aclose()
 
 
 async def test_ttl_caps_the_upstream_max_age(env: Any) -> None:

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import jwt
 import pytest
 from cryptography.hazmat.primitives import padding, serialization
@@ -38,7 +37,7 @@ from tests.support.e2e_identity_harness import (
     upstream_app,
 )
 from tests.support.gateway import GatewayProcess, metric_value
-from tests.support.servers import ThreadedApp
+from tests.support.servers import ThreadedApp, served
 
 
 def pem_keys(tmp: Path) -> tuple[Path, Path, ec.EllipticCurvePrivateKey]:
@@ -52,7 +51,6 @@ def pem_keys(tmp: Path) -> tuple[Path, Path, ec.EllipticCurvePrivateKey]:
     return ec_path, rsa_path, ec_key
 
 
-
 @pytest.fixture(scope="module")
 def standin() -> Iterator[StandIn]:
     s = StandIn()
@@ -62,9 +60,7 @@ def standin() -> Iterator[StandIn]:
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[ThreadedApp]:
-    app = ThreadedApp(upstream_app())
-    yield app
-    app.stop()
+    yield from served(upstream_app())
 
 
 @pytest.fixture(scope="module")
@@ -85,14 +81,6 @@ def gw(standin: StandIn, upstream: ThreadedApp, keys: Any,
     proc.stop()
 
 
-
-@pytest.fixture
-async def client() -> Any:
-    async with aiohttp.ClientSession() as s:
-        yield Client(s)
-
-
-
 def encrypt_user_data(session_key: str, doc: dict[str, Any]) -> tuple[str, str]:
     """What WeChat does to user data: AES-128-CBC, PKCS#7, key = b64 session_key."""
     iv = os.urandom(16)
@@ -101,7 +89,6 @@ def encrypt_user_data(session_key: str, doc: dict[str, Any]) -> tuple[str, str]:
     enc = Cipher(algorithms.AES(base64.b64decode(session_key)), modes.CBC(iv)).encryptor()
     data = enc.update(plain) + enc.finalize()
     return base64.b64encode(data).decode(), base64.b64encode(iv).decode()
-
 
 
 # -- identity reaches the upstream, and only from a verified token ----------------------

@@ -10,7 +10,6 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import aiohttp
 import pytest
 import redis
 
@@ -27,20 +26,12 @@ from tests.support.e2e_identity_harness import (
     upstream_app,
 )
 from tests.support.gateway import GatewayProcess
-from tests.support.servers import ThreadedApp
+from tests.support.servers import ThreadedApp, served
 
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[ThreadedApp]:
-    app = ThreadedApp(upstream_app())
-    yield app
-    app.stop()
-
-
-@pytest.fixture
-async def client() -> Any:
-    async with aiohttp.ClientSession() as s:
-        yield Client(s)
+    yield from served(upstream_app())
 
 
 # -- access_token bursts: one fetch, per process and across processes -------------------

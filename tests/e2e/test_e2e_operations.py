@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.support.gateway import GatewayProcess, metric_value
-from tests.support.servers import ThreadedApp
+from tests.support.servers import ThreadedApp, served
 from tests.support.tls import TLSApp, echo_app
 
 PING = {"name": "ping", "match": {"path": "/ping"}, "respond": {"json": {"pong": 1}}}
@@ -196,9 +196,7 @@ def der(pem: bytes) -> bytes:
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[ThreadedApp]:
-    app = ThreadedApp(echo_app())
-    yield app
-    app.stop()
+    yield from served(echo_app())
 
 
 def tls_config(cert: Path, key: Path, upstream: ThreadedApp, workers: int = 1) -> dict[str, Any]:

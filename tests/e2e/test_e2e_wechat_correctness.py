@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import aiohttp
 import pytest
 
 from tests.support.e2e_identity_harness import (
@@ -27,7 +26,7 @@ from tests.support.e2e_identity_harness import (
     upstream_app,
 )
 from tests.support.gateway import GatewayProcess, metric_value
-from tests.support.servers import ThreadedApp, free_port
+from tests.support.servers import ThreadedApp, free_port, served
 from wxgated.wechat.crypto import encrypt_user_data
 
 METRIC = "wxgated_wechat_api_requests_total"
@@ -35,9 +34,7 @@ METRIC = "wxgated_wechat_api_requests_total"
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[ThreadedApp]:
-    app = ThreadedApp(upstream_app())
-    yield app
-    app.stop()
+    yield from served(upstream_app())
 
 
 @pytest.fixture
@@ -59,12 +56,6 @@ def gw(standin: StandIn, upstream: ThreadedApp, tmp_path: Any) -> Iterator[Gatew
     proc = GatewayProcess(tmp_path, config(standin.url, upstream.url)).start()
     yield proc
     proc.stop()
-
-
-@pytest.fixture
-async def client() -> Any:
-    async with aiohttp.ClientSession() as s:
-        yield Client(s)
 
 
 async def login_code(client: Client, gw: GatewayProcess, code: str) -> tuple[int, Any]:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from tests.support.gateway import GatewayProcess
 from tests.support.rawhttp import get_json, headers_of, raw_request
-from tests.support.servers import ThreadedApp, free_port
+from tests.support.servers import ThreadedApp, free_port, served
 
 
 def upstream_app() -> web.Application:
@@ -89,9 +89,7 @@ def upstream_app() -> web.Application:
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[ThreadedApp]:
-    app = ThreadedApp(upstream_app())
-    yield app
-    app.stop()
+    yield from served(upstream_app())
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from tests.support.gateway import GatewayProcess, metric_value
-from tests.support.servers import ThreadedApp
+from tests.support.servers import ThreadedApp, served
 
 JWT_SECRET = "websocket-test-secret-0123456789abcdef"
 JWT = {"issuer": "wxgated", "keys": [{"kid": "k1", "alg": "HS256", "secret": JWT_SECRET}]}
@@ -61,9 +61,7 @@ def upstream_app() -> web.Application:
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[ThreadedApp]:
-    app = ThreadedApp(upstream_app())
-    yield app
-    app.stop()
+    yield from served(upstream_app())
 
 
 def config(upstream: ThreadedApp) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import yaml
 from aiohttp import web
 
 from tests.support.gateway import GatewayProcess, metric_value
-from tests.support.servers import ThreadedApp
+from tests.support.servers import ThreadedApp, served
 
 
 def upstream_app() -> web.Application:
@@ -32,9 +32,7 @@ def upstream_app() -> web.Application:
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[ThreadedApp]:
-    app = ThreadedApp(upstream_app())
-    yield app
-    app.stop()
+    yield from served(upstream_app())
 
 
 def config(upstream_url: str, version: int) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.support.gateway import GatewayProcess, metric_value
-from tests.support.servers import ThreadedApp, free_port
+from tests.support.servers import ThreadedApp, free_port, served
 
 RELOADS = "wxgated_config_reloads_total"
 
@@ -41,9 +41,7 @@ def upstream_app() -> web.Application:
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[ThreadedApp]:
-    app = ThreadedApp(upstream_app())
-    yield app
-    app.stop()
+    yield from served(upstream_app())
 
 
 def config(upstream_url: str, **server: Any) -> dict[str, Any]:

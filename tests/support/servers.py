@@ -8,6 +8,7 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
@@ -94,3 +95,11 @@ class LoopThread:
         self.run(drain())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+
+
+def served(app: web.Application) -> Iterator[ThreadedApp]:
+    """The body of a module-scoped upstream fixture: `yield from served(make_app())`
+    serves the app for the module and stops it after the module's last test."""
+    threaded = ThreadedApp(app)
+    yield threaded
+    threaded.stop()

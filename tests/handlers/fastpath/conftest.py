@@ -22,14 +22,12 @@ from tests.support.e2e_backend import Backend
 from tests.support.e2e_identity_harness import HS_KEYS, StandIn, base_config
 from tests.support.fastpath import NO_PASSIVE, OneShotUpstream, proxied, svc_app
 from tests.support.gateway import GatewayProcess
-from tests.support.servers import LoopThread, ThreadedApp, free_port
+from tests.support.servers import LoopThread, ThreadedApp, free_port, served
 
 
 @pytest.fixture(scope="module")
 def svc() -> Iterator[ThreadedApp]:
-    app = ThreadedApp(svc_app())
-    yield app
-    app.stop()
+    yield from served(svc_app())
 
 
 @pytest.fixture(scope="module")

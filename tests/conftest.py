@@ -8,6 +8,7 @@ import asyncio
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from aiohttp import web
 
 from tests.support.redisproc import start_cluster_node
 from tests.support.servers import LoopThread, ThreadedApp, free_port, start_app, wait_port
+from wxgated.state import StateBackend, open_backend
 
 # re-exported: tests written before tests/support/ import these from here
 __all__ = ["LoopThread", "ThreadedApp", "free_port", "start_app", "wait_port"]
@@ -116,3 +118,18 @@ def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def state_backend(request: pytest.FixtureRequest) -> AsyncIterator[StateBackend]:
+    """Each backend in turn, for a test that must hold on both: the memory one and a real
+    redis-server (a unique key prefix per test keeps tests apart on the shared server)."""
+    if request.param == "memory":
+        backend = open_backend({"backend": "memory"})
+    else:
+        backend = open_backend({"backend": "redis", "redis": {
+            "url": request.getfixturevalue("redis_url"), "timeout": "500ms",
+            "prefix": f"t{uuid.uuid4().hex}:"}})
+    assert backend.name == request.param
+    yield backend
+    await backend.close()

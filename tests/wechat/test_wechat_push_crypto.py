@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import base64
 import struct
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from wxgated.http.message import HTTPError
-from wxgated.state import StateBackend, open_backend
+from wxgated.state import StateBackend
 from wxgated.state.memory import MemoryState
 from wxgated.wechat.push_body import PushBodyError, body_format, json_to_dict, xml_to_dict
 from wxgated.wechat.push_crypto import (
@@ -159,29 +157,18 @@ async def test_replay_guard_window_off() -> None:
         await guard.claim("1", "n")  # the nonce cache still works
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[StateBackend]:
-    cfg: dict[str, object] = {"backend": "memory"}
-    if request.param == "redis":
-        cfg = {"backend": "redis", "redis": {"url": request.getfixturevalue("redis_url"),
-                                             "timeout": "500ms", "prefix": f"t{uuid.uuid4().hex}:"}}
-    b = open_backend(cfg)
-    yield b
-    await b.close()
-
-
-async def test_nonce_cache_on_both_backends(backend: StateBackend) -> None:
+async def test_nonce_cache_on_both_backends(state_backend: StateBackend) -> None:
     """Two guards on one backend stand for two gateway instances sharing it."""
-    first = ReplayGuard(backend, "wxapp", 60)
-    second = ReplayGuard(backend, "wxapp", 60)
+    first = ReplayGuard(state_backend, "wxapp", 60)
+    second = ReplayGuard(state_backend, "wxapp", 60)
     key = await first.claim("1700000000", "abc")
     with pytest.raises(HTTPError) as err:
         await second.claim("1700000000", "abc")
     assert err.value.status == 403
-    assert key is not None and 0 < (await backend.ttl(key) or 0) <= 120
+    assert key is not None and 0 < (await state_backend.ttl(key) or 0) <= 120
     await second.release(key)
     assert await second.claim("1700000000", "abc") == key
-    other_app = ReplayGuard(backend, "wxother", 60)
+    other_app = ReplayGuard(state_backend, "wxother", 60)
     assert await other_app.claim("1700000000", "abc")  # nonces are per appid
 
 

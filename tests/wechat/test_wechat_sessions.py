@@ -6,7 +6,6 @@ import asyncio
 import base64
 import os
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -27,19 +26,8 @@ def redis_cfg(url: str, prefix: str) -> dict:
     return {"backend": "redis", "redis": {"url": url, "timeout": "500ms", "prefix": prefix}}
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def state(request: pytest.FixtureRequest) -> AsyncIterator[StateBackend]:
-    if request.param == "memory":
-        backend = open_backend({"backend": "memory"})
-    else:
-        backend = open_backend(redis_cfg(request.getfixturevalue("redis_url"),
-                                          f"t{uuid.uuid4().hex}:"))
-    yield backend
-    await backend.close()
-
-
-async def test_create_get_lookup_revoke(state: StateBackend) -> None:
-    store = SessionStore(state, ttl=60, box=SecretBox(KEY))
+async def test_create_get_lookup_revoke(state_backend: StateBackend) -> None:
+    store = SessionStore(state_backend, ttl=60, box=SecretBox(KEY))
     key = session_key()
     sess = await store.create("o-1", "u-1", key)
     assert len(sess.sid) >= 32 and sess.openid == "o-1" and sess.unionid == "u-1"
@@ -56,8 +44,8 @@ async def test_create_get_lookup_revoke(state: StateBackend) -> None:
     assert await store.get("") is None and await store.get("no-such-sid") is None
 
 
-async def test_sessions_expire_after_ttl_and_touch_extends(state: StateBackend) -> None:
-    store = SessionStore(state, ttl=1.0)
+async def test_sessions_expire_after_ttl_and_touch_extends(state_backend: StateBackend) -> None:
+    store = SessionStore(state_backend, ttl=1.0)
     a = await store.create("o-a", None, session_key())
     b = await store.create("o-b", None, session_key())
     await asyncio.sleep(0.6)

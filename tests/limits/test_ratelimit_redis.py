@@ -34,19 +34,6 @@ def degraded(route: str, decision: str) -> float:
         "wxgated_ratelimit_degraded_total", {"route": route, "decision": decision}) or 0.0
 
 
-async def test_five_per_minute_through_redis(state: RedisState) -> None:
-    chain = build({"rate": 5, "per": "1m"}, services={"state": state},
-                  config={"state": {"backend": "redis"}})  # default store: redis
-    for left in (4, 3, 2, 1, 0):
-        resp = await run(chain, make_req())
-        assert isinstance(resp, Response)
-        assert dict(resp.headers)[b"ratelimit-remaining"] == str(left).encode()
-    err = await run(chain, make_req())
-    assert isinstance(err, HTTPError) and err.status == 429
-    assert dict(err.headers)[b"retry-after"] == b"12"
-    assert dict(err.headers)[b"ratelimit-reset"] == b"60"
-
-
 async def test_redis_and_local_stores_decide_alike(state: RedisState) -> None:
     rate = Rate(5, 1.0, 3)  # a token every 200 ms: far slower than two calls
     local, remote = LocalStore(rate), RedisStore(state, rate, "same")

@@ -106,3 +106,23 @@ def test_the_length_check_finds_a_long_file(tmp_path: Path) -> None:
     (tmp_path / "pkg" / "test_long.py").write_text("x = 1\n" * 501)
     (tmp_path / "test_short.py").write_text("x = 1\n" * 500)
     assert longer_than(tmp_path, MAX_TEST_LINES) == {"pkg/test_long.py": 501}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The `tests.…` modules a file imports."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return {n for n in names if n.startswith("tests.")}
+
+
+def test_no_test_file_imports_another() -> None:
+    """A helper two test files need lives once in tests/support/, where the next person
+    looks for it, not inside one of the two test files."""
+    bad = {str(p.relative_to(TESTS)): sorted(m for m in imported_modules(p)
+                                             if m.rsplit(".", 1)[-1].startswith("test_"))
+           for p in TESTS.rglob("*.py")}
+    assert {k: v for k, v in bad.items() if v} == {}

@@ -1,4 +1,4 @@
-"""Black-box: traffic protection through a real `wxgated run` (issue 4), one per test module.
+"""Black-box: traffic protection through a real `wxgated run` (issue 4), one for the folder.
 
 Balancing, health (active and passive), retries with their budget, per-try timeout and
 deadline, circuit breakers, rate limits on Redis and concurrency limits, all seen from
@@ -18,7 +18,7 @@ from tests.support.protection import NAMES, proxied, upstreams
 from tests.support.servers import free_port
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def apps() -> Iterator[dict[str, Backend]]:
     started = {n: Backend(n).start() for n in NAMES}
     yield started
@@ -26,7 +26,7 @@ def apps() -> Iterator[dict[str, Backend]]:
         b.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def gw(apps: dict[str, Backend], redis_url: str,
        tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     ups = upstreams(apps, f"http://127.0.0.1:{free_port()}")

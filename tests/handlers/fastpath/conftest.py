@@ -1,4 +1,4 @@
-"""Black-box, one gateway per test module: the proxy's callback fast path, through a real `wxgated run`.
+"""Black-box: the proxy's callback fast path, through one real `wxgated run` for the folder.
 
 A body-less request on an `upstream:` route whose filters all decide synchronously is
 written on an idle keep-alive upstream connection and answered from the upstream
@@ -25,18 +25,18 @@ from tests.support.gateway import GatewayProcess
 from tests.support.servers import LoopThread, ThreadedApp, free_port, served
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def svc() -> Iterator[ThreadedApp]:
     yield from served(svc_app())
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def stale(loop_thread: LoopThread) -> dict[str, OneShotUpstream]:
     return {"fin": OneShotUpstream(loop_thread, rst=False),
             "rst": OneShotUpstream(loop_thread, rst=True)}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def short_keepalive(loop_thread: LoopThread) -> Iterator[str]:
     """An aiohttp upstream that closes keep-alive connections idle for 100 ms."""
 
@@ -53,7 +53,7 @@ def short_keepalive(loop_thread: LoopThread) -> Iterator[str]:
     loop_thread.run(runner.cleanup())
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def backends() -> Iterator[dict[str, Backend]]:
     started = {n: Backend(n).start() for n in ("R1", "R2", "R3", "S1", "S2")}
     yield started
@@ -61,14 +61,14 @@ def backends() -> Iterator[dict[str, Backend]]:
         b.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def standin() -> Iterator[StandIn]:
     s = StandIn()
     yield s
     s.server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def gw(svc: ThreadedApp, stale: dict[str, OneShotUpstream], short_keepalive: str,
        backends: dict[str, Backend], standin: StandIn,
        tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
@@ -108,3 +108,11 @@ def gw(svc: ThreadedApp, stale: dict[str, OneShotUpstream], short_keepalive: str
     proc = GatewayProcess(tmp_path_factory.mktemp("gw-fast"), cfg).start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="package")
+def loop_thread() -> Iterator[LoopThread]:
+    """The loop of this folder's raw upstreams, which serve every module in it."""
+    lt = LoopThread()
+    yield lt
+    lt.stop()

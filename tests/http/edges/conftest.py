@@ -1,4 +1,4 @@
-"""One `wxgated run` per test module in front of the scripted raw upstream (`Raw`). Each
+"""One `wxgated run` for the folder, in front of the scripted raw upstream (`Raw`). Each
 test here covers behaviour no other test does; most were written as failing tests for
 bugs found in a review of the HTTP layer, then fixed."""
 
@@ -13,12 +13,12 @@ from tests.support.gateway import GatewayProcess
 from tests.support.servers import LoopThread
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def raw(loop_thread: LoopThread) -> Raw:
     return Raw(loop_thread)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def gw(raw: Raw, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     config = {
         "jwt": {"issuer": "wxgated", "keys": [{"kid": "k1", "alg": "HS256",
@@ -50,3 +50,11 @@ def gw(raw: Raw, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayPr
     proc = GatewayProcess(tmp_path_factory.mktemp("gw-edges"), config).start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="package")
+def loop_thread() -> Iterator[LoopThread]:
+    """The loop of this folder's raw upstreams, which serve every module in it."""
+    lt = LoopThread()
+    yield lt
+    lt.stop()

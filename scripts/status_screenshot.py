@@ -1,5 +1,5 @@
 """Regenerate docs/status.png: the status page of a gateway under test traffic, taken
-by the same headless Chromium the tests use (tests/status_harness.py).
+by the same headless Chromium the tests use (tests/support/status_harness.py).
 
     .venv/bin/python scripts/status_screenshot.py [out.png]
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.gateway import GatewayProcess  # noqa: E402
-from tests.status_harness import ENV, Traffic, backend, config, headless_chrome  # noqa: E402
+from tests.support.gateway import GatewayProcess  # noqa: E402
+from tests.support.status_harness import ENV, Traffic, backend, config, headless_chrome  # noqa: E402
 
 
 def main(out: Path) -> None:

@@ -1,36 +1,26 @@
-"""Shared fixtures: real upstream servers, a real redis-server, free ports."""
+"""Shared fixtures: real upstream servers, a real redis-server (and a hung one, and a
+one-node Cluster), a `wxgated run` subprocess. The helpers they are built on live in
+tests/support/."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
-import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
 
+from tests.support.redisproc import start_cluster_node
+from tests.support.servers import LoopThread, ThreadedApp, free_port, start_app, wait_port
+from wxgated.state import StateBackend, open_backend
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
+# re-exported: tests written before tests/support/ import these from here
+__all__ = ["LoopThread", "ThreadedApp", "free_port", "start_app", "wait_port"]
 
 
 @pytest.fixture(scope="session")
@@ -54,16 +44,6 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.wait(5)
 
 
-async def start_app(app: web.Application, port: int = 0) -> tuple[web.AppRunner, str]:
-    """Serve an aiohttp app on 127.0.0.1; returns the runner and its base URL."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    sock = site._server.sockets[0]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
 @pytest.fixture
 async def serve() -> AsyncIterator:
     """`url = await serve(app)`: start an upstream app, stopped after the test."""
@@ -82,7 +62,7 @@ async def serve() -> AsyncIterator:
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator:
     """`gw = gateway(config_dict)`: a real `wxgated run` subprocess on free ports."""
-    from tests.gateway import GatewayProcess
+    from tests.support.gateway import GatewayProcess
 
     procs: list[GatewayProcess] = []
 
@@ -98,64 +78,58 @@ def gateway(tmp_path: Path) -> Iterator:
         gw.stop()
 
 
-class ThreadedApp:
-    """An aiohttp app served from its own thread and loop, for module-scoped upstreams
-    that outlive any one test's event loop."""
-
-    def __init__(self, app: web.Application, port: int = 0) -> None:
-        import asyncio
-        import threading
-
-        self.loop = asyncio.new_event_loop()
-        started = threading.Event()
-        self.url = ""
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.runner, self.url = self.loop.run_until_complete(start_app(app, port))
-            started.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        started.wait(10)
-        self.port = int(self.url.rsplit(":", 1)[1])
-
-    def stop(self) -> None:
-        import asyncio
-
-        fut = asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop)
-        fut.result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-
-class LoopThread:
-    """An event loop on its own thread for servers ThreadedApp can't express: a raw
-    asyncio server, or an aiohttp runner with its own keep-alive timeout."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
-
-    def stop(self) -> None:
-        async def drain() -> None:  # handlers still running end now, not at interpreter exit
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        self.run(drain())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-
 @pytest.fixture(scope="module")
 def loop_thread() -> Iterator[LoopThread]:
     lt = LoopThread()
     yield lt
     lt.stop()
+
+
+@pytest.fixture
+async def hung_url() -> AsyncIterator[str]:
+    """A TCP server that accepts connections and never answers: a hung Redis."""
+    conns: list[asyncio.StreamWriter] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conns.append(writer)
+        while await reader.read(4096):
+            pass
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"redis://127.0.0.1:{port}/0"
+    for w in conns:
+        w.close()
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc, port = start_cluster_node(tmp_path_factory.mktemp("cluster"))
+    try:
+        cli = shutil.which("redis-cli") or "redis-cli"
+        deadline = time.monotonic() + 30  # Redis holds a new cluster node back ~2 s
+        while b"cluster_state:ok" not in subprocess.run(
+            [cli, "-p", str(port), "cluster", "info"], capture_output=True
+        ).stdout:
+            assert time.monotonic() < deadline, "cluster did not become ready"
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def state_backend(request: pytest.FixtureRequest) -> AsyncIterator[StateBackend]:
+    """Each backend in turn, for a test that must hold on both: the memory one and a real
+    redis-server (a unique key prefix per test keeps tests apart on the shared server)."""
+    if request.param == "memory":
+        backend = open_backend({"backend": "memory"})
+    else:
+        backend = open_backend({"backend": "redis", "redis": {
+            "url": request.getfixturevalue("redis_url"), "timeout": "500ms",
+            "prefix": f"t{uuid.uuid4().hex}:"}})
+    assert backend.name == request.param
+    yield backend
+    await backend.close()

@@ -2,7 +2,7 @@
 # Set up everything the tests need and run the whole suite (ruff + mypy + pytest).
 # Installs from Debian what is missing: redis-server and dnsmasq (the tests start their
 # own), promtool (package `prometheus`; the tests check deploy/prometheus/alerts.yml) and
-# chromium + chromium-driver (tests/test_status_browser.py loads the status page).
+# chromium + chromium-driver (tests/status/test_status_browser.py loads the status page).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -16,11 +16,8 @@ import pytest
 from aiohttp import web
 
 from tests.support.redisproc import start_cluster_node
-from tests.support.servers import LoopThread, ThreadedApp, free_port, start_app, wait_port
+from tests.support.servers import LoopThread, free_port, start_app, wait_port
 from wxgated.state import StateBackend, open_backend
-
-# re-exported: tests written before tests/support/ import these from here
-__all__ = ["LoopThread", "ThreadedApp", "free_port", "start_app", "wait_port"]
 
 
 @pytest.fixture(scope="session")

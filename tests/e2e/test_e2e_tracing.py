@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.conftest import ThreadedApp, free_port
-from tests.e2e_identity_harness import HS_KEYS, StandIn, base_config
-from tests.gateway import GatewayProcess
-from tests.otlp_receiver import Receiver
+from tests.support.e2e_identity_harness import HS_KEYS, StandIn, base_config
+from tests.support.gateway import GatewayProcess
+from tests.support.otlp_receiver import Receiver
+from tests.support.servers import ThreadedApp, free_port
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -186,7 +186,7 @@ def test_wechat_calls_are_client_spans_of_the_login(
     assert wx[0]["parent"] == server[0]["span_id"]
     assert wx[0]["attrs"]["wechat.errcode"] == 0
     # the AppSecret rides in WeChat's query string: no span may carry it
-    from tests.e2e_identity_harness import SECRET
+    from tests.support.e2e_identity_harness import SECRET
     assert SECRET not in json.dumps(spans)
 
 
@@ -251,7 +251,7 @@ def reloaded(g: GatewayProcess, cfg: dict[str, Any]) -> None:
     """Write `cfg`, SIGHUP, and wait until the gateway counts one more good reload."""
     import signal
 
-    from tests.gateway import metric_value
+    from tests.support.gateway import metric_value
 
     def count() -> float:
         return metric_value(g.metrics(), "wxgated_config_reloads_total", result="success")

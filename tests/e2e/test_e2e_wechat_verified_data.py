@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ThreadedApp
-from tests.e2e_identity_harness import APPID, StandIn, upstream_app
-from tests.gateway import GatewayProcess
-from tests.user_service import REFUSED_PHONE, TEXT_PHONE, UserService
-from tests.wx_hook_harness import call, check, config, line_col, new_code, yaml_text
+from tests.support.e2e_identity_harness import APPID, StandIn, upstream_app
+from tests.support.gateway import GatewayProcess
+from tests.support.servers import ThreadedApp
+from tests.support.user_service import REFUSED_PHONE, TEXT_PHONE, UserService
+from tests.support.wx_hook_harness import call, check, config, line_col, new_code, yaml_text
 from wxgated.wechat.crypto import encrypt_user_data
 
 

@@ -12,11 +12,11 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.conftest import ThreadedApp
-from tests.e2e_identity_harness import APPID, JWT_SECRET, StandIn, upstream_app
-from tests.gateway import GatewayProcess
-from tests.user_service import UserService
-from tests.wx_hook_harness import call, check, config, line_col, new_code, yaml_text
+from tests.support.e2e_identity_harness import APPID, JWT_SECRET, StandIn, upstream_app
+from tests.support.gateway import GatewayProcess
+from tests.support.servers import ThreadedApp
+from tests.support.user_service import UserService
+from tests.support.wx_hook_harness import call, check, config, line_col, new_code, yaml_text
 
 HOOK_PATH = "/internal/wx-login"
 

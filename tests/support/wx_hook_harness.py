@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import free_port
-from tests.e2e_identity_harness import APPID, JWT_SECRET, SECRET
+from tests.support.e2e_identity_harness import APPID, JWT_SECRET, SECRET
+from tests.support.servers import free_port
 
 HOOK = {"upstream": "users", "path": "/internal/wx-login", "timeout": "300ms",
         "claims": {"user_id": "user_id", "roles": "roles", "level": "profile.level"}}

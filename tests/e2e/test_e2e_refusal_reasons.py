@@ -14,9 +14,9 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.conftest import ThreadedApp, free_port
-from tests.e2e_identity_harness import JWT_SECRET, StandIn, base_config, upstream_app
-from tests.gateway import GatewayProcess
+from tests.support.e2e_identity_harness import JWT_SECRET, StandIn, base_config, upstream_app
+from tests.support.gateway import GatewayProcess
+from tests.support.servers import ThreadedApp, free_port
 
 AUD = "mini-app"
 

@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
-from tests.conftest import ThreadedApp
+from tests.support.servers import ThreadedApp
 
 
 def _value(v: Any) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.conftest import ThreadedApp
+from tests.support.servers import ThreadedApp
 
 REFUSED_PHONE = "13900000000"  # the phone backend answers 409: already bound elsewhere
 TEXT_PHONE = "13700000000"  # the phone backend answers 200 with a plain-text body

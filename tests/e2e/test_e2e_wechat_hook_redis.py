@@ -10,10 +10,10 @@ from typing import Any
 import jwt
 import redis
 
-from tests.conftest import ThreadedApp
-from tests.e2e_identity_harness import JWT_SECRET, StandIn, upstream_app
-from tests.user_service import UserService
-from tests.wx_hook_harness import call, config, new_code
+from tests.support.e2e_identity_harness import JWT_SECRET, StandIn, upstream_app
+from tests.support.servers import ThreadedApp
+from tests.support.user_service import UserService
+from tests.support.wx_hook_harness import call, config, new_code
 
 
 def _headers(doc: dict[str, Any], name: str) -> list[str]:

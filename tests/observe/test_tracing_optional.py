@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from tests.conftest import ThreadedApp, free_port, wait_port
+from tests.support.servers import ThreadedApp, free_port, wait_port
 
 # a `wxgated` whose `import opentelemetry...` raises ModuleNotFoundError
 NO_OTEL = ("import sys; sys.modules['opentelemetry'] = None; "

@@ -116,21 +116,21 @@ def test_encryption_key_accepts_hex_and_base64_of_32_bytes() -> None:
             parse_encryption_key(bad)
 
 
-async def test_hook_claims_and_a_stored_phone_live_in_the_session(state: StateBackend) -> None:
-    store = SessionStore(state, ttl=60, box=SecretBox(KEY))
+async def test_hook_claims_and_a_stored_phone_live_in_the_session(state_backend: StateBackend) -> None:
+    store = SessionStore(state_backend, ttl=60, box=SecretBox(KEY))
     claims = {"user_id": 42, "roles": ["member"]}
     sess = await store.create("o-c", "u-c", session_key(), claims)
     assert sess.claims == claims and sess.phone is None
     await asyncio.sleep(1.1)  # a TTL that set_phone reset to the full 60 s would show
     assert await store.set_phone(sess.sid, "+8613800138000") is True
-    left = await state.ttl("wx:sess:" + sess.sid)
+    left = await state_backend.ttl("wx:sess:" + sess.sid)
     assert left is not None and left < 59.5
     looked = await store.lookup(sess.sid)
     assert looked is not None and (looked.claims, looked.phone) == (claims, "+8613800138000")
     renewed = await store.renew(sess.sid)
     assert renewed is not None and renewed.claims == claims
     assert renewed.phone == "+8613800138000"
-    raw = await state.get("wx:sess:" + sess.sid)
+    raw = await state_backend.get("wx:sess:" + sess.sid)
     assert raw is not None and b"13800138000" not in raw  # encrypted at rest, like the key
     await store.revoke(sess.sid)
     assert await store.set_phone(sess.sid, "+8613800138000") is False

@@ -307,8 +307,19 @@ def build_api(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: Any)
     client, tokens, settings = deps.client, deps.tokens, deps.settings
     assert client is not None and tokens is not None
     tpl = compile_templates(opts, settings.appid if settings is not None else "")
-    return build_api_handler(client, tokens, opts["path"], tpl,
-                             lambda err: wechat_error(err, code_status=400))
+    handler = build_api_handler(client, tokens, opts["path"], tpl,
+                                lambda err: wechat_error(err, code_status=400))
+    if not deps.several:
+        return handler
+    appid = deps.appid
+
+    async def own_app_only(req: Request) -> Response:
+        """This app's access_token acts for this app's users only."""
+        if req.claims is not None and req.claims.get("appid") != appid:
+            raise unauthorized(OTHER_APP)
+        return await handler(req)
+
+    return own_app_only
 
 
 BUILDERS: dict[str, Callable[[Deps, dict[str, Any], dict[str, Any], Any], Handler]] = {

@@ -89,7 +89,7 @@ def config(wx_url: str, svc_url: str) -> dict[str, Any]:
                             "push_token": PUSH_TOKENS[STAGING],
                             "push_aes_key": "${WX_STAGING_AES_KEY}", "session_ttl": "10m"},
             },
-            "app_by_host": HOSTS,
+            "app_by_host": dict(HOSTS),
         },
         "jwt": {"keys": [{"kid": "k1", "alg": "HS256", "secret": JWT_SECRET}]},
         "upstreams": {"svc": {"targets": [{"url": svc_url}]}},

@@ -109,6 +109,14 @@ def test_access_tokens_are_fetched_per_app_with_its_secret(env: Any) -> None:
     # a token of the other app is refused before WeChat is called
     assert call(gw.url + "/prod/check", {"content": "hi"}, token=staging)[0] == 401
     assert wx.prod.calls["msg_sec_check"] == 2
+    # the admin endpoint hands out each app's token by name (default: the first app)
+    for name, ctl, other in (("staging", wx.staging, wx.prod), ("prod", wx.prod, wx.staging)):
+        status, doc, _ = call(f"{gw.admin}/-/wechat/access_token?app={name}", method="GET")
+        assert status == 200 and ctl.token_ok(doc["access_token"])
+        assert not other.token_ok(doc["access_token"])
+    status, doc, _ = call(f"{gw.admin}/-/wechat/access_token", method="GET")
+    assert status == 200 and wx.prod.token_ok(doc["access_token"])
+    assert call(f"{gw.admin}/-/wechat/access_token?app=nope", method="GET")[0] == 404
     metrics = gw.metrics()
     assert metric_value(metrics, METRIC, api="stable_token", errcode="0", app="prod") == 1
     assert metric_value(metrics, METRIC, api="stable_token", errcode="0", app="staging") == 1

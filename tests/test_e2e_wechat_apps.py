@@ -178,5 +178,7 @@ def test_a_wrong_secret_fails_only_its_own_app(gateway: Any, env: Any) -> None:
     assert claims_of(login(g.url, wx.prod, "o-p-gus", "/prod/login"))["appid"] == PROD
     time.sleep(0.3)
     out = g.stdout() + g.stderr()
-    assert "40125" in out and "not-the-secret" not in out
+    assert "WeChat rejected the AppSecret (40125): check wechat.secret (api jscode2session, " \
+        "app staging: its wechat.apps.staging settings" in out, out
+    assert "not-the-secret" not in out
     assert SECRETS[PROD] not in out and SECRETS[STAGING] not in out

@@ -101,7 +101,7 @@ class WeChatClient:
                 api, str(errcode), self.app)
         child.inc()
         if errcode > 0:
-            report_config_error(api, errcode)
+            report_config_error(api, errcode, app=self.app)
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._secret, "<secret>") if self._secret else text

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from tests.conftest import ThreadedApp
 from tests.e2e_identity_harness import upstream_app
@@ -35,16 +36,41 @@ from tests.wx_apps_harness import (
 from tests.wx_hook_harness import call
 from wxgated.wechat.push_crypto import aes_key, encrypt_message, msg_signature
 
+HOOK_BODIES = web.AppKey("bodies", list)
+
+
+def user_service() -> web.Application:
+    """The login hook's user service: remembers what it was told, answers a user_id."""
+
+    async def hook(request: web.Request) -> web.Response:
+        request.app[HOOK_BODIES].append(await request.json())
+        return web.json_response({"user_id": 7})
+
+    app = web.Application()
+    app[HOOK_BODIES] = []
+    app.router.add_post("/internal/wx-login", hook)
+    return app
+
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[tuple[GatewayProcess, TwoApps, ThreadedApp]]:
-    wx, svc = TwoApps(), ThreadedApp(upstream_app())
-    gw = GatewayProcess(tmp_path_factory.mktemp("gw"), config(wx.url, svc.url), env=ENV).start()
+    wx, svc, users = TwoApps(), ThreadedApp(upstream_app()), ThreadedApp(user_service())
+    gw = GatewayProcess(tmp_path_factory.mktemp("gw"), config(wx.url, svc.url, users.url),
+                        env=ENV).start()
+    gw.users = users  # type: ignore[attr-defined]
     yield gw, wx, svc
     gw.stop()
+    users.stop()
     svc.stop()
     wx.server.stop()
+
+
+def test_the_login_hook_is_told_the_routes_app(env: Any) -> None:
+    gw, wx, _ = env
+    token = login(gw.url, wx.staging, "o-hook-kim", "/staging/login-hook")
+    assert claims_of(token)["appid"] == STAGING and claims_of(token)["user_id"] == 7
+    assert gw.users.runner.app[HOOK_BODIES][-1] == {"openid": "o-hook-kim", "appid": STAGING}
 
 
 def test_each_app_logs_in_with_its_own_credentials_and_gets_its_appid(env: Any) -> None:

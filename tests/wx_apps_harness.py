@@ -68,8 +68,11 @@ def routes() -> list[dict[str, Any]]:
             _wx_route(f"push-{app}", f"/{app}/push",
                       {"action": "push", "app": app, "upstream": "svc"}, ["GET", "POST"]),
         ]
+    hook = {"upstream": "users", "path": "/internal/wx-login", "claims": ["user_id"]}
     out += [
         _wx_route("login-by-host", "/login", {"action": "login"}),  # the Host picks the app
+        _wx_route("login-hook-staging", "/staging/login-hook",
+                  {"action": "login", "app": "staging", "hook": hook}),
         {"name": "prod-only", "match": {"path": "/prod-api/*rest"},
          "filters": [{"jwt_auth": {"apps": ["prod"]}}], "upstream": "svc"},
         {"name": "any-app", "match": {"path": "/api/*rest"},
@@ -78,7 +81,7 @@ def routes() -> list[dict[str, Any]]:
     return out
 
 
-def config(wx_url: str, svc_url: str) -> dict[str, Any]:
+def config(wx_url: str, svc_url: str, users_url: str | None = None) -> dict[str, Any]:
     return {
         "wechat": {
             "api_base": wx_url, "retries": 0,
@@ -92,7 +95,8 @@ def config(wx_url: str, svc_url: str) -> dict[str, Any]:
             "app_by_host": dict(HOSTS),
         },
         "jwt": {"keys": [{"kid": "k1", "alg": "HS256", "secret": JWT_SECRET}]},
-        "upstreams": {"svc": {"targets": [{"url": svc_url}]}},
+        "upstreams": {"svc": {"targets": [{"url": svc_url}]},
+                      "users": {"targets": [{"url": users_url or svc_url}]}},
         "routes": routes(),
     }
 

@@ -208,3 +208,17 @@ def test_a_wrong_secret_fails_only_its_own_app(gateway: Any, env: Any) -> None:
         "app staging: its wechat.apps.staging settings" in out, out
     assert "not-the-secret" not in out
     assert SECRETS[PROD] not in out and SECRETS[STAGING] not in out
+
+
+def test_a_route_behind_jwt_auth_refuses_a_token_of_another_app(env: Any) -> None:
+    gw, wx, _ = env
+    prod = login(gw.url, wx.prod, "o-prod-lea", "/prod/login")
+    staging = login(gw.url, wx.staging, "o-stag-lea", "/staging/login")
+    wx.staging.add_phone_code("pc-lea", phone="13900001111")
+    # jwt_auth lets the prod token through (its session is live); the staging phone
+    # action does not act for a prod user with staging's access_token
+    status, doc, _ = call(gw.url + "/staging/phone", {"code": "pc-lea"}, token=prod)
+    assert (status, doc["msg"]) == (401, "token is for another mini program"), doc
+    assert wx.staging.calls["getuserphonenumber"] == 0
+    status, doc, _ = call(gw.url + "/staging/phone", {"code": "pc-lea"}, token=staging)
+    assert status == 200 and doc["data"]["purePhoneNumber"] == "13900001111"

@@ -137,3 +137,14 @@ def test_the_single_app_form_is_one_app_whose_tokens_carry_its_appid(gateway: An
     finally:
         svc.stop()
         standin.server.stop()
+
+
+def test_a_bad_app_aes_key_is_reported_without_its_value(tmp_path: Path) -> None:
+    bad = "tooShortSecretAesKeyValue"
+    text = _text(lambda cfg: cfg["wechat"]["apps"]["staging"].update(push_aes_key=bad))
+    rc, out = check(tmp_path, text)
+    line, col = line_col(text, f"push_aes_key: {bad}")
+    assert rc == 1
+    assert f"routes.yaml:{line}:{col + len('push_aes_key: ')}: " \
+        "wechat.apps.staging.push_aes_key: invalid value (value hidden)" in out, out
+    assert bad not in out

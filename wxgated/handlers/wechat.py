@@ -42,6 +42,7 @@ ONLY = {
     "public": ("api",), "body": ("api",), "query": ("api",), "hook": ("login",),
     "respond": ("phone", "decrypt"), "timeout": ("phone", "decrypt"),
     "store_phone": ("phone",),
+    "app": tuple(a for a in ACTIONS if a != "jwks"),
 }
 
 SCHEMA: dict[str, Any] = {
@@ -99,10 +100,14 @@ def build(value: Any, route: dict[str, Any], ctx: Any) -> Any:
         _check_forward(opts)
     if opts.get("upstream") is not None and action == "push":
         opts["forward"] = _upstream(opts["upstream"], route, ctx)
-    if action == "jwks":  # the gateway's keys: the same for every app
-        return BUILDERS[action](Deps.from_services(ctx.services, action), opts, route, ctx)
+    return _for_app(action, opts, route, ctx)
+
+
+def _for_app(action: str, opts: dict[str, Any], route: dict[str, Any], ctx: Any) -> Any:
+    """The handler acting for the route's app: the named one, the only one, or the one
+    the request's Host picks (one handler per app, chosen per request)."""
     apps = apps_of(ctx.services)
-    if apps is None:  # no wechat: section; Deps says which section is missing
+    if action == "jwks" or apps is None:  # jwks: the gateway's keys, the same for every app
         return BUILDERS[action](Deps.from_services(ctx.services, action), opts, route, ctx)
     app = apps.for_route(opts.get("app"), route["name"])
     if app is not None:

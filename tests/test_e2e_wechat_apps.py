@@ -6,6 +6,8 @@ and EncodingAESKey, and the WeChat metrics carry the app's name."""
 
 from __future__ import annotations
 
+import base64
+import os
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -34,6 +36,7 @@ from tests.wx_apps_harness import (
     plain_push_query,
 )
 from tests.wx_hook_harness import call
+from wxgated.wechat.crypto import encrypt_user_data
 from wxgated.wechat.push_crypto import aes_key, encrypt_message, msg_signature
 
 HOOK_BODIES = web.AppKey("bodies", list)
@@ -222,3 +225,23 @@ def test_a_route_behind_jwt_auth_refuses_a_token_of_another_app(env: Any) -> Non
     assert wx.staging.calls["getuserphonenumber"] == 0
     status, doc, _ = call(gw.url + "/staging/phone", {"code": "pc-lea"}, token=staging)
     assert status == 200 and doc["data"]["purePhoneNumber"] == "13900001111"
+
+
+def test_decrypt_checks_the_watermark_of_the_routes_app(env: Any) -> None:
+    gw, wx, _ = env
+    code = new_code(wx.staging, "o-stag-max")
+    key = wx.staging.codes[code]["session_key"]
+    status, doc, _ = call(gw.url + "/staging/login", {"code": code})
+    token = doc["data"]["token"]
+
+    def sealed(appid: str) -> dict[str, str]:
+        iv = os.urandom(16)
+        data = {"openId": "o-stag-max", "nickName": "max",
+                "watermark": {"appid": appid, "timestamp": int(time.time())}}
+        return {"encryptedData": encrypt_user_data(key, data, iv),
+                "iv": base64.b64encode(iv).decode()}
+
+    status, doc, _ = call(gw.url + "/staging/decrypt", sealed(STAGING), token=token)
+    assert status == 200 and doc["data"]["nickName"] == "max"
+    status, doc, _ = call(gw.url + "/staging/decrypt", sealed(PROD), token=token)
+    assert status == 400, doc  # data sealed for the other mini program

@@ -71,6 +71,7 @@ def routes() -> list[dict[str, Any]]:
     hook = {"upstream": "users", "path": "/internal/wx-login", "claims": ["user_id"]}
     out += [
         _wx_route("login-by-host", "/login", {"action": "login"}),  # the Host picks the app
+        _wx_route("decrypt-staging", "/staging/decrypt", {"action": "decrypt", "app": "staging"}),
         _wx_route("phone-staging", "/staging/phone", {"action": "phone", "app": "staging"},
                   auth=True),
         _wx_route("login-hook-staging", "/staging/login-hook",

@@ -86,9 +86,16 @@ class Admin:
                                   for name, u in self.snapshot().upstreams.items()})
 
     async def access_token(self, request: web.Request) -> web.Response:
-        tokens = self.snapshot().services.get("tokens")
+        services = self.snapshot().services
+        tokens = services.get("tokens")
         if tokens is None:
             return web.json_response({"error": "wechat is not configured"}, status=404)
+        name = request.query.get("app")
+        if name is not None:  # ?app=NAME: one of several wechat.apps (default: the first)
+            app = services["wechat_apps"].by_name.get(name)
+            if app is None:
+                return web.json_response({"error": "no such app"}, status=404)
+            tokens = app.tokens
         from wxgated.wechat.client import WeChatError
 
         try:

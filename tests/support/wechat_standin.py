@@ -7,6 +7,7 @@ names another openid (WeChat documents the openid check but not its errcode; 400
 "invalid code", is the guess). Tests steer it through the `Control` object:
 
     app, wx = make_wechat_app("wxappid", "secret")
+    app, ctls = make_wechat_apps({"wxprod": "s1", "wxstaging": "s2"})  # one WeChat, several apps
     base = await serve(app)
     wx.add_code("c1", "openid-1")
     wx.fail_next(2); wx.latency = 0.2; wx.quota_per_minute = 3; wx.expire_tokens()
@@ -134,9 +135,25 @@ _CONFIG_MESSAGES = {
 
 
 def make_wechat_app(appid: str, secret: str) -> tuple[web.Application, Control]:
-    ctl = Control(appid, secret)
+    app, ctls = make_wechat_apps({appid: secret})
+    return app, ctls[appid]
 
-    async def gate(api: str, request: web.Request) -> web.Response | None:
+
+def make_wechat_apps(credentials: dict[str, str]
+                     ) -> tuple[web.Application, dict[str, Control]]:
+    """One WeChat serving several mini programs (appid -> AppSecret), as the real one
+    does: each appid has its own codes, users, tokens and counters, a wrong secret for
+    an appid is refused, and an access_token works only for the appid it was issued to."""
+    ctls = {appid: Control(appid, secret) for appid, secret in credentials.items()}
+    first = next(iter(ctls.values()))
+
+    def by_appid(appid: str | None) -> Control:
+        return ctls.get(appid or "", first)  # an unknown appid is refused below (40013)
+
+    def by_token(token: str | None) -> Control:
+        return next((c for c in ctls.values() if c.token_ok(token)), first)
+
+    async def gate(ctl: Control, api: str, request: web.Request) -> web.Response | None:
         ctl.calls[api] += 1
         ctl.last_query[api] = dict(request.query)
         if ctl.latency or ctl.delays.get(api):
@@ -150,9 +167,10 @@ def make_wechat_app(appid: str, secret: str) -> tuple[web.Application, Control]:
         return None
 
     async def jscode2session(request: web.Request) -> web.Response:
-        if (busy := await gate("jscode2session", request)) is not None:
-            return busy
         q = request.query
+        ctl = by_appid(q.get("appid"))
+        if (busy := await gate(ctl, "jscode2session", request)) is not None:
+            return busy
         if q.get("appid") != ctl.appid:
             return _error(40013, "invalid appid")
         if q.get("secret") != ctl.secret:
@@ -176,21 +194,25 @@ def make_wechat_app(appid: str, secret: str) -> tuple[web.Application, Control]:
         return _answer(dict(entry))  # success: no errcode at all, like the real thing
 
     async def token(request: web.Request) -> web.Response:
-        if (busy := await gate("token", request)) is not None:
-            return busy
         q = request.query
+        ctl = by_appid(q.get("appid"))
+        if (busy := await gate(ctl, "token", request)) is not None:
+            return busy
         if q.get("appid") != ctl.appid:
             return _error(40013, "invalid appid")
-        if q.get("secret") != ctl.secret:
+        if q.get("secret") != ctl.secret:  # WeChat's answer to a wrong secret here
             return _error(40001, "invalid credential, access_token is invalid or not latest")
         return _answer({"access_token": ctl.new_token(), "expires_in": ctl.token_ttl})
 
     async def stable_token(request: web.Request) -> web.Response:
-        if (busy := await gate("stable_token", request)) is not None:
-            return busy
         try:
             body = json.loads(await request.read())
         except ValueError:
+            body = None
+        ctl = by_appid(body.get("appid") if isinstance(body, dict) else None)
+        if (busy := await gate(ctl, "stable_token", request)) is not None:
+            return busy
+        if not isinstance(body, dict):
             return _error(47001, "data format error")
         if body.get("appid") != ctl.appid:
             return _error(40013, "invalid appid")
@@ -205,9 +227,10 @@ def make_wechat_app(appid: str, secret: str) -> tuple[web.Application, Control]:
         return _answer({"access_token": ctl.stable, "expires_in": left})
 
     async def checksession(request: web.Request) -> web.Response:
-        if (busy := await gate("checksession", request)) is not None:
-            return busy
         q = request.query
+        ctl = by_token(q.get("access_token"))
+        if (busy := await gate(ctl, "checksession", request)) is not None:
+            return busy
         if not ctl.token_ok(q.get("access_token")):
             return _error(40001, "invalid credential, access_token is invalid or not latest")
         key = ctl.session_keys.get(q.get("openid", ""))
@@ -219,7 +242,8 @@ def make_wechat_app(appid: str, secret: str) -> tuple[web.Application, Control]:
         return _answer({"errcode": 0, "errmsg": "ok"})
 
     async def phone(request: web.Request) -> web.Response:
-        if (busy := await gate("getuserphonenumber", request)) is not None:
+        ctl = by_token(request.query.get("access_token"))
+        if (busy := await gate(ctl, "getuserphonenumber", request)) is not None:
             return busy
         if not ctl.token_ok(request.query.get("access_token")):
             return _error(40001, "invalid credential, access_token is invalid or not latest")
@@ -248,7 +272,8 @@ def make_wechat_app(appid: str, secret: str) -> tuple[web.Application, Control]:
     def echo_api(api: str) -> Any:
         async def handler(request: web.Request) -> web.Response:
             """Any token-protected API, for the `wechat: api` terminal: echoes what it got."""
-            if (busy := await gate(api, request)) is not None:
+            ctl = by_token(request.query.get("access_token"))
+            if (busy := await gate(ctl, api, request)) is not None:
                 return busy
             if not ctl.token_ok(request.query.get("access_token")):
                 return _error(40001, "invalid credential, access_token is invalid or not latest")
@@ -268,4 +293,4 @@ def make_wechat_app(appid: str, secret: str) -> tuple[web.Application, Control]:
     app.router.add_post("/wxa/business/getuserphonenumber", phone)
     app.router.add_post("/wxa/msg_sec_check", echo_api("msg_sec_check"))
     app.router.add_post("/cgi-bin/message/subscribe/send", echo_api("send"))
-    return app, ctl
+    return app, ctls

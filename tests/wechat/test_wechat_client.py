@@ -18,7 +18,8 @@ APPID, SECRET = "wxtestappid", "s3cr3t-appsecret-value"
 
 def count(api: str, errcode: int) -> float:
     v = REGISTRY.get_sample_value(
-        "wxgated_wechat_api_requests_total", {"api": api, "errcode": str(errcode)})
+        "wxgated_wechat_api_requests_total",
+        {"api": api, "errcode": str(errcode), "app": "default"})
     return v or 0.0
 
 

@@ -112,8 +112,10 @@ def _state() -> Schema:
     }, default={})
 
 
-def _wechat() -> Schema:
-    return obj({
+def _wechat_app_keys() -> dict[str, Schema]:
+    """The keys one mini program can set: at the `wechat:` level (single-app form) or
+    per app under `wechat.apps`."""
+    return {
         "appid": string(desc="mini-program AppID", minLength=1),
         "secret": string(desc="mini-program AppSecret (use ${ENV})", minLength=1),
         "api_base": string("https://api.weixin.qq.com", "WeChat API base URL",
@@ -124,7 +126,6 @@ def _wechat() -> Schema:
                                pattern=r"^[A-Za-z0-9+/]{43}$"),
         "push_max_age": duration("5m", "refuse pushes with an older timestamp (0 = off)",
                                  positive=False),
-        "backend": enum(["memory", "redis"], desc="session store (default: state.backend)"),
         "timeout": duration("5s", "per WeChat API call"),
         "retries": integer(2, "extra attempts on errcode -1 (system busy)", 0, 10),
         "backoff": duration("100ms", "first retry delay, doubling"),
@@ -133,7 +134,23 @@ def _wechat() -> Schema:
                            "cgi-bin endpoint used for the access_token"),
             "refresh_before": duration("5m", "refresh this long before expiry"),
         }, default={}),
-    }, required=("appid", "secret"))
+    }
+
+
+def _wechat() -> Schema:
+    app = obj(_wechat_app_keys(), required=("appid", "secret"))
+    apps = {"type": "object", "minProperties": 1,
+            "propertyNames": {"pattern": r"^[A-Za-z0-9_.-]+$"},
+            "additionalProperties": app,
+            "description": "several mini programs by name; each its own appid and secret"}
+    hosts = {"type": "object", "additionalProperties": {"type": "string", "minLength": 1},
+             "description": "request Host -> app name, for wechat routes without app:"}
+    return obj({
+        **_wechat_app_keys(),
+        "apps": apps,
+        "app_by_host": hosts,
+        "backend": enum(["memory", "redis"], desc="session store (default: state.backend)"),
+    })
 
 
 def _jwt() -> Schema:

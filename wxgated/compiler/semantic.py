@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from wxgated.compiler.wechat_apps import wechat_apps
 from wxgated.config.errors import Issue
 from wxgated.config.loader import Document, iter_file_refs
 from wxgated.config.units import parse_duration, parse_encryption_key
@@ -332,7 +333,7 @@ def wechat_hook_claims(doc: Document, data: dict[str, Any]) -> Iterator[Issue]:
 CHECKS: tuple[Check, ...] = (
     unique_route_names, one_terminal, upstream_refs, route_paths,
     route_ties, state_settings, jwt_keys, files_exist, server_settings, upstream_settings,
-    wechat_api_auth, wechat_hook_claims, tracing_settings,
+    wechat_api_auth, wechat_hook_claims, wechat_apps, tracing_settings,
 )
 
 

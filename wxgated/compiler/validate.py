@@ -30,7 +30,8 @@ from wxgated.config.loader import Document, load_document, parse_document
 _TYPES = {"object": "a mapping", "array": "a list", "string": "a string",
           "integer": "an integer", "number": "a number", "boolean": "true or false",
           "null": "null"}
-_SECRET = re.compile(r"secret|password|encryption_key|push_token|^pem$|^token$", re.IGNORECASE)
+_SECRET = re.compile(r"secret|password|encryption_key|push_token|aes_key|^pem$|^token$",
+                     re.IGNORECASE)
 
 
 def load_and_validate(path: str, env: Mapping[str, str] | None = None) -> Document:

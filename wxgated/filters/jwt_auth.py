@@ -16,6 +16,7 @@ the default) one state-backend read that makes logout effective at once.
           cookie: wx_token         # also read the token from this cookie
           query_param: token       # also from ?token= (WebSocket), removed before proxying
           claim_headers: {role: X-User-Role}
+          apps: [prod]             # only tokens of these wechat.apps (others: 401)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from wxgated.config.errors import SemanticError
 from wxgated.filters.base import Filter, register
 from wxgated.http.message import Handler, Request, Response, SyncCheck
+from wxgated.wechat.apps import app_rules
 from wxgated.wechat.auth import Authenticator, Identity, TokenSource, unauthorized
 from wxgated.wechat.claims import TokenError, header_value
 
@@ -45,6 +47,9 @@ SCHEMA: dict[str, Any] = {
                    "description": "cookie that may carry the token"},
         "query_param": {"type": "string", "minLength": 1, "pattern": r"^[^\s&=#]+$",
                         "description": "query parameter that may carry the token (WebSocket)"},
+        "apps": {"type": "array", "minItems": 1, "uniqueItems": True,
+                 "items": {"type": "string", "minLength": 1},
+                 "description": "only tokens of these wechat.apps names pass (401 otherwise)"},
         "claim_headers": {"type": "object",
                           "additionalProperties": {"type": "string",
                                                    "pattern": r"^[A-Za-z0-9-]+$"},
@@ -92,7 +97,8 @@ class JWTAuth(Filter):
                                 "set check_session: false to skip it", ("check_session",))
         self.optional = bool(cfg.get("optional", False))
         self.auth = Authenticator(ring, ctx.services.get("sessions"), check,
-                                  TokenSource(cfg.get("cookie"), cfg.get("query_param")))
+                                  TokenSource(cfg.get("cookie"), cfg.get("query_param")),
+                                  *app_rules(ctx.services, cfg.get("apps")))
         mapped: list[tuple[str, bytes]] = []
         for claim, header in (cfg.get("claim_headers") or {}).items():
             name = header.lower().encode()

@@ -16,6 +16,7 @@
                                   # a user service adds claims before the token is issued
     wechat: {action: phone, upstream: users, path: /wx/phone, store_phone: true}
                                   # the verified number goes to a backend, which answers
+    wechat: {action: login, app: staging}   # one of several wechat.apps
 
 `api` routes need a `jwt_auth` filter (compiler/semantic.py) unless `public: true`.
 
@@ -31,6 +32,7 @@ from typing import Any
 from wxgated.config.errors import SemanticError
 from wxgated.handlers.base import TERMINALS, Terminal, register_terminal
 from wxgated.observe.tracing import in_trace
+from wxgated.wechat.apps import apps_of, by_host
 from wxgated.wechat.backend_call import DURATION
 from wxgated.wechat.endpoints import ACTIONS, BUILDERS, Deps
 from wxgated.wechat.login_hook import SCHEMA as HOOK_SCHEMA
@@ -41,6 +43,7 @@ ONLY = {
     "public": ("api",), "body": ("api",), "query": ("api",), "hook": ("login",),
     "respond": ("phone", "decrypt"), "timeout": ("phone", "decrypt"),
     "store_phone": ("phone",),
+    "app": tuple(a for a in ACTIONS if a != "jwks"),
 }
 
 SCHEMA: dict[str, Any] = {
@@ -52,6 +55,10 @@ SCHEMA: dict[str, Any] = {
             "required": ["action"],
             "properties": {
                 "action": {"enum": list(ACTIONS)},
+                "app": {"type": "string", "minLength": 1,
+                        "description": "the wechat.apps name this route acts for (needed "
+                                       "when several apps are configured, unless "
+                                       "wechat.app_by_host picks by Host)"},
                 "upstream": {"type": "string", "minLength": 1,
                              "description": "push: forward signed POSTs to this upstream; "
                                             "phone/decrypt: POST the verified result there"},
@@ -94,8 +101,23 @@ def build(value: Any, route: dict[str, Any], ctx: Any) -> Any:
         _check_forward(opts)
     if opts.get("upstream") is not None and action == "push":
         opts["forward"] = _upstream(opts["upstream"], route, ctx)
-    deps = Deps.from_services(ctx.services, action)
-    return in_trace(BUILDERS[action](deps, opts, route, ctx))  # its WeChat calls' spans
+    return in_trace(_for_app(action, opts, route, ctx))  # its WeChat calls' spans
+
+
+def _for_app(action: str, opts: dict[str, Any], route: dict[str, Any], ctx: Any) -> Any:
+    """The handler acting for the route's app: the named one, the only one, or the one
+    the request's Host picks (one handler per app, chosen per request)."""
+    apps = apps_of(ctx.services)
+    if action == "jwks" or apps is None:  # jwks: the gateway's keys, the same for every app
+        return BUILDERS[action](Deps.from_services(ctx.services, action), opts, route, ctx)
+    app = apps.for_route(opts.get("app"), route["name"])
+    if app is not None:
+        return BUILDERS[action](Deps.from_services(ctx.services, action, app), opts, route, ctx)
+    handlers = {name: BUILDERS[action](Deps.from_services(ctx.services, action,
+                                                          apps.by_name[name]),
+                                       opts, route, ctx)
+                for name in dict.fromkeys(apps.by_host.values())}
+    return by_host({h: handlers[n] for h, n in apps.by_host.items()})
 
 
 def _check_forward(opts: dict[str, Any]) -> None:

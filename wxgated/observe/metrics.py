@@ -73,8 +73,9 @@ CONFIG_RELOADS = Counter(
     "wxgated_config_reloads_total", "Config reloads by result.", ["result"], registry=REGISTRY,
 )
 WECHAT_API_REQUESTS = Counter(
-    "wxgated_wechat_api_requests_total", "Calls to the WeChat API by api and errcode.",
-    ["api", "errcode"], registry=REGISTRY,
+    "wxgated_wechat_api_requests_total",
+    "Calls to the WeChat API by api, errcode and app (a wechat.apps name).",
+    ["api", "errcode", "app"], registry=REGISTRY,
 )
 CACHE_REQUESTS = Counter(
     "wxgated_cache_requests_total", "Cache lookups by route and result.",

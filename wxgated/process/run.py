@@ -62,7 +62,9 @@ DEMO_SECRETS = frozenset({"change-me-in-production-0123456789", "demosecret"})
 def warn_demo_secrets(cfg: dict[str, Any]) -> None:
     """Say loudly when the shipped fallback secrets are in use (never the values)."""
     secrets = [k.get("secret") for k in cfg.get("jwt", {}).get("keys", [])]
-    secrets.append(cfg.get("wechat", {}).get("secret"))
+    wx = cfg.get("wechat", {})
+    secrets.append(wx.get("secret"))
+    secrets += [(app or {}).get("secret") for app in (wx.get("apps") or {}).values()]
     if any(s in DEMO_SECRETS for s in secrets):
         logging.getLogger("wxgated").warning(
             "running with the demo JWT_SECRET / WX_SECRET fallbacks of the shipped "

@@ -16,11 +16,12 @@ from typing import Any
 
 from wxgated.config.units import parse_encryption_key
 from wxgated.state.base import StateBackend
+from wxgated.wechat.apps import App, Apps
 from wxgated.wechat.client import WeChatClient, WeChatError
 from wxgated.wechat.crypto import SecretBox
 from wxgated.wechat.jwt_keys import KeyRing, TokenError
 from wxgated.wechat.sessions import Session, SessionRecord, SessionStore
-from wxgated.wechat.settings import SettingsError, WeChatSettings
+from wxgated.wechat.settings import SettingsError, WeChatSettings, app_settings
 from wxgated.wechat.token_keeper import TokenKeeper
 
 __all__ = [
@@ -52,7 +53,8 @@ def _session_state(settings: WeChatSettings, state_cfg: dict[str, Any],
 
 
 def build_services(config: dict[str, Any], state: StateBackend) -> dict[str, Any]:
-    """{"wechat", "wechat_settings", "sessions", "tokens", "jwt"} for the sections present.
+    """{"jwt", "wechat_apps", and the first app's "wechat", "wechat_settings", "sessions",
+    "tokens"} for the sections present (the single-app form is one app, "default").
 
     Raises SettingsError (a SemanticError with a config path) for values that cannot work.
     """
@@ -62,23 +64,34 @@ def build_services(config: dict[str, Any], state: StateBackend) -> dict[str, Any
     wx_cfg = config.get("wechat")
     if not wx_cfg:
         return services
-    settings = WeChatSettings.from_config(wx_cfg)
+    all_settings = app_settings(wx_cfg)
+    first = next(iter(all_settings.values()))
     state_cfg = config.get("state") or {}
     box = _box(state_cfg)
-    sess_state, own = _session_state(settings, state_cfg, state)
+    sess_state, own = _session_state(first, state_cfg, state)
     if sess_state.name == "redis" and box is None:
         raise SettingsError("state.encryption_key is required when sessions are stored in "
                             "Redis (the session_key must not sit there in clear)",
                             ["state", "encryption_key"])
-    client = WeChatClient(settings.api_base, settings.appid, settings.secret,
-                          timeout=settings.timeout, retries=settings.retries,
-                          backoff=settings.backoff)
+    apps: dict[str, App] = {}
+    for name, settings in all_settings.items():
+        client = WeChatClient(settings.api_base, settings.appid, settings.secret,
+                              timeout=settings.timeout, retries=settings.retries,
+                              backoff=settings.backoff, app=name)
+        apps[name] = App(settings, client,
+                         SessionStore(sess_state, settings.session_ttl, box,
+                                      appid=settings.appid),
+                         TokenKeeper(client, state, settings.appid,
+                                     use_stable=settings.use_stable_token,
+                                     refresh_margin=settings.refresh_before))
+    main = apps[first.name]
+    hosts = {str(h).lower(): str(n) for h, n in (wx_cfg.get("app_by_host") or {}).items()}
     services.update(
-        wechat=client,
-        wechat_settings=settings,
-        sessions=SessionStore(sess_state, settings.session_ttl, box),
-        tokens=TokenKeeper(client, state, settings.appid, use_stable=settings.use_stable_token,
-                           refresh_margin=settings.refresh_before),
+        wechat_apps=Apps(apps, hosts),
+        wechat=main.client,  # also closed through wechat_apps: closing twice is harmless
+        wechat_settings=main.settings,
+        sessions=main.sessions,
+        tokens=main.tokens,
     )
     if own:
         services["session_state"] = sess_state  # closed with the bundle

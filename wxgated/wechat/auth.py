@@ -18,6 +18,9 @@ from wxgated.wechat.sessions import Session, SessionStore
 WWW_AUTHENTICATE = (b"www-authenticate", b'Bearer error="invalid_token"')
 
 
+OTHER_APP = "token is for another mini program"
+
+
 def unauthorized(msg: str, reason: str) -> HTTPError:
     """The 401 envelope; `reason` is the access log's word for it (TokenError.log_reason)."""
     return HTTPError(401, msg, headers=[WWW_AUTHENTICATE], reason=reason)
@@ -77,16 +80,22 @@ Identity = tuple[dict[str, Any], str | None, str | None]  # (claims, unionid, ph
 class Authenticator:
     """Verifies a request's token; with `check_session`, a logged-out sid is refused at once."""
 
-    __slots__ = ("ring", "sessions", "check_session", "source")
+    __slots__ = ("ring", "sessions", "check_session", "source", "by_appid", "appids")
 
     def __init__(self, ring: KeyRing, sessions: SessionStore | None, check_session: bool = True,
-                 source: TokenSource | None = None) -> None:
+                 source: TokenSource | None = None,
+                 by_appid: dict[str, SessionStore] | None = None,
+                 appids: frozenset[str] | None = None) -> None:
+        """`by_appid` (several apps): the token's `appid` claim picks the session store;
+        `appids`: only tokens of these apps pass (jwt_auth `apps`, a wechat route's app)."""
         if check_session and sessions is None:
             raise ValueError("check_session needs the session store (a wechat: section)")
         self.ring = ring
         self.sessions = sessions
         self.check_session = check_session
         self.source = source or TokenSource()
+        self.by_appid = by_appid if by_appid and len(by_appid) > 1 else None
+        self.appids = appids
 
     async def authenticate(self, req: Request) -> Identity | None:
         """(claims, unionid, phone), or None when the request carries no token at all.
@@ -94,9 +103,11 @@ class Authenticator:
         claims = self._claims(req)
         if claims is None or not self.check_session:
             return _unchecked(claims)
-        assert self.sessions is not None
+        store = self._store(claims)
+        if store is None:
+            raise unauthorized(TokenError("revoked").msg, "session_revoked")
         try:
-            session = await self.sessions.lookup(_sid(claims))
+            session = await store.lookup(_sid(claims))
         except StateError:
             raise HTTPError(503, "session store unavailable",
                             reason="session_store_unavailable") from None
@@ -113,17 +124,28 @@ class Authenticator:
         claims = self._claims(req)
         if claims is None or not self.check_session:
             return _unchecked(claims)
-        assert self.sessions is not None
-        return _live(claims, self.sessions.lookup_now(_sid(claims)))
+        store = self._store(claims)
+        if store is None:
+            raise unauthorized(TokenError("revoked").msg, "session_revoked")
+        return _live(claims, store.lookup_now(_sid(claims)))
+
+    def _store(self, claims: dict[str, Any]) -> SessionStore | None:
+        """The session store of the token's app (one app: the only store)."""
+        if self.by_appid is None:
+            return self.sessions
+        return self.by_appid.get(str(claims.get("appid") or ""))
 
     def _claims(self, req: Request) -> dict[str, Any] | None:
         token = self.source.extract(req)
         if token is None:
             return None
         try:
-            return self.ring.verify(token)
+            claims = self.ring.verify(token)
         except TokenError as exc:
             raise unauthorized(exc.msg, exc.log_reason) from None
+        if self.appids is not None and claims.get("appid") not in self.appids:
+            raise unauthorized(OTHER_APP, "wrong_app")
+        return claims
 
     async def require(self, req: Request) -> Identity:
         found = await self.authenticate(req)

@@ -63,6 +63,7 @@ class WeChatClient:
         timeout: float = 5.0,
         retries: int = 2,
         backoff: float = 0.1,
+        app: str = "default",  # the `app` metrics label: a configured app name (bounded)
     ) -> None:
         self.api_base = api_base.rstrip("/")
         self.appid = appid
@@ -73,6 +74,7 @@ class WeChatClient:
         self._backoff = backoff
         self._session: aiohttp.ClientSession | None = None
         self._counters: dict[tuple[str, int], Any] = {}
+        self.app = app
 
     def __repr__(self) -> str:
         return f"WeChatClient(api_base={self.api_base!r}, appid={self.appid!r}, secret=<hidden>)"
@@ -97,10 +99,11 @@ class WeChatClient:
     def _count(self, api: str, errcode: int) -> None:
         child = self._counters.get((api, errcode))
         if child is None:
-            child = self._counters[(api, errcode)] = WECHAT_API_REQUESTS.labels(api, str(errcode))
+            child = self._counters[(api, errcode)] = WECHAT_API_REQUESTS.labels(
+                api, str(errcode), self.app)
         child.inc()
         if errcode > 0:
-            report_config_error(api, errcode)
+            report_config_error(api, errcode, app=self.app)
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._secret, "<secret>") if self._secret else text

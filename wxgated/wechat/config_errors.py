@@ -34,7 +34,7 @@ _ON_TOKEN_FETCH = {
             "and wechat.appid"),
 }
 
-_last: dict[int, float] = {}
+_last: dict[tuple[str, int], float] = {}
 
 
 def config_problem(api: str, errcode: int) -> str | None:
@@ -46,16 +46,18 @@ def config_problem(api: str, errcode: int) -> str | None:
     return None
 
 
-def report(api: str, errcode: int, now: float | None = None) -> bool:
-    """Log a configuration errcode (rate-limited per errcode); True when a line was written."""
+def report(api: str, errcode: int, now: float | None = None, app: str = "default") -> bool:
+    """Log a configuration errcode (rate-limited per app and errcode); True when a line
+    was written. `app` names which of several mini programs' settings to fix."""
     problem = config_problem(api, errcode)
     if problem is None:
         return False
     t = time.monotonic() if now is None else now
-    last = _last.get(errcode)
+    last = _last.get((app, errcode))
     if last is not None and t - last < LOG_INTERVAL:
         return False
-    _last[errcode] = t
-    log.error("configuration error: %s (api %s; repeats are logged at most once a minute)",
-              problem, api)
+    _last[(app, errcode)] = t
+    where = "" if app == "default" else f", app {app}: its wechat.apps.{app} settings"
+    log.error("configuration error: %s (api %s%s; repeats are logged at most once a minute)",
+              problem, api, where)
     return True

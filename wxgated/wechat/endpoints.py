@@ -17,7 +17,8 @@ from wxgated.http.envelope import envelope
 from wxgated.http.message import Handler, HTTPError, Request, Response
 from wxgated.state.base import StateBackend, StateError
 from wxgated.wechat.api_proxy import build_api_handler, compile_templates
-from wxgated.wechat.auth import Authenticator, unauthorized
+from wxgated.wechat.apps import App, apps_of
+from wxgated.wechat.auth import OTHER_APP, Authenticator, unauthorized
 from wxgated.wechat.client import WeChatClient, WeChatError
 from wxgated.wechat.crypto import (
     DecryptError,
@@ -56,20 +57,35 @@ class Deps:
     sessions: SessionStore | None
     tokens: TokenKeeper | None
     state: StateBackend | None = None  # the shared state: push's seen-nonce cache
+    several: bool = False  # several apps configured: tokens must carry this app's appid
 
     @classmethod
-    def from_services(cls, services: dict[str, Any], action: str) -> Deps:
+    def from_services(cls, services: dict[str, Any], action: str,
+                      app: App | None = None) -> Deps:
+        """The route's app's objects (`app`), else the only app's."""
         for name in _NEEDS[action]:
             if services.get(name) is None:
                 section = "jwt" if name == "jwt" else "wechat"
                 raise SemanticError(f"wechat: {action} needs a top-level {section}: section")
+        if app is not None:
+            apps = apps_of(services)
+            return cls(app.settings, app.client, services.get("jwt"), app.sessions,
+                       app.tokens, services.get("state"),
+                       apps is not None and len(apps.by_name) > 1)
         return cls(services.get("wechat_settings"), services.get("wechat"),
                    services.get("jwt"), services.get("sessions"), services.get("tokens"),
                    services.get("state"))
 
+    @property
+    def appid(self) -> str:
+        return self.settings.appid if self.settings is not None else ""
+
     def auth(self, check_session: bool = True) -> Authenticator:
+        """With several apps, only this app's tokens: a session of one app is no session
+        of another (with one, its sessions are keyed by its appid anyway)."""
         assert self.ring is not None
-        return Authenticator(self.ring, self.sessions, check_session)
+        return Authenticator(self.ring, self.sessions, check_session,
+                             appids=frozenset({self.appid}) if self.several else None)
 
 
 _LOGIN_UNANSWERED = "WeChat is unavailable: call wx.login again for a new code"
@@ -121,11 +137,12 @@ async def _state(awaitable: Any) -> Any:
         raise HTTPError(503, "session store unavailable") from None
 
 
-def _token_data(ring: KeyRing, openid: str, sid: str, unionid: str | None,
+def _token_data(ring: KeyRing, appid: str, openid: str, sid: str, unionid: str | None,
                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The login/refresh answer; `extra` (login hook claims) cannot replace the identity
-    claims (reserved names are a config error; they are written last all the same)."""
-    claims: dict[str, Any] = {**(extra or {}), "sub": openid, "sid": sid}
+    claims (reserved names are a config error; they are written last all the same).
+    `appid` says which mini program the session belongs to (jwt_auth `apps`)."""
+    claims: dict[str, Any] = {**(extra or {}), "sub": openid, "sid": sid, "appid": appid}
     if unionid:
         claims["unionid"] = unionid
     token, expires_in = ring.issue(claims)
@@ -151,15 +168,18 @@ def build_login(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: An
         # the hook answers before a session exists: a failed hook leaves nothing usable
         extra = await hook.claims_for(req, doc["openid"], unionid) if hook else None
         sess = await _state(sessions.create(doc["openid"], unionid, doc["session_key"], extra))
-        data = _token_data(ring, sess.openid, sess.sid, unionid, extra)
+        data = _token_data(ring, client.appid, sess.openid, sess.sid, unionid, extra)
         return envelope(200, data, trace_id=req.trace_id)
 
     return login
 
 
 async def _claims(auth: Authenticator, req: Request) -> dict[str, Any]:
-    """The caller's claims: from a jwt_auth filter on the route, else from the token."""
+    """The caller's claims: from a jwt_auth filter on the route, else from the token;
+    a token of another app is refused either way."""
     if req.claims is not None:
+        if auth.appids is not None and req.claims.get("appid") not in auth.appids:
+            raise unauthorized(OTHER_APP, "wrong_app")
         return req.claims
     return (await auth.require(req))[0]
 
@@ -256,7 +276,7 @@ def build_refresh(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: 
         if sess is None:
             raise unauthorized(TokenError("revoked").msg, "session_revoked")
         # hook claims come from the session, not from the token being replaced
-        data = _token_data(ring, str(claims["sub"]), sid, unionid, sess.claims)
+        data = _token_data(ring, deps.appid, str(claims["sub"]), sid, unionid, sess.claims)
         return envelope(200, data, trace_id=req.trace_id)
 
     return refresh
@@ -287,8 +307,19 @@ def build_api(deps: Deps, opts: dict[str, Any], route: dict[str, Any], ctx: Any)
     client, tokens, settings = deps.client, deps.tokens, deps.settings
     assert client is not None and tokens is not None
     tpl = compile_templates(opts, settings.appid if settings is not None else "")
-    return build_api_handler(client, tokens, opts["path"], tpl,
-                             lambda err: wechat_error(err, code_status=400))
+    handler = build_api_handler(client, tokens, opts["path"], tpl,
+                                lambda err: wechat_error(err, code_status=400))
+    if not deps.several:
+        return handler
+    appid = deps.appid
+
+    async def own_app_only(req: Request) -> Response:
+        """This app's access_token acts for this app's users only."""
+        if req.claims is not None and req.claims.get("appid") != appid:
+            raise unauthorized(OTHER_APP, "wrong_app")
+        return await handler(req)
+
+    return own_app_only
 
 
 BUILDERS: dict[str, Callable[[Deps, dict[str, Any], dict[str, Any], Any], Handler]] = {

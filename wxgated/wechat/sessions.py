@@ -44,8 +44,11 @@ class SessionRecord(Session):
 
 
 class SessionStore:
-    def __init__(self, state: StateBackend, ttl: float, box: SecretBox | None = None) -> None:
+    def __init__(self, state: StateBackend, ttl: float, box: SecretBox | None = None,
+                 appid: str = "") -> None:
         self.state = state
+        # keyed by appid: a sid of one mini program is no session of another
+        self.prefix = f"{PREFIX}{appid}:" if appid else PREFIX
         self.ttl = ttl
         self._box = box
         # sid -> (stored bytes, Session): the per-request revocation check still reads the
@@ -66,16 +69,16 @@ class SessionStore:
             doc["session_key_enc"] = self._box.encrypt(session_key.encode(), sid.encode())
         else:
             doc["session_key"] = session_key
-        await self.state.set(PREFIX + sid, json.dumps(doc).encode(), self.ttl)
+        await self.state.set(self.prefix + sid, json.dumps(doc).encode(), self.ttl)
         return Session(sid, openid, unionid, created, dict(claims or {}))
 
     async def set_phone(self, sid: str, phone: str) -> bool:
         """Keep a verified phone number in the session (its TTL unchanged). False when
         the session is gone. Like `touch`, a read then a write: a logout landing between
         the two (one state round trip) would be undone, as it would by a refresh."""
-        raw = await self.state.get(PREFIX + sid) if sid else None
+        raw = await self.state.get(self.prefix + sid) if sid else None
         doc = None if raw is None else _decode(sid, raw)
-        left = await self.state.ttl(PREFIX + sid) if doc is not None else None
+        left = await self.state.ttl(self.prefix + sid) if doc is not None else None
         if doc is None or left is None or left <= 0:
             return False
         doc.pop("phone", None)
@@ -84,19 +87,19 @@ class SessionStore:
             doc["phone_enc"] = self._box.encrypt(phone.encode(), _phone_aad(sid))
         else:
             doc["phone"] = phone
-        return await self.state.set(PREFIX + sid, json.dumps(doc).encode(), left)
+        return await self.state.set(self.prefix + sid, json.dumps(doc).encode(), left)
 
     async def _load(self, sid: str) -> dict[str, object] | None:
         if not sid:
             return None
-        raw = await self.state.get(PREFIX + sid)
+        raw = await self.state.get(self.prefix + sid)
         return None if raw is None else _decode(sid, raw)
 
     async def lookup(self, sid: str) -> Session | None:
         """The session without its secret: what a per-request revocation check needs."""
         if not sid:
             return None
-        return self._session(sid, await self.state.get(PREFIX + sid))
+        return self._session(sid, await self.state.get(self.prefix + sid))
 
     @property
     def local(self) -> bool:
@@ -107,7 +110,7 @@ class SessionStore:
         """`lookup` without awaiting, for a state backend in this process (`local`)."""
         if not sid:
             return None
-        return self._session(sid, self.state.get_now(PREFIX + sid))  # type: ignore[attr-defined]
+        return self._session(sid, self.state.get_now(self.prefix + sid))  # type: ignore[attr-defined]
 
     def _session(self, sid: str, raw: bytes | None) -> Session | None:
         if raw is None:
@@ -160,17 +163,17 @@ class SessionStore:
 
     async def renew(self, sid: str) -> Session | None:
         """`touch` that also answers the session (token refresh re-issues its claims)."""
-        raw = await self.state.get(PREFIX + sid) if sid else None
+        raw = await self.state.get(self.prefix + sid) if sid else None
         if raw is None:
             return None
         session = self._session(sid, raw)
-        if session is None or not await self.state.set(PREFIX + sid, raw, self.ttl):
+        if session is None or not await self.state.set(self.prefix + sid, raw, self.ttl):
             return None
         return session
 
     async def revoke(self, sid: str) -> bool:
         self._parsed.pop(sid, None)
-        return await self.state.delete(PREFIX + sid) if sid else False
+        return await self.state.delete(self.prefix + sid) if sid else False
 
 
 def _opt(value: object) -> str | None:

@@ -14,6 +14,8 @@ from wxgated.config.errors import SemanticError
 from wxgated.config.units import parse_duration
 from wxgated.wechat.push_crypto import aes_key
 
+DEFAULT_APP = "default"  # the name of the app the single-app form configures
+
 
 class SettingsError(SemanticError):
     """A config value that parses but cannot work; `path` locates it in routes.yaml."""
@@ -58,12 +60,16 @@ class WeChatSettings:
     use_stable_token: bool = True
     refresh_before: float = 300.0
 
+    name: str = DEFAULT_APP  # the app's name in wechat.apps (metrics label, `app:` keys)
+
     @classmethod
-    def from_config(cls, wx: dict[str, Any]) -> WeChatSettings:
-        p: list[str | int] = ["wechat"]
+    def from_config(cls, wx: dict[str, Any], name: str = DEFAULT_APP,
+                    path: tuple[str | int, ...] = ("wechat",)) -> WeChatSettings:
+        p: list[str | int] = list(path)
         for required in ("appid", "secret"):
             if not wx.get(required):
-                raise SettingsError(f"wechat.{required} is required", [*p, required])
+                raise SettingsError(f"{'.'.join(map(str, p))}.{required} is required",
+                                    [*p, required])
         token = wx.get("token") or {}
         return cls(
             appid=str(wx["appid"]),
@@ -80,4 +86,30 @@ class WeChatSettings:
             use_stable_token=token.get("source", "stable_token") == "stable_token",
             refresh_before=seconds(token.get("refresh_before", "5m"),
                                    [*p, "token", "refresh_before"]),
+            name=name,
         )
+
+
+# Keys an app of `wechat.apps` inherits from the `wechat:` level when it does not set
+# them. Credentials (appid, secret, push_token, push_aes_key) are never inherited: one
+# mini program's secret must not silently become another's.
+SHARED_KEYS = ("api_base", "session_ttl", "push_max_age", "timeout", "retries", "backoff",
+               "token")
+
+
+def app_settings(wx: dict[str, Any]) -> dict[str, WeChatSettings]:
+    """name -> settings for every configured mini program, in config order.
+
+    The single-app form (`appid`/`secret` at the `wechat:` level) is one app named
+    DEFAULT_APP, so everything downstream handles one shape.
+    """
+    if "apps" not in wx:
+        return {DEFAULT_APP: WeChatSettings.from_config(wx)}
+    shared = {k: wx[k] for k in SHARED_KEYS if k in wx}
+    out: dict[str, WeChatSettings] = {}
+    for name, own in (wx.get("apps") or {}).items():
+        merged = {**shared, **(own or {}), "backend": wx.get("backend")}
+        out[str(name)] = WeChatSettings.from_config(merged, str(name), ("wechat", "apps", name))
+    if not out:
+        raise SettingsError("wechat.apps must name at least one app", ["wechat", "apps"])
+    return out

@@ -74,13 +74,16 @@ def build_services(config: dict[str, Any], state: StateBackend) -> dict[str, Any
                             "Redis (the session_key must not sit there in clear)",
                             ["state", "encryption_key"])
     apps: dict[str, App] = {}
+    # the single-app form keeps the session keys it always had (wx:sess:{sid}), so an
+    # upgrade logs nobody out; with `apps` each app's keys carry its appid
+    several = "apps" in wx_cfg
     for name, settings in all_settings.items():
         client = WeChatClient(settings.api_base, settings.appid, settings.secret,
                               timeout=settings.timeout, retries=settings.retries,
                               backoff=settings.backoff, app=name)
         apps[name] = App(settings, client,
                          SessionStore(sess_state, settings.session_ttl, box,
-                                      appid=settings.appid),
+                                      appid=settings.appid if several else None),
                          TokenKeeper(client, state, settings.appid,
                                      use_stable=settings.use_stable_token,
                                      refresh_margin=settings.refresh_before))

@@ -3,9 +3,11 @@ upstream or a client actually sends (the black-box side is in test_proxy.py)."""
 
 from __future__ import annotations
 
+import pytest
+
 from wxgated.http.framing import head_fields
 from wxgated.http.headers import request_block, response_headers
-from wxgated.http.message import NO_BODY, Request
+from wxgated.http.message import NO_BODY, HTTPError, Request
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 
@@ -86,3 +88,22 @@ def test_a_switching_answer_keeps_upgrade() -> None:
                             (b"sec-websocket-accept", b"x")], switching=True)
     assert (b"upgrade", b"websocket") in out
     assert not any(name == b"connection" for name, _ in out)
+
+
+@pytest.mark.parametrize("field", [
+    (b"x-note", b"a\r\nx-wx-openid: forged"),  # a smuggled line
+    (b"x-note", b"a\r\n\r\nGET /admin HTTP/1.1"),  # a smuggled request
+    (b"x-note", b"a\nb"), (b"x-note", b"a\rb"), (b"x-note", b"a\x00b"), (b"x-note", b"\x7f"),
+    (b"x-no\r\nte", b"1"),  # in a name
+])
+def test_the_writer_refuses_a_field_that_could_split_a_line(
+        field: tuple[bytes, bytes]) -> None:
+    """Whatever put it there (a filter after the parser), a control byte in a name or a
+    value is refused before anything is written upstream."""
+    req = Request("GET", "/", "", [(b"host", b"h"), field], NO_BODY, peer_ip="10.0.0.7",
+                  client_ip="10.0.0.7", trace_id=TRACE)
+    with pytest.raises(HTTPError) as err:
+        request_block(req, keep_host=False)
+    assert err.value.status == 400
+    req.headers = [(b"host", b"h"), (b"x-note", b"a\tb")]  # HTAB is a value's own
+    assert request_block(req, keep_host=False)[0].startswith(b"x-note: a\tb\r\n")

@@ -32,7 +32,7 @@ from tests.support.gateway import GatewayProcess
 from tests.support.servers import ThreadedApp, served
 from wxgated.wechat.crypto import encrypt_user_data
 
-SESSION_TTL = 2.0  # seconds; short, so outliving it is a short real wait
+SESSION_TTL = 3.0  # seconds; short, so outliving it is a short real wait
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,13 @@ JSON is served as text/plain, errors as errcode/errmsg with a ", rid: ..." suffi
 js_code and phone code works once (a second use: 40163 / 40029) and for 5 minutes
 (`code_ttl`; then 40029). A phone code added with an openid answers 40029 when the body
 names another openid (WeChat documents the openid check but not its errcode; 40029,
-"invalid code", is the guess). Tests steer it through the `Control` object:
+"invalid code", is the guess). Each login hands out its own session_key.
+
+access_tokens as documented: cgi-bin/token and stable_token keep separate tokens; a new
+cgi-bin/token, or stable_token with force_refresh, retires the previous token of its
+kind after a 5-minute overlap (`token_overlap`); every token-protected API answers
+42001 for a token past its expires_in, 40001 for one retired, revoked or never issued,
+41001 for none. Tests steer it through the `Control` object:
 
     app, wx = make_wechat_app("wxappid", "secret")
     app, ctls = make_wechat_apps({"wxprod": "s1", "wxstaging": "s2"})  # one WeChat, several apps
@@ -14,6 +20,9 @@ names another openid (WeChat documents the openid check but not its errcode; 400
     wx.delays["jscode2session"] = 2.0   # accepts the request, answers late
     wx.misconfigure(40164)               # every API answers 40164 (IP not whitelisted)
     wx.reject_token(t)                   # 40001 for t, yet stable_token hands t out
+    wx.reject_token(t, 40014)            # ... or another errcode
+    wx.age_tokens(7201)                  # every token issued so far is past expires_in: 42001
+    wx.token_overlap = 0.2               # a superseded token dies 0.2 s after its successor
     assert wx.calls["stable_token"] == 1
 """
 
@@ -46,7 +55,8 @@ class Control:
     code_ttl: float = 300.0  # js_code and phone code lifetime
     delays: dict[str, float] = field(default_factory=dict)  # api -> seconds before answering
     config_errcode: int | None = None  # every API answers this (40125, 40164, ...)
-    rejected: set[str] = field(default_factory=set)  # tokens answered with 40001
+    token_overlap: float = 300.0  # a superseded token keeps working this long
+    rejected: dict[str, int] = field(default_factory=dict)  # token -> errcode it gets
     issued: dict[str, float] = field(default_factory=dict)  # code -> time.time() issued
     last_body: dict[str, Any] = field(default_factory=dict)
     codes: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -55,7 +65,9 @@ class Control:
     blocked_codes: set[str] = field(default_factory=set)  # answer 40226 (high-risk user)
     session_keys: dict[str, str] = field(default_factory=dict)  # openid -> session_key
     tokens: dict[str, float] = field(default_factory=dict)  # access_token -> expires at
-    stable: str | None = None
+    retired: dict[str, float] = field(default_factory=dict)  # access_token -> dies at
+    stable: str | None = None  # stable_token's current token
+    plain: str | None = None  # cgi-bin/token's current token
     calls: collections.Counter[str] = field(default_factory=collections.Counter)
     last_query: dict[str, dict[str, str]] = field(default_factory=dict)
     _fail: int = 0
@@ -93,27 +105,51 @@ class Control:
         """Every API answers `errcode` (40125 bad secret, 40164 IP not whitelisted, ...)."""
         self.config_errcode = errcode
 
-    def reject_token(self, token: str) -> None:
-        """WeChat says 40001 to `token`, but stable_token keeps returning it until forced."""
-        self.rejected.add(token)
+    def reject_token(self, token: str, errcode: int = 40001) -> None:
+        """WeChat says `errcode` to `token`, but stable_token keeps returning it until forced."""
+        self.rejected[token] = errcode
 
     def fail_next(self, n: int) -> None:
         """The next `n` calls (any endpoint) answer errcode -1, system busy."""
         self._fail = n
 
     def expire_tokens(self) -> None:
-        """Every access_token issued so far stops working (40001)."""
+        """Every access_token issued so far stops working (40001: WeChat forgot them)."""
         self.tokens.clear()
-        self.stable = None
+        self.stable = self.plain = None
+
+    def age_tokens(self, seconds: float) -> None:
+        """Every access_token issued so far is `seconds` older: past its expires_in it
+        answers 42001, and the token endpoints hand out new ones."""
+        for token in self.tokens:
+            self.tokens[token] -= seconds
 
     def new_token(self) -> str:
         token = f"ACCESS_TOKEN_{next(self._seq)}_{os.urandom(6).hex()}"
         self.tokens[token] = time.time() + self.token_ttl
         return token
 
+    def retire(self, token: str | None) -> None:
+        """`token` was superseded: it works `token_overlap` seconds more, then 40001."""
+        if token is not None:
+            dies = time.time() + self.token_overlap
+            self.retired[token] = min(self.retired.get(token, dies), dies)
+
+    def token_errcode(self, token: str | None) -> int:
+        """0 when `token` works, else what WeChat answers to it."""
+        if not token:
+            return 41001
+        if token not in self.tokens:
+            return 40001
+        if token in self.rejected:
+            return self.rejected[token]
+        now = time.time()
+        if self.retired.get(token, now + 1) <= now:
+            return 40001
+        return 42001 if self.tokens[token] <= now else 0
+
     def token_ok(self, token: str | None) -> bool:
-        return token is not None and token not in self.rejected and \
-            self.tokens.get(token, 0) > time.time()
+        return self.token_errcode(token) == 0
 
 
 def _rid() -> str:
@@ -128,6 +164,11 @@ def _error(code: int, msg: str) -> web.Response:
     return _answer({"errcode": code, "errmsg": msg + _rid()})
 
 
+_TOKEN_MESSAGES = {
+    40001: "invalid credential, access_token is invalid or not latest",
+    40014: "invalid access_token", 41001: "access_token missing",
+    42001: "access_token expired",
+}
 _CONFIG_MESSAGES = {
     40013: "invalid appid", 40125: "invalid appsecret", 41002: "appid missing",
     40164: "invalid ip 203.0.113.7 ipv6 ::ffff:203.0.113.7, not in whitelist",
@@ -151,7 +192,7 @@ def make_wechat_apps(credentials: dict[str, str]
         return ctls.get(appid or "", first)  # an unknown appid is refused below (40013)
 
     def by_token(token: str | None) -> Control:
-        return next((c for c in ctls.values() if c.token_ok(token)), first)
+        return next((c for c in ctls.values() if token in c.tokens), first)
 
     async def gate(ctl: Control, api: str, request: web.Request) -> web.Response | None:
         ctl.calls[api] += 1
@@ -165,6 +206,17 @@ def make_wechat_apps(credentials: dict[str, str]
             code = ctl.config_errcode
             return _error(code, _CONFIG_MESSAGES.get(code, "configuration error"))
         return None
+
+    async def token_gate(api: str, request: web.Request) -> tuple[Control, web.Response | None]:
+        """`gate`, then the access_token check every token-protected API makes."""
+        token = request.query.get("access_token")
+        ctl = by_token(token)
+        if (busy := await gate(ctl, api, request)) is not None:
+            return ctl, busy
+        code = ctl.token_errcode(token)
+        if code:
+            return ctl, _error(code, _TOKEN_MESSAGES.get(code, "invalid access_token"))
+        return ctl, None
 
     async def jscode2session(request: web.Request) -> web.Response:
         q = request.query
@@ -202,7 +254,9 @@ def make_wechat_apps(credentials: dict[str, str]
             return _error(40013, "invalid appid")
         if q.get("secret") != ctl.secret:  # WeChat's answer to a wrong secret here
             return _error(40001, "invalid credential, access_token is invalid or not latest")
-        return _answer({"access_token": ctl.new_token(), "expires_in": ctl.token_ttl})
+        previous, ctl.plain = ctl.plain, ctl.new_token()
+        ctl.retire(previous)  # stable_token's token is not affected
+        return _answer({"access_token": ctl.plain, "expires_in": ctl.token_ttl})
 
     async def stable_token(request: web.Request) -> web.Response:
         try:
@@ -222,17 +276,17 @@ def make_wechat_apps(credentials: dict[str, str]
             ctl.calls["stable_token_force"] += 1
         alive = ctl.stable is not None and ctl.tokens.get(ctl.stable, 0) > time.time()
         if body.get("force_refresh") or not alive:
-            ctl.stable = ctl.new_token()
+            previous, ctl.stable = ctl.stable, ctl.new_token()
+            if body.get("force_refresh"):
+                ctl.retire(previous)
         left = int(ctl.tokens[ctl.stable] - time.time())
         return _answer({"access_token": ctl.stable, "expires_in": left})
 
     async def checksession(request: web.Request) -> web.Response:
         q = request.query
-        ctl = by_token(q.get("access_token"))
-        if (busy := await gate(ctl, "checksession", request)) is not None:
-            return busy
-        if not ctl.token_ok(q.get("access_token")):
-            return _error(40001, "invalid credential, access_token is invalid or not latest")
+        ctl, refused = await token_gate("checksession", request)
+        if refused is not None:
+            return refused
         key = ctl.session_keys.get(q.get("openid", ""))
         if key is None:
             return _error(40003, "invalid openid")
@@ -242,11 +296,9 @@ def make_wechat_apps(credentials: dict[str, str]
         return _answer({"errcode": 0, "errmsg": "ok"})
 
     async def phone(request: web.Request) -> web.Response:
-        ctl = by_token(request.query.get("access_token"))
-        if (busy := await gate(ctl, "getuserphonenumber", request)) is not None:
-            return busy
-        if not ctl.token_ok(request.query.get("access_token")):
-            return _error(40001, "invalid credential, access_token is invalid or not latest")
+        ctl, refused = await token_gate("getuserphonenumber", request)
+        if refused is not None:
+            return refused
         try:
             body = json.loads(await request.read())
             code, openid = body.get("code"), body.get("openid")
@@ -272,11 +324,9 @@ def make_wechat_apps(credentials: dict[str, str]
     def echo_api(api: str) -> Any:
         async def handler(request: web.Request) -> web.Response:
             """Any token-protected API, for the `wechat: api` terminal: echoes what it got."""
-            ctl = by_token(request.query.get("access_token"))
-            if (busy := await gate(ctl, api, request)) is not None:
-                return busy
-            if not ctl.token_ok(request.query.get("access_token")):
-                return _error(40001, "invalid credential, access_token is invalid or not latest")
+            ctl, refused = await token_gate(api, request)
+            if refused is not None:
+                return refused
             body = (await request.read()).decode()
             return _answer({"errcode": 0, "errmsg": "ok", "result": {"suggest": "pass"},
                             "echo": body, "query": {k: v for k, v in request.query.items()

@@ -212,3 +212,33 @@ async def test_concurrent_calls_share_one_session(wx) -> None:
         ctl.add_code(f"c{i}", f"o{i}")
     docs = await asyncio.gather(*(client.code2session(f"c{i}") for i in range(20)))
     assert [d["openid"] for d in docs] == [f"o{i}" for i in range(20)]
+
+
+async def test_token_lifecycle_as_wechat_documents_it(wx) -> None:
+    """What the stand-in answers, so the gateway's tests meet WeChat's behaviour: a new
+    token of one kind retires the previous one of that kind after the overlap, the two
+    kinds are independent, and an expired token is 42001 while a retired one is 40001."""
+    client, ctl = wx
+    ctl.token_overlap = 0.2
+
+    async def errcode(token: str) -> int:
+        try:
+            await client.get_phone_number(token, "p-unknown")
+        except WeChatError as err:
+            return 0 if err.errcode == 40029 else err.errcode  # 40029: the token passed
+        raise AssertionError("an unknown phone code was accepted")
+
+    t1 = (await client.get_token())["access_token"]
+    s1 = (await client.get_stable_token())["access_token"]
+    t2 = (await client.get_token())["access_token"]
+    s2 = (await client.get_stable_token(force_refresh=True))["access_token"]
+    assert len({t1, t2, s1, s2}) == 4
+    assert [await errcode(t) for t in (t1, t2, s1, s2)] == [0, 0, 0, 0]  # the overlap
+    await asyncio.sleep(0.3)
+    assert [await errcode(t) for t in (t1, t2, s1, s2)] == [40001, 0, 40001, 0]
+    assert (await client.get_stable_token())["access_token"] == s2  # no force: the same
+    ctl.age_tokens(7201)
+    assert [await errcode(t) for t in (t1, t2, s2)] == [40001, 42001, 42001]
+    assert await errcode("never-issued") == 40001
+    s3 = (await client.get_stable_token())["access_token"]
+    assert s3 != s2 and await errcode(s3) == 0

@@ -83,7 +83,7 @@ def build_services(config: dict[str, Any], state: StateBackend) -> dict[str, Any
                               backoff=settings.backoff, app=name)
         apps[name] = App(settings, client,
                          SessionStore(sess_state, settings.session_ttl, box,
-                                      appid=settings.appid if several else None),
+                                      appid=settings.appid if several else ""),
                          TokenKeeper(client, state, settings.appid,
                                      use_stable=settings.use_stable_token,
                                      refresh_margin=settings.refresh_before))

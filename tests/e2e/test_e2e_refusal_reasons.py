@@ -87,7 +87,7 @@ CASES = [
     ("token_malformed", BEARER + "not-a-jwt"),
     ("bad_signature", BEARER + token(secret="another-secret-of-sufficient-length-0123")),
     ("unknown_key", BEARER + token(kid="nope")),
-    ("bad_algorithm", BEARER + token(alg="HS512")),
+    ("bad_algorithm", BEARER + token(JWT_SECRET * 2, alg="HS512")),  # a key long enough for it
     ("token_expired", BEARER + token(exp=int(time.time()) - 3600, iat=int(time.time()) - 7200)),
     ("not_yet_valid", BEARER + token(nbf=int(time.time()) + 3600)),
     ("wrong_issuer", BEARER + token(iss="someone-else")),

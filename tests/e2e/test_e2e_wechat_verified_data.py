@@ -14,25 +14,25 @@ from typing import Any
 
 import pytest
 
-from tests.support.e2e_identity_harness import APPID, StandIn, upstream_app
+from tests.support.e2e_identity_harness import APPID, StandIn
 from tests.support.gateway import GatewayProcess
-from tests.support.servers import ThreadedApp
 from tests.support.user_service import REFUSED_PHONE, TEXT_PHONE, UserService
-from tests.support.wx_hook_harness import call, check, config, line_col, new_code, yaml_text
+from tests.support.wx_hook_harness import (
+    call,
+    check,
+    config,
+    line_col,
+    new_code,
+    running,
+    yaml_text,
+)
 from wxgated.wechat.crypto import encrypt_user_data
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[tuple[GatewayProcess, StandIn, UserService]]:
-    wx, users, svc = StandIn(), UserService(), ThreadedApp(upstream_app())
-    gw = GatewayProcess(tmp_path_factory.mktemp("gw"),
-                        config(wx.url, users.url, svc.url)).start()
-    yield gw, wx, users
-    gw.stop()
-    for server in (wx.server, users, svc):
-        server.stop()
-    assert "Traceback" not in gw.stderr()
+    yield from running(tmp_path_factory)
 
 
 def login(gw: GatewayProcess, wx: StandIn, openid: str,

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +113,21 @@ def line_col(text: str, needle: str) -> tuple[int, int]:
         if needle in line:
             return n, line.index(needle) + 1
     raise AssertionError(f"{needle!r} not in config")
+
+
+def running(tmp_path_factory: Any) -> Iterator[tuple[Any, Any, Any]]:
+    """A module's gateway with the WeChat stand-in, a user service and a backend:
+    yields (gateway, stand-in, user service) and stops them all after."""
+    from tests.support.e2e_identity_harness import StandIn, upstream_app
+    from tests.support.gateway import GatewayProcess
+    from tests.support.servers import ThreadedApp
+    from tests.support.user_service import UserService
+
+    wx, users, svc = StandIn(), UserService(), ThreadedApp(upstream_app())
+    gw = GatewayProcess(tmp_path_factory.mktemp("gw"),
+                        config(wx.url, users.url, svc.url)).start()
+    yield gw, wx, users
+    gw.stop()
+    for server in (wx.server, users, svc):
+        server.stop()
+    assert "Traceback" not in gw.stderr()

@@ -105,6 +105,8 @@ def test_discovered_https_targets_use_the_upstreams_tls(
                     "filters": [{"strip_prefix": 1}], "upstream": n} for n in names]})
     status, doc = get(gw.url + "/good/hello")
     assert (status, doc["tls"], doc["path"]) == (200, True, "/hello")
+    assert doc["headers"]["host"] == f"{NAME}:{up.port}"  # the service, not the address
+    assert get(gw.url + "/noverify/x")[1]["headers"]["host"] == f"127.0.0.1:{up.port}"
     assert get(gw.url + "/noverify/x")[0] == 200
     with urllib.request.urlopen(gw.admin + "/-/upstreams", timeout=5) as r:
         view = json.loads(r.read())

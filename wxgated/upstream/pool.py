@@ -49,7 +49,10 @@ class Target:
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if self.tls else 80)
         default_port = self.port == (443 if self.tls else 80)
-        self.host_header = (self.host if default_port else f"{self.host}:{self.port}").encode()
+        # the service's name when TLS names it (a discovered target is an address): the
+        # same name in SNI and Host, as nginx's proxy_ssl_name and $proxy_host
+        named = spec.server_name if self.tls and spec.server_name else self.host
+        self.host_header = (named if default_port else f"{named}:{self.port}").encode()
         ssl_ctx = client_context(spec.tls_verify, spec.ca_file) if self.tls else None
         self.pool = ConnectionPool(self.host, self.port, ssl_ctx, spec.server_name or self.host,
                                    spec.max_idle, spec.idle_timeout)

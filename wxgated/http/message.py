@@ -205,10 +205,6 @@ class Request:
     def remove_header(self, name: bytes) -> None:
         self.headers = [(k, v) for k, v in self.headers if k != name]
 
-    @property
-    def target_uri(self) -> str:
-        return f"{self.path}?{self.query}" if self.query else self.path
-
 
 class Response:
     """What a handler returns. `body` is sent as is; `stream`, when set, is sent as it

@@ -26,9 +26,8 @@ from wxgated.versioning import request_version
 
 log = logging.getLogger("wxgated")
 CLIENT_GONE = 499
-# the access log's reason for a refusal made by the protocol (reject: 413, 408, ...)
-_REJECTED = {413: "body_too_large"}
-# ... and for a request the parser refused (http.framing: a bad head, too large, too slow)
+# the access log's reason for a request the parser refused (http.framing: a bad head,
+# too large, too slow)
 _REFUSED = {400: "bad_request", 408: "header_timeout", 413: "body_too_large",
             414: "uri_too_long", 431: "header_too_large"}
 
@@ -127,8 +126,8 @@ class GatewayDispatcher(Dispatcher):
         req.reason = "internal_error"
         return envelope(500, None, trace_id=req.trace_id, code=500, msg="internal error")
 
-    def reject(self, req: Request, status: int, msg: str) -> Response:
-        req.reason = _REJECTED.get(status, "refused")
+    def reject(self, req: Request, status: int, msg: str, reason: str) -> Response:
+        req.reason = reason
         return envelope(status, None, trace_id=req.trace_id, code=status, msg=msg)
 
     def refused(self, peer_ip: str, status: int, url: bytes, trace_id: str) -> None:

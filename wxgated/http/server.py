@@ -330,7 +330,7 @@ class GatewayProtocol(asyncio.Protocol):
         while self.pipeline and not self.closed:
             req, body = self.pipeline.popleft()
             if body is not None and body.too_large:
-                resp = d.reject(req, 413, "request body too large")
+                resp = d.reject(req, 413, "request body too large", "body_too_large")
                 req.keep_alive = False
             else:
                 resp = await d.handle(req)

@@ -63,7 +63,8 @@ class Dispatcher:
               version: str, keep_alive: bool) -> Request:  # pragma: no cover
         raise NotImplementedError
 
-    def reject(self, req: Request, status: int, msg: str) -> Response:  # pragma: no cover
+    def reject(self, req: Request, status: int, msg: str,
+               reason: str) -> Response:  # pragma: no cover
         raise NotImplementedError
 
     def fast(self, req: Request, proto: GatewayProtocol) -> bool:

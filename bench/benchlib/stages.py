@@ -48,7 +48,7 @@ OWNERS: tuple[tuple[str, str], ...] = (
     ("metrics", "wxgated/observe/metrics.py"),
 )
 TRANSPARENT = ("wxgated/http/message.py", "wxgated/http/body.py",
-               "wxgated/http/envelope.py", "wxgated/run.py", "wxgated/cli.py",
+               "wxgated/gateway/envelope.py", "wxgated/run.py", "wxgated/cli.py",
                "wxgated/__main__.py")
 PARSE_FUNCS = ("GatewayProtocol.data_received", "GatewayProtocol.on_",
                "GatewayDispatcher.begin", "GatewayProtocol.connection_")
@@ -93,7 +93,7 @@ def stage_of(stack: list[Frame]) -> str:
             if f.file.startswith(prefixes):
                 return stage
         if f.file.startswith("wxgated/http/server.py") or f.file.startswith(
-                "wxgated/http/dispatch.py"):
+                "wxgated/gateway/dispatch.py", "wxgated/gateway/engine.py"):
             if f.func.startswith(PARSE_FUNCS):
                 return "parse + request setup"
             return "server: cycle, dispatch, done"

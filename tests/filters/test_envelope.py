@@ -12,6 +12,7 @@ from aiohttp import web
 from wxgated.config.context import CompileContext
 from wxgated.config.errors import SemanticError
 from wxgated.filters import FILTERS
+from wxgated.gateway.engine import chain
 from wxgated.handlers import TERMINALS
 from wxgated.http.message import Body, Handler, Request, Response
 from wxgated.registry import Registry
@@ -71,7 +72,7 @@ async def chain_for(serve: Any) -> AsyncIterator[Any]:
                              upstreams={"svc": build_upstream("svc", {"targets": [{"url": url}]},
                                                               registry)})
         handler = TERMINALS["upstream"].build("svc", route, ctx)
-        return FILTERS["envelope"](cfg, ctx).wrap(handler)
+        return chain([FILTERS["envelope"](cfg, ctx)], handler)
 
     yield build
     registry.commit()
@@ -140,14 +141,14 @@ async def test_bodies_over_max_size_stream_through_unwrapped(chain_for: Any) -> 
 
 
 async def test_an_aggregate_answer_is_not_wrapped_twice() -> None:
-    from wxgated.http.envelope import envelope
+    from wxgated.gateway.envelope import envelope
 
     async def aggregate(req: Request) -> Response:
         return envelope(200, {"a": 1}, trace_id=req.trace_id,
                         headers=[(b"x-wxgated-completed", b"true")])
 
     ctx = CompileContext(config={}, registry=Registry())
-    resp = await FILTERS["envelope"]({}, ctx).wrap(aggregate)(request("/home"))
+    resp = await chain([FILTERS["envelope"]({}, ctx)], aggregate)(request("/home"))
     assert json.loads(resp.body)["data"] == {"a": 1}
 
 

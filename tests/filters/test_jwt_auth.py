@@ -12,8 +12,8 @@ from tests.support.servers import free_port
 from wxgated.config.context import CompileContext
 from wxgated.config.errors import SemanticError
 from wxgated.filters import FILTERS
-from wxgated.http.envelope import error_response
-from wxgated.http.message import Body, HTTPError, Request, Response
+from wxgated.gateway.engine import chain
+from wxgated.http.message import Body, Request, Response
 from wxgated.registry import Registry
 from wxgated.state import open_backend
 from wxgated.wechat import build_services
@@ -36,15 +36,13 @@ class Chain:
             self.seen.append(req)
             return Response(200, [], b"ok")
 
-        self.run = FILTERS["jwt_auth"](options or {}, ctx).wrap(upstream)
+        self.run = chain([FILTERS["jwt_auth"](options or {}, ctx)], upstream)
 
     async def __call__(self, headers=(), query: str = "") -> tuple[int, dict, Request | None]:
         req = Request("GET", "/api", query, list(headers), Body.of(b""), trace_id="t")
         self.seen.clear()
-        try:
-            resp = await self.run(req)
-        except HTTPError as err:
-            resp = error_response(err, "t")
+        resp = await self.run(req)
+        if resp.error is not None:  # the gateway's envelope
             return resp.status, {**json.loads(resp.body), "www": resp.header(b"www-authenticate")}, None
         return resp.status, {}, self.seen[0]
 

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from tests.support.ratelimit import build, hdr, make_req, rejected, run
-from wxgated.http.message import HTTPError, Response
+from tests.support.ratelimit import build, hdr, make_req, msg, passed, refused, rejected, run
 from wxgated.state import StateBackend
 
 
@@ -17,13 +16,13 @@ async def test_five_per_minute_lets_five_through_then_one_every_12s(
     before = rejected(route)
     for left in (4, 3, 2, 1, 0):
         resp = await run(chain, make_req())
-        assert isinstance(resp, Response) and resp.status == 200
+        assert passed(resp) and resp.status == 200
         assert hdr(resp, b"ratelimit-limit") == b"5"
         assert hdr(resp, b"ratelimit-remaining") == str(left).encode()
     assert hdr(resp, b"ratelimit-reset") == b"60"  # empty bucket: full again in 60 s
     err = await run(chain, make_req())
-    assert isinstance(err, HTTPError) and err.status == 429
-    assert err.msg == "rate limit exceeded"
+    assert refused(err) and err.status == 429
+    assert msg(err) == "rate limit exceeded"
     assert hdr(err, b"retry-after") == b"12"
     assert hdr(err, b"ratelimit-limit") == b"5"
     assert hdr(err, b"ratelimit-remaining") == b"0"

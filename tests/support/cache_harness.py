@@ -17,6 +17,7 @@ from aiohttp import web
 
 from wxgated.config.context import CompileContext
 from wxgated.filters import FILTERS
+from wxgated.gateway.engine import chain
 from wxgated.handlers import TERMINALS
 from wxgated.http.message import Body, Handler, Request, Response
 from wxgated.registry import Registry
@@ -128,7 +129,7 @@ class Harness:
                              services={"state": state or MemoryState()},
                              route_name=name, route=route)
         handler = TERMINALS["upstream"].build("svc", route, ctx)
-        handler = FILTERS["cache"](cfg, ctx).wrap(handler)
+        handler = chain([FILTERS["cache"](cfg, ctx)], handler)
         registry.commit()
         return handler
 

@@ -3,12 +3,14 @@ would build it, and the request and answer helpers its tests share."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 from wxgated.config.context import CompileContext
 from wxgated.filters.rate_limit import RateLimit
-from wxgated.http.message import Body, Handler, HTTPError, Request, Response
+from wxgated.gateway.engine import chain
+from wxgated.http.message import Body, Handler, Request, Response
 from wxgated.observe.metrics import REGISTRY
 from wxgated.registry import Registry
 
@@ -31,19 +33,31 @@ def build(cfg: dict[str, Any], *, route: str | None = None, registry: Registry |
     ctx = CompileContext(config=config or {}, registry=registry or Registry(),
                          route_name=route, route={"name": route, "filters": [{"rate_limit": cfg}]},
                          services=services or {})
-    return RateLimit(cfg, ctx).wrap(terminal)
+    return chain([RateLimit(cfg, ctx)], terminal)
 
 
 def rejected(route: str) -> float:
     return REGISTRY.get_sample_value("wxgated_ratelimit_rejected_total", {"route": route}) or 0.0
 
 
-async def run(chain: Handler, req: Request) -> Response | HTTPError:
-    try:
-        return await chain(req)
-    except HTTPError as e:
-        return e
+async def run(chain: Handler, req: Request) -> Response:
+    return await chain(req)
 
 
-def hdr(r: Response | HTTPError, name: bytes) -> bytes | None:
+def hdr(r: Response, name: bytes) -> bytes | None:
     return dict(r.headers).get(name)
+
+
+def refused(r: Response) -> bool:
+    """Answered by the gateway's own envelope (a refusal or a failure), not the terminal."""
+    return r.error is not None
+
+
+def passed(r: Response) -> bool:
+    """Answered by the terminal: every filter let it through."""
+    return r.error is None
+
+
+def msg(r: Response) -> str:
+    """The envelope's message."""
+    return str(json.loads(r.body)["msg"])

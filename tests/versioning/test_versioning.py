@@ -7,6 +7,7 @@ import pytest
 from wxgated.config.context import CompileContext
 from wxgated.config.errors import SemanticError
 from wxgated.filters import FILTERS
+from wxgated.gateway.engine import chain
 from wxgated.handlers import TERMINALS
 from wxgated.http.message import Body, HTTPError, Request, Response
 from wxgated.registry import Registry
@@ -100,7 +101,7 @@ def test_normalize() -> None:
 def _deprecated(cfg: dict, inner=None):
     ctx = CompileContext(config={}, registry=Registry())
     inner = inner or TERMINALS["respond"].build({"json": {}}, {}, ctx)
-    return FILTERS["deprecation"](cfg, ctx).wrap(inner)
+    return chain([FILTERS["deprecation"](cfg, ctx)], inner)
 
 
 async def test_deprecation_and_sunset_headers() -> None:
@@ -116,9 +117,9 @@ async def test_deprecation_headers_are_on_gateway_errors_too() -> None:
     async def fail(req: Request) -> Response:
         raise HTTPError(429, "slow down")
 
-    with pytest.raises(HTTPError) as err:
-        await _deprecated({"sunset": "2026-07-01"}, fail)(request())
-    assert (b"sunset", b"Wed, 01 Jul 2026 00:00:00 GMT") in err.value.headers
+    resp = await _deprecated({"sunset": "2026-07-01"}, fail)(request())
+    assert resp.status == 429
+    assert (b"sunset", b"Wed, 01 Jul 2026 00:00:00 GMT") in resp.headers
 
 
 @pytest.mark.parametrize("cfg", [{"sunset": "next year"}, {}])

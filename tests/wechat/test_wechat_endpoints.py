@@ -19,8 +19,8 @@ from tests.support.servers import free_port
 from tests.support.wechat_standin import make_wechat_app
 from wxgated.config.context import CompileContext
 from wxgated.config.errors import SemanticError
+from wxgated.gateway.envelope import error_response
 from wxgated.handlers import TERMINALS
-from wxgated.http.envelope import error_response
 from wxgated.http.message import Body, HTTPError, Request, Response
 from wxgated.registry import Registry
 from wxgated.state import open_backend

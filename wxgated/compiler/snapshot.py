@@ -1,7 +1,7 @@
 """Compile a validated config into an immutable Snapshot the hot path can run on.
 
 Everything that can be decided once is decided here: routes go into the radix tree,
-filter chains are nested into one callable per route, upstreams get their targets and
+each route's filters and terminal become one Pipeline, upstreams get their targets and
 policies. Long-lived pieces come from the Registry so a reload keeps them when their
 config did not change. A failed compile leaves no trace (`Registry.abort`).
 """
@@ -17,8 +17,8 @@ from wxgated.config.errors import ConfigError, Issue, SemanticError
 from wxgated.config.spec import identity, worker_count
 from wxgated.config.units import parse_size
 from wxgated.filters import FILTERS
+from wxgated.gateway.engine import Pipeline
 from wxgated.handlers import TERMINALS
-from wxgated.http.message import Handler, Request, Response
 from wxgated.observe.metrics import RouteMetrics
 from wxgated.registry import Registry, aclose_quietly, close_quietly
 from wxgated.routing import RouteConflict, Router
@@ -34,12 +34,8 @@ class Route:
     host: str | None
     terminal: str
     filters: tuple[str, ...]
-    chain: Handler
+    pipeline: Pipeline  # its filters by phase around its terminal (wxgated.gateway.engine)
     metrics: RouteMetrics
-    # the callback path for requests without a body or with a small whole one
-    # (wxgated.handlers.fastproxy), when the terminal has one and every filter can
-    # decide synchronously
-    fast: Any = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,45 +168,11 @@ def _compile_route(rcfg: dict[str, Any], index: int, ctx: CompileContext) -> Rou
         except SemanticError as exc:
             raise SemanticError(exc.message, ("filters", j, fname, *exc.path)) from None
         filter_names.append(fname)
-    fast = _fast_path(handler, filters)
-    for f in reversed(filters):
-        handler = f.wrap(handler)
-    if "max_body" in rcfg:
-        handler = _body_capped(handler, parse_size(rcfg["max_body"]))
-        if fast is not None:
-            fast = _fast_capped(fast, parse_size(rcfg["max_body"]))
     match = rcfg["match"]
+    max_body = parse_size(rcfg["max_body"]) if "max_body" in rcfg else None
     return Route(name=name, path=match["path"], methods=tuple(match.get("methods") or ()),
                  host=match.get("host"), terminal=terminal_key, filters=tuple(filter_names),
-                 chain=handler, metrics=RouteMetrics(name), fast=fast)
-
-
-def _fast_path(terminal: Any, filters: list[Any]) -> Any:
-    make = getattr(terminal, "fast_path", None)
-    if make is None:
-        return None
-    checks = [f.sync_check() for f in filters]
-    if any(c is None for c in checks):
-        return None
-    # the bound method: calling an instance (its __call__) takes 3x as long, per request
-    return make(tuple(checks)).__call__
-
-
-def _fast_capped(fast: Any, limit: int) -> Any:
-    """The route's `max_body` on the fast path, checked first as on the chain."""
-    def capped(req: Request, proto: Any) -> None:
-        req.body.cap(limit)
-        fast(req, proto)
-
-    return capped
-
-
-def _body_capped(inner: Handler, limit: int) -> Handler:
-    async def capped(req: Request) -> Response:
-        req.body.cap(limit)
-        return await inner(req)
-
-    return capped
+                 pipeline=Pipeline(filters, handler, max_body), metrics=RouteMetrics(name))
 
 
 def _services(cfg: dict[str, Any], registry: Registry) -> dict[str, Any]:

@@ -5,17 +5,21 @@ and a `schema` (the JSON Schema fragment for its options), decorated with `@regi
 The schema fragments are assembled into schema/wxgated.schema.json, so adding a filter
 never means editing a central schema by hand.
 
-Chains are onions built once at compile time: `wrap(next)` returns the handler that
-runs this filter around `next`. Filters that only touch the request may override
-`wrap` to return a cheaper closure. A filter that decides from the request alone, without
-awaiting, also offers `sync_check`, which lets its routes take the proxy's callback path.
+A filter defines the phases it needs (wxgated.gateway.engine runs them):
+
+- `request(req)`: None to go on, a Response to answer (the filters before it see that
+  answer), raise HTTPError to refuse; `async def` when it may have to wait (the engine
+  awaits only when it truly does). Headers for the answer, whatever it turns out to be,
+  go through `req.add_response_headers`.
+- `response(req, resp)`: edit `resp` in place or return another Response; `async def`
+  when it reads the body. Called for every answer once this filter's request phase
+  passed, gateway errors included (`resp.error` is set on those).
+- `done(req, status)`: after the answer is written; release what `request` took.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
-
-from wxgated.http.message import Handler, Request, Response, SyncCheck
 
 FILTERS: dict[str, type[Filter]] = {}
 
@@ -25,46 +29,15 @@ class Filter:
     schema: ClassVar[dict[str, Any]]
     # methods the filter answers itself, added to its route's `match.methods` (cors: OPTIONS)
     own_methods: ClassVar[tuple[str, ...]] = ()
+    # the phases; a subclass defines the ones it needs as methods
+    request: Any = None
+    response: Any = None
+    done: Any = None
 
     def __init__(self, config: Any, ctx: Any) -> None:
         """`ctx` is the CompileContext (wxgated.config.context): route name, upstreams,
         the shared-state backend, the long-lived registry, the whole config."""
         self.config = config
-
-    def wrap(self, next: Handler) -> Handler:
-        handle = self.handle
-
-        async def run(req: Request) -> Response:
-            return await handle(req, next)
-
-        return run
-
-    async def handle(self, req: Request, next: Handler) -> Response:
-        return await next(req)
-
-    def sync_check(self) -> SyncCheck | None:
-        """This filter as a synchronous check for the fast path, or None when it needs
-        to await or to see the response (then its routes take the coroutine path)."""
-        return None
-
-
-class RequestFilter(Filter):
-    """A filter that only edits the request, synchronously: `apply` serves both paths."""
-
-    def apply(self, req: Request) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def wrap(self, next: Handler) -> Handler:
-        apply = self.apply
-
-        async def run(req: Request) -> Response:
-            apply(req)
-            return await next(req)
-
-        return run
-
-    def sync_check(self) -> SyncCheck | None:
-        return self.apply
 
 
 def register(cls: type[Filter]) -> type[Filter]:

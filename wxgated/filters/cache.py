@@ -1,7 +1,7 @@
 """The `cache` filter: answer repeated GET/HEAD requests from a store (docs/CONFIG.md, `cache`).
 
 Rules (what may be cached, the key, freshness) are in wxgated.cache.policy. This module
-is the flow around `next`:
+is the lookup (request phase) and the store (response phase):
 
 - fresh entry → HIT (with Age); no entry → one upstream call per key at a time
   (coalescing), stored when storable → MISS;
@@ -16,7 +16,7 @@ is the flow around `next`:
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from wxgated.cache.body import buffer_upto
 from wxgated.cache.coalesce import Coalescer
@@ -36,13 +36,23 @@ from wxgated.config.units import DURATION_PATTERN, SIZE_PATTERN
 from wxgated.config.units import parse_duration as duration
 from wxgated.config.units import parse_size as size
 from wxgated.filters.base import Filter, register
-from wxgated.http.message import Handler, HTTPError, Request, Response
+from wxgated.http.message import Request, Response
 from wxgated.observe.metrics import CACHE_REQUESTS
 
 _DURATION = {"type": ["string", "number"], "pattern": DURATION_PATTERN}
 _SIZE = {"type": ["string", "integer"], "pattern": SIZE_PATTERN}
 
 HIT, MISS, BYPASS, STALE = b"HIT", b"MISS", b"BYPASS", b"STALE"
+
+
+class _Miss(NamedTuple):
+    """A request the cache let through: its key, the expired entry it may serve if the
+    upstream fails, whether it leads the key's flight, the label it forces."""
+
+    key: str
+    stale: Entry | None
+    leads: bool
+    label: bytes | None
 
 
 class CacheSpace:
@@ -105,42 +115,58 @@ class CacheFilter(Filter):
         self._count = {s: CACHE_REQUESTS.labels(route, s.decode().lower())
                        for s in (HIT, MISS, BYPASS, STALE)}
 
-    def wrap(self, next: Handler) -> Handler:
-        space = self.space
-        store, flights = space.store, space.flights
-        keyspec = self.keyspec
-        bypass = self._bypass
-        hit = self._hit
-        client_no_cache = self.client_no_cache
+    async def request(self, req: Request) -> Response | None:
+        """A hit answers here; otherwise what the response phase needs goes in
+        `req.ctx[self]`: a `_Miss`, or BYPASS (pass it on, labelled)."""
+        key = cache_key(req, self.keyspec) if req.method in ("GET", "HEAD") else None
+        rcc = request_directives(req) if key is not None else None
+        if key is None or rcc is None or rcc.no_store:
+            self._bypass(req)
+            return None
+        if self.client_no_cache and (rcc.no_cache or rcc.max_age == 0):
+            self._count[BYPASS].inc()  # still stored when storable: a refresh
+            req.ctx[self] = _Miss(key, None, False, BYPASS)
+            return None
+        entry = await self.space.store.get(key)
+        if entry is not None and time.time() < entry.fresh_until:
+            return self._hit(req, entry, HIT)
+        flights = self.space.flights
+        fut = flights.join(key)
+        if fut is not None:
+            shared = await flights.wait(fut)
+            if shared is not None:
+                return self._hit(req, shared, HIT)
+        req.ctx[self] = _Miss(key, entry, fut is None, None)
+        return None
 
-        async def run(req: Request) -> Response:
-            if req.method != "GET" and req.method != "HEAD":
-                return await bypass(req, next, False)
-            key = cache_key(req, keyspec)
-            if key is None:
-                return await bypass(req, next, False)
-            rcc = request_directives(req)
-            if rcc.no_store:
-                return await bypass(req, next, False)
-            if client_no_cache and (rcc.no_cache or rcc.max_age == 0):
-                return await bypass(req, next, True, key)
-            entry = await store.get(key)
-            if entry is not None and time.time() < entry.fresh_until:
-                return hit(req, entry, HIT)
-            fut = flights.join(key)
-            if fut is not None:
-                shared = await flights.wait(fut)
-                if shared is not None:
-                    return hit(req, shared, HIT)
-                return await self._fetch(req, next, key, entry)
-            stored: Entry | None = None
-            try:
-                resp, stored = await self._fetch_entry(req, next, key, entry)
-            finally:
-                flights.finish(key, stored)
-            return resp
-
-        return run
+    async def response(self, req: Request, resp: Response) -> Response | None:
+        miss = req.ctx.pop(self, None)
+        if miss is BYPASS:
+            if resp.error is None:
+                resp.headers.append((b"x-cache-status", BYPASS))
+            return None
+        if miss is None:
+            return None
+        stored: Entry | None = None
+        try:
+            stale = miss.stale
+            if stale is not None and time.time() >= stale.stale_until:
+                stale = None
+            if resp.status >= 500 and stale is not None:  # the upstream failed: STALE
+                if resp.stream is not None and hasattr(resp.stream, "aclose"):
+                    await resp.stream.aclose()
+                return self._hit(req, stale, STALE)
+            if resp.error is not None:  # the gateway refused it: nothing to store
+                return None
+            stored = await self._store(req, resp, miss.key)
+            status = miss.label or (MISS if stored is not None else BYPASS)
+            if miss.label is None:
+                self._count[status].inc()
+            resp.headers.append((b"x-cache-status", status))
+            return None
+        finally:
+            if miss.leads:
+                self.space.flights.finish(miss.key, stored)
 
     def _hit(self, req: Request, entry: Entry, status: bytes) -> Response:
         self._count[status].inc()
@@ -151,43 +177,10 @@ class CacheFilter(Filter):
             headers.append((b"content-length", str(len(body)).encode()))
         return Response(entry.status, headers, body)
 
-    async def _bypass(self, req: Request, next: Handler, refresh: bool,
-                      key: str | None = None) -> Response:
-        """Past the cache; `refresh` still stores a storable answer (client no-cache)."""
+    def _bypass(self, req: Request) -> None:
+        """Past the cache both ways."""
         self._count[BYPASS].inc()
-        if refresh and key is not None:
-            resp, _ = await self._fetch_entry(req, next, key, None, BYPASS)
-            return resp
-        resp = await next(req)
-        resp.headers.append((b"x-cache-status", BYPASS))
-        return resp
-
-    async def _fetch(self, req: Request, next: Handler, key: str,
-                     stale: Entry | None) -> Response:
-        resp, _ = await self._fetch_entry(req, next, key, stale)
-        return resp
-
-    async def _fetch_entry(self, req: Request, next: Handler, key: str, stale: Entry | None,
-                           label: bytes | None = None) -> tuple[Response, Entry | None]:
-        """Go upstream; store what may be stored. `label` forces the X-Cache-Status."""
-        if stale is not None and time.time() >= stale.stale_until:
-            stale = None
-        try:
-            resp = await next(req)
-        except Exception as exc:
-            if stale is not None and (not isinstance(exc, HTTPError) or exc.status >= 500):
-                return self._hit(req, stale, STALE), None
-            raise
-        if stale is not None and resp.status >= 500:
-            if resp.stream is not None and hasattr(resp.stream, "aclose"):
-                await resp.stream.aclose()
-            return self._hit(req, stale, STALE), None
-        entry = await self._store(req, resp, key)
-        status = label or (MISS if entry is not None else BYPASS)
-        if label is None:
-            self._count[status].inc()
-        resp.headers.append((b"x-cache-status", status))
-        return resp, entry
+        req.ctx[self] = BYPASS
 
     async def _store(self, req: Request, resp: Response, key: str) -> Entry | None:
         now = time.time()

@@ -5,61 +5,23 @@ N+1st request gets the 503 envelope with Retry-After: 1 at once.
 
 `concurrency_limit: 50` limits the route as a whole; `{max: 5, key: claim.openid}`
 limits each client key separately (keys as in rate_limit, `on_missing_key` the same).
-Counters are per worker process. A slot is held until the response is finished: for a
-streamed body that is when the stream ends, fails or is closed, not when the handler
-returns. A WebSocket upgrade releases its slot once the 101 is returned.
+Counters are per worker process. A slot is held until the answer is written: for a
+streamed body that is when the stream ends, fails or is closed, not when its head
+arrives. A WebSocket upgrade releases its slot once the 101 is returned.
 The counters live in the registry, so a reload that leaves the options unchanged keeps
 counting the requests still running under the old config.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from wxgated.clientkey import parse_key_spec
 from wxgated.config.errors import SemanticError
 from wxgated.filters.base import Filter, register
-from wxgated.http.message import Handler, HTTPError, Request, Response
+from wxgated.http.message import HTTPError, Request
 from wxgated.limits.concurrency import InFlight
 from wxgated.limits.keys import request_key
-
-
-class ReleasingStream:
-    """Wraps a response stream; releases the slot exactly once when the stream is done."""
-
-    __slots__ = ("_stream", "_gate", "_key", "_done")
-
-    def __init__(self, stream: AsyncIterator[bytes], gate: InFlight, key: str) -> None:
-        self._stream = stream
-        self._gate = gate
-        self._key = key
-        self._done = False
-
-    def __aiter__(self) -> ReleasingStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            return await self._stream.__anext__()
-        except BaseException:  # the end (StopAsyncIteration), an error, or a cancel
-            self._finish()
-            raise
-
-    async def aclose(self) -> None:
-        self._finish()
-        close = getattr(self._stream, "aclose", None)
-        if close is not None:
-            await close()
-
-    def _finish(self) -> None:
-        if not self._done:
-            self._done = True
-            self._gate.release(self._key)
-
-    def __del__(self) -> None:
-        # A stream the server dropped without closing must not hold its slot forever.
-        self._finish()
 
 
 @register
@@ -100,26 +62,16 @@ class ConcurrencyLimit(Filter):
         self.gate: InFlight = ctx.registry.keep(
             ident, (limit, parts, on_missing), lambda: InFlight(limit))
 
-    def wrap(self, next: Handler) -> Handler:
-        gate = self.gate
-        acquire = gate.try_acquire
-        release = gate.release
+    def request(self, req: Request) -> None:
         key_of = self.key_of
+        key = ""
+        if key_of is not None:
+            key = req.ctx[self] = key_of(req)
+        if not self.gate.try_acquire(key):
+            raise HTTPError(503, "too many concurrent requests",
+                            headers=[(b"retry-after", b"1")], reason="concurrency_limited")
 
-        async def run(req: Request) -> Response:
-            key = "" if key_of is None else key_of(req)
-            if not acquire(key):
-                raise HTTPError(503, "too many concurrent requests",
-                                headers=[(b"retry-after", b"1")], reason="concurrency_limited")
-            try:
-                resp = await next(req)
-            except BaseException:
-                release(key)
-                raise
-            if resp.stream is None:
-                release(key)
-            else:
-                resp.stream = ReleasingStream(resp.stream, gate, key)
-            return resp
-
-        return run
+    def done(self, req: Request, status: int) -> None:
+        """The answer is written (a streamed one to its end, or abandoned): the slot
+        is free again."""
+        self.gate.release("" if self.key_of is None else req.ctx[self])

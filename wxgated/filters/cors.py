@@ -25,11 +25,12 @@ from wxgated.config.errors import SemanticError
 from wxgated.config.units import DURATION_PATTERN
 from wxgated.config.units import parse_duration as duration
 from wxgated.filters.base import Filter, register
-from wxgated.http.message import Handler, HTTPError, Request, Response
+from wxgated.http.message import HTTPError, Request, Response
 
 DEFAULT_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 DEFAULT_HEADERS = ("content-type", "authorization", "x-requested-with", "x-trace-id",
                    "x-api-version")
+_VARY = [(b"vary", b"Origin")]
 
 
 @dataclass(frozen=True)
@@ -136,25 +137,18 @@ class CorsFilter(Filter):
         value = b"*" if self.literal_any else origin
         return [(b"access-control-allow-origin", value), *self.common]
 
-    async def handle(self, req: Request, next: Handler) -> Response:
+    def request(self, req: Request) -> Response | None:
         origin = req.header(b"origin")
         if origin is None:
-            resp = await next(req)
-            resp.headers.append((b"vary", b"Origin"))
-            return resp
+            req.add_response_headers(_VARY)
+            return None
         allowed = self.origins.allows(origin.decode("latin-1"))
         if req.method == "OPTIONS" and req.header(b"access-control-request-method") is not None:
             return self._preflight(req, origin, allowed)
-        extra = [(b"vary", b"Origin")]
-        if allowed:
-            extra += self._allow_origin(origin) + self.expose
-        try:
-            resp = await next(req)
-        except HTTPError as err:  # gateway errors (401, 429, ...) must be readable too
-            err.headers = [*err.headers, *extra]
-            raise
-        resp.headers.extend(extra)
-        return resp
+        # on every answer: gateway errors (401, 429, ...) must be readable too
+        req.add_response_headers(_VARY + self._allow_origin(origin) + self.expose
+                                 if allowed else _VARY)
+        return None
 
     def _preflight(self, req: Request, origin: bytes, allowed: bool) -> Response:
         vary = [(b"vary", b"Origin, Access-Control-Request-Method, "

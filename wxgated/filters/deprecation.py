@@ -18,7 +18,7 @@ from typing import Any
 
 from wxgated.config.errors import SemanticError
 from wxgated.filters.base import Filter, register
-from wxgated.http.message import Handler, Headers, HTTPError, Request, Response, SyncCheck
+from wxgated.http.message import Headers, Request
 
 
 def parse_when(value: Any) -> dt.datetime:
@@ -78,15 +78,5 @@ class DeprecationFilter(Filter):
             raise SemanticError("deprecation: give deprecated, sunset or link",
                                 )
 
-    async def handle(self, req: Request, next: Handler) -> Response:
-        try:
-            resp = await next(req)
-        except HTTPError as err:
-            err.headers = [*err.headers, *self.headers]
-            raise
-        resp.headers.extend(self.headers)
-        return resp
-
-    def sync_check(self) -> SyncCheck | None:
-        headers = self.headers
-        return lambda req: headers
+    def request(self, req: Request) -> None:
+        req.add_response_headers(self.headers)

@@ -22,8 +22,8 @@ from wxgated.config.errors import SemanticError
 from wxgated.config.units import SIZE_PATTERN
 from wxgated.config.units import parse_size as size
 from wxgated.filters.base import Filter, register
-from wxgated.http.envelope import JSON_TYPE
-from wxgated.http.message import Handler, Request, Response
+from wxgated.gateway.envelope import JSON_TYPE
+from wxgated.http.message import Request, Response
 
 _MSG_KEYS = ("msg", "message", "errmsg", "error")
 _AGGREGATED = b"x-wxgated-completed"
@@ -84,21 +84,22 @@ class EnvelopeFilter(Filter):
         except ValueError as e:
             raise SemanticError(str(e), path=["max_size"]) from None
 
-    async def handle(self, req: Request, next: Handler) -> Response:
-        resp = await next(req)
+    async def response(self, req: Request, resp: Response) -> Response | None:
+        if resp.error is not None:  # the gateway's own envelope already
+            return None
         if req.method == "HEAD" or resp.status in (204, 304) or resp.status < 200:
-            return resp
+            return None
         if not is_json(resp.header(b"content-type")) or resp.header(_AGGREGATED) is not None:
-            return resp  # not JSON, or already the gateway's envelope (aggregate)
+            return None  # not JSON, or already the gateway's envelope (aggregate)
         enc = resp.header(b"content-encoding")
         if enc is not None and enc.strip().lower() not in (b"", b"identity"):
-            return resp
+            return None
         if not await buffer_upto(resp, self.max_size):
-            return resp
+            return None
         try:
             body = json.loads(resp.body)
         except ValueError:
-            return resp
+            return None
         data = wrap_body(resp.status, body, req.trace_id)
         headers = [(k, v) for k, v in resp.headers if k not in _STALE_HEADERS]
         headers.append((b"content-type", JSON_TYPE))

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from wxgated.config.errors import SemanticError
-from wxgated.filters.base import Filter, RequestFilter, register
-from wxgated.http.message import Handler, Headers, Request, Response
+from wxgated.filters.base import Filter, register
+from wxgated.http.message import Headers, Request, Response
 
 # a field name is an RFC 9110 token; a value may not hold a control byte but HTAB
 _NAME = {"type": "string", "pattern": r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"}
@@ -49,7 +49,7 @@ class _HeaderEdit:
 
 
 @register
-class RequestHeaders(RequestFilter):
+class RequestHeaders(Filter):
     name = "request_headers"
     schema = SCHEMA
 
@@ -57,7 +57,7 @@ class RequestHeaders(RequestFilter):
         super().__init__(config, ctx)
         self.edit = _HeaderEdit(config, identity_ok=False)
 
-    def apply(self, req: Request) -> None:
+    def request(self, req: Request) -> None:
         req.headers = self.edit.apply(req.headers)
 
 
@@ -70,12 +70,6 @@ class ResponseHeaders(Filter):
         super().__init__(config, ctx)
         self.edit = _HeaderEdit(config, identity_ok=True)
 
-    def wrap(self, next: Handler) -> Handler:
-        edit = self.edit
-
-        async def response_headers(req: Request) -> Response:
-            resp = await next(req)
-            resp.headers = edit.apply(resp.headers)
-            return resp
-
-        return response_headers
+    def response(self, req: Request, resp: Response) -> None:
+        if resp.error is None:  # the gateway's own errors keep their headers
+            resp.headers = self.edit.apply(resp.headers)

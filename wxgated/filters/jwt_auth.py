@@ -25,7 +25,7 @@ from typing import Any
 
 from wxgated.config.errors import SemanticError
 from wxgated.filters.base import Filter, register
-from wxgated.http.message import Handler, Request, Response, SyncCheck
+from wxgated.http.message import Request
 from wxgated.wechat.apps import app_rules
 from wxgated.wechat.auth import Authenticator, Identity, TokenSource, unauthorized
 from wxgated.wechat.claims import TokenError, header_value
@@ -109,26 +109,8 @@ class JWTAuth(Filter):
         self.mapped = tuple(mapped)
         self.drop = frozenset({OPENID, UNIONID, PHONE, *(n for _, n in mapped)})
 
-    def wrap(self, next: Handler) -> Handler:
-        authenticate = self.auth.authenticate
-        apply = self._apply
-
-        async def jwt_auth(req: Request) -> Response:
-            apply(req, await authenticate(req))
-            return await next(req)
-
-        return jwt_auth
-
-    def sync_check(self) -> SyncCheck | None:
-        if not self.auth.synchronous:
-            return None  # sessions in Redis: the check awaits
-        authenticate = self.auth.authenticate_now
-        apply = self._apply
-
-        def jwt_auth(req: Request) -> None:
-            apply(req, authenticate(req))
-
-        return jwt_auth
+    async def request(self, req: Request) -> None:
+        self._apply(req, await self.auth.authenticate(req))
 
     def _apply(self, req: Request, found: Identity | None) -> None:
         """The identity headers for the upstream (any the client sent are dropped)."""
@@ -152,6 +134,3 @@ class JWTAuth(Filter):
             if v is not None:
                 headers.append((name, _header(v, claim)))
         req.headers = headers
-
-    async def handle(self, req: Request, next: Handler) -> Response:
-        return await self.wrap(next)(req)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,7 @@ from wxgated.config.errors import SemanticError
 from wxgated.config.spec import frozen
 from wxgated.config.units import POSITIVE_DURATION_PATTERN, parse_duration
 from wxgated.filters.base import Filter, register
-from wxgated.http.message import Handler, Headers, HTTPError, Request, Response, SyncCheck
+from wxgated.http.message import Headers, HTTPError, Request
 from wxgated.limits.gcra import Decision, Rate
 from wxgated.limits.keys import request_key
 from wxgated.limits.local import DEFAULT_MAX_KEYS, LocalStore
@@ -165,41 +166,17 @@ class RateLimit(Filter):
         self._down_until = 0.0
         self._healthy = True
 
-    def wrap(self, next: Handler) -> Handler:
-        local = self.local.decide if self.local is not None else None
-        remote = self._remote_decision
-        key_of = self.key_of
-        admit = self._admit
+    def request(self, req: Request) -> Awaitable[None] | None:
+        local = self.local
+        if local is None:
+            return self._remote(req)
+        req.add_response_headers(self._admit(local.decide(self.key_of(req))))
+        return None
 
-        async def run(req: Request) -> Response:
-            if local is not None:
-                hdrs = admit(local(key_of(req)))
-            else:
-                d = await remote(key_of(req))
-                if d is None:  # degraded and allowed: no RateLimit-* to report
-                    return await next(req)
-                hdrs = admit(d)
-            try:
-                resp = await next(req)
-            except HTTPError as e:
-                e.headers = e.headers + hdrs
-                raise
-            resp.headers = resp.headers + hdrs
-            return resp
-
-        return run
-
-    def sync_check(self) -> SyncCheck | None:
-        if self.local is None:
-            return None  # the bucket is in Redis: the decision awaits
-        local = self.local.decide
-        key_of = self.key_of
-        admit = self._admit
-
-        def rate_limit(req: Request) -> Headers:
-            return admit(local(key_of(req)))
-
-        return rate_limit
+    async def _remote(self, req: Request) -> None:
+        d = await self._remote_decision(self.key_of(req))
+        if d is not None:  # None: degraded and allowed, no RateLimit-* to report
+            req.add_response_headers(self._admit(d))
 
     def _admit(self, d: Decision) -> Headers:
         """The RateLimit-* headers of an allowed request; a refusal raises the 429."""

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from wxgated.config.errors import SemanticError
-from wxgated.filters.base import RequestFilter, register
+from wxgated.filters.base import Filter, register
 from wxgated.http.message import Request
 from wxgated.http.target import encode_param
 
@@ -23,7 +23,7 @@ _TO = re.compile(r"[\x21-\x22\x24-\x3e\x40-\x7e]*")
 
 
 @register
-class Rewrite(RequestFilter):
+class Rewrite(Filter):
     name = "rewrite"
     schema = {
         "type": "object",
@@ -54,7 +54,7 @@ class Rewrite(RequestFilter):
             except re.error as exc:
                 raise SemanticError(f"invalid `to`: {exc}", ("to",)) from None
 
-    def apply(self, req: Request) -> None:
+    def request(self, req: Request) -> None:
         m = self.regex.search(req.path)
         if m is None:
             return

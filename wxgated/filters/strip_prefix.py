@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from wxgated.filters.base import RequestFilter, register
+from wxgated.filters.base import Filter, register
 from wxgated.http.message import Request
 
 
 @register
-class StripPrefix(RequestFilter):
+class StripPrefix(Filter):
     name = "strip_prefix"
     schema = {"type": "integer", "minimum": 1, "maximum": 64,
               "description": "number of leading path segments to drop"}
@@ -21,7 +21,7 @@ class StripPrefix(RequestFilter):
         super().__init__(config, ctx)
         self.n = int(config)
 
-    def apply(self, req: Request) -> None:
+    def request(self, req: Request) -> None:
         n = self.n
         parts = req.path.split("/", n + 1)
         req.path = "/" + parts[n + 1] if len(parts) > n + 1 else "/"

@@ -25,8 +25,8 @@ from wxgated.aggregate.plan import Plan, PlanError, Step, compile_plan
 from wxgated.aggregate.template import MissingValue, claim_value, render
 from wxgated.config.errors import SemanticError
 from wxgated.config.units import DURATION_PATTERN
+from wxgated.gateway.envelope import envelope
 from wxgated.handlers.base import Terminal, register_terminal
-from wxgated.http.envelope import envelope
 from wxgated.http.errors import UpstreamError, UpstreamTimeout
 from wxgated.http.headers import traceparent
 from wxgated.http.message import Handler, Headers, Request, Response

@@ -2,7 +2,9 @@
 
 A terminal is `upstream`, `aggregate`, `respond` or `wechat` (docs/CONFIG.md). Each module
 registers a `Terminal` with its route key, the JSON Schema fragment for that key's value,
-and a `build(value, route, ctx) -> Handler` called once per route at compile time.
+and a `build(value, route, ctx)` called once per route at compile time: it returns an
+`async (req) -> Response` handler, or an object whose `start(req, flow)` answers
+through the engine's flow itself (the proxy, wxgated.gateway.engine).
 """
 
 from __future__ import annotations
@@ -11,14 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from wxgated.http.message import Handler
-
 
 @dataclass(frozen=True)
 class Terminal:
     key: str
     schema: dict[str, Any]
-    build: Callable[[Any, dict[str, Any], Any], Handler]
+    build: Callable[[Any, dict[str, Any], Any], Any]
 
 
 TERMINALS: dict[str, Terminal] = {}

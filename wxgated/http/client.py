@@ -11,7 +11,7 @@ would cost a Task per request.
 
 An exchange is awaited (`read_head`, `stream_body`) or, on the fast path, watched by a
 `listener` called once, from the protocol callbacks, when the head is in or the
-exchange failed: no future, no task switch (wxgated.handlers.fastproxy).
+exchange failed: no future, no task switch (wxgated.handlers.proxy).
 """
 
 from __future__ import annotations

@@ -141,7 +141,7 @@ class Request:
         "method", "path", "query", "headers", "version", "keep_alive", "scheme",
         "client_ip", "peer_ip", "trace_id", "params", "route", "claims", "body",
         "ctx", "start", "upstream", "target", "upstream_ms", "host", "transport",
-        "orig_path", "trace_hex", "plain_target", "reason",
+        "orig_path", "trace_hex", "plain_target", "reason", "flow", "added",
     )
 
     def __init__(
@@ -180,12 +180,14 @@ class Request:
         self.params: dict[str, str] = {}
         self.route: Any = None  # the compiled Route, set by the server after matching
         self.claims: dict[str, Any] | None = None  # set by jwt_auth
-        self.ctx: dict[str, Any] = {}  # scratch space for filters
+        self.ctx: dict[Any, Any] = {}  # scratch space for filters (a filter may key by itself)
         self.upstream = ""  # for the access log
         self.target = ""
         self.upstream_ms = -1.0
         self.transport: Any = None  # the client transport, for protocol upgrades
         self.reason = ""  # why the gateway refused it, for the access log (HTTPError.reason)
+        self.flow: Any = None  # its run through the engine (wxgated.gateway.engine)
+        self.added: Headers | None = None  # headers the filters put on whatever answers it
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of a header; `name` must be lower-case."""
@@ -205,6 +207,14 @@ class Request:
     def remove_header(self, name: bytes) -> None:
         self.headers = [(k, v) for k, v in self.headers if k != name]
 
+    def add_response_headers(self, headers: Headers) -> None:
+        """Headers for the answer, whatever it is (an error too): a filter's request
+        phase adds them (RateLimit-*, Deprecation, CORS) and the engine puts them on the
+        answer after the response phases, an inner filter's before an outer one's. The
+        names must not be framing ones."""
+        added = self.added
+        self.added = headers if added is None else headers + added
+
 
 class Response:
     """What a handler returns. `body` is sent as is; `stream`, when set, is sent as it
@@ -214,7 +224,7 @@ class Response:
     protocol once the head is written; it owns the connection from then on.
     """
 
-    __slots__ = ("status", "headers", "body", "stream", "upgrade", "no_framing")
+    __slots__ = ("status", "headers", "body", "stream", "upgrade", "no_framing", "error")
 
     def __init__(
         self,
@@ -232,12 +242,22 @@ class Response:
         # answer): while it is still the list, the writer adds its own framing without
         # looking through it first (a filter that replaces the list loses this)
         self.no_framing: Headers | None = None
+        # what the gateway's answer is the envelope of (a refusal, a failure): filters
+        # that treat the upstream's answers (envelope, cache) leave such answers alone
+        self.error: BaseException | None = None
 
     def header(self, name: bytes) -> bytes | None:
         for k, v in self.headers:
             if k == name:
                 return v
         return None
+
+    def add_headers(self, headers: Headers) -> None:
+        """Append non-framing `headers` (a new list: the old one may be shared)."""
+        merged = self.headers + headers
+        if self.no_framing is self.headers:
+            self.no_framing = merged
+        self.headers = merged
 
     def set_header(self, name: bytes, value: bytes) -> None:
         self.headers = [(k, v) for k, v in self.headers if k != name]
@@ -270,9 +290,6 @@ class Response:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
-# A filter's synchronous form for the fast path: raises HTTPError to refuse the request,
-# returns the headers it adds to the response (or None).
-SyncCheck = Callable[[Request], "Headers | None"]
 
 
 class HTTPError(Exception):

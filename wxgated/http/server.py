@@ -9,24 +9,25 @@ header and body sizes are limited on the wire, a head has `timeouts.header` and 
 body `timeouts.body` from the end of its head (no chunk extends either), and reading
 pauses when a body or a pipeline backs up.
 
-A request on a route with a fast path is answered from callbacks (`Dispatcher.fast` →
-wxgated.handlers.fastproxy → `answer_now`, or a task of its own when it must wait:
-`answer_later`) when it has no body, or a small Content-Length body that is all in by
-the end of the read that brought its head (the usual wx.request POST): that one is
-held until its message completes. Everything else runs in one task per connection,
-parked between requests (`_cycle`).
+Each request is handed to the dispatcher (`start`) as soon as it can be answered: at
+the end of its head, or for a small Content-Length body that is all in by the end of
+the read that brought its head (the usual wx.request POST) when its message completes,
+so it goes upstream whole. The answer comes back through `answer`, synchronously or
+later; the next pipelined request starts after it. No task is made per request or per
+connection: the gateway's engine makes one only when something has to wait.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable
 from typing import Any
 
 import httptools
 
 from wxgated.http.body import RequestBody
+from wxgated.http.cycle import Cycle
+from wxgated.http.flowcontrol import FlowControl
 from wxgated.http.framing import (
     TOO_LARGE,
     Discard,
@@ -36,10 +37,9 @@ from wxgated.http.framing import (
     origin_form,
     refusal_of,
 )
-from wxgated.http.message import NO_BODY, Body, HTTPError, Request, Response
+from wxgated.http.message import NO_BODY, Body, HTTPError, Request
 from wxgated.http.serving import Dispatcher
 from wxgated.http.target import request_target
-from wxgated.http.waiters import wake
 from wxgated.http.writer import ResponseWriter, simple_response
 from wxgated.observe.trace import new_trace_id
 
@@ -57,27 +57,27 @@ class GatewayProtocol(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: Any = None
         self.peer_ip = ""
-        self.writer: ResponseWriter | None = None
+        # set in connection_made, which asyncio calls before anything else
+        self.flow: FlowControl
+        self.writer: ResponseWriter
         self.pipeline: deque[tuple[Request, RequestBody | None]] = deque()
         self.active = False
         self.closed = False
-        self.reading_paused = False
         self.tunnel: Any = None  # set after a protocol upgrade (WebSocket)
         # per message being parsed
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: RequestBody | None = None
-        self._bytes_in = 0
+        self.bytes_in = 0  # of the request being answered, for the access log
         self.deadline = 0.0
         self.bucket = 0  # the Deadlines bucket we sit in
         self._body_by = 0.0  # the body deadline of the message being read (loop time)
         self._parsing = False
         self._head_timed = False
-        self._waiter: asyncio.Future[None] | None = None  # the cycle task, parked
         self._in_head = False
         self._head_bytes = 0
         self._refusal: bytes | None = None  # a parse error's answer, due after the pipeline
-        # a request with a small body, held back until the body is in (fast path)
+        # a request with a small body, started once the body is in
         self._held: tuple[Request, RequestBody] | None = None
 
     # -- connection ---------------------------------------------------------
@@ -85,12 +85,13 @@ class GatewayProtocol(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer_ip = peer[0] if peer else ""
-        self.writer = ResponseWriter(transport, self)
+        self.flow = FlowControl(transport)
+        self.writer = ResponseWriter(transport, self.flow)
         conns = self.d.connections
         if self.cfg.max_connections and len(conns) >= self.cfg.max_connections:
             transport.write(simple_response(503, b"too many connections"))
             self.closed = True
-            self._linger()  # let the client read the 503 before its request is dropped
+            self.linger()  # let the client read the 503 before its request is dropped
             return
         conns.add(self)
         self._arm(self.cfg.header_timeout)
@@ -99,9 +100,7 @@ class GatewayProtocol(asyncio.Protocol):
         self.closed = True
         self.d.connections.discard(self)
         self._disarm()
-        self._wake_cycle()
-        if self.writer is not None:
-            self.writer.connection_lost()
+        self.flow.connection_lost()
         if self._body is not None:
             self._body.fail(ConnectionResetError("client disconnected"))
         for req, body in self.pipeline:  # never to be answered: no longer in flight
@@ -115,20 +114,20 @@ class GatewayProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         if self.tunnel is not None:
             self.tunnel.client_paused()
-        elif self.writer is not None:
-            self.writer.pause()
+        else:
+            self.flow.pause_writing()
 
     def resume_writing(self) -> None:
         if self.tunnel is not None:
             self.tunnel.client_resumed()
-        elif self.writer is not None:
-            self.writer.resume()
+        else:
+            self.flow.resume_writing()
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
             self.tunnel.from_client(data)
             return
-        self._bytes_in += len(data)
+        self.bytes_in += len(data)
         in_head = self._in_head
         try:
             self.parser.feed_data(data)
@@ -148,9 +147,10 @@ class GatewayProtocol(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._reject(*refusal_of(exc))
         finally:
-            if self._held is not None:  # its body did not all come in this read
-                self._queue(*self._held)
+            if self._held is not None:  # its body did not all come in this read: streamed
+                req, body = self._held
                 self._held = None
+                self._start(req, body)
 
     def eof_received(self) -> bool | None:
         if self._body is not None:  # body cut short by the client
@@ -270,23 +270,23 @@ class GatewayProtocol(asyncio.Protocol):
         else:
             req.body = NO_BODY if length is None else _ZERO_BODY
         self._body = body
-        if not self.active:
-            # no disarm: an idle deadline that fires while a request is active is ignored
-            self.active = True
-            if not parser.should_upgrade():
-                if body is None:
-                    self._parsing = False  # no body: this message is complete
-                    if self.d.fast(req, self):
-                        return
-                elif length is not None and length <= FAST_BODY and not body.too_large \
-                        and not body.expect_continue:
-                    self._held = (req, body)  # likely all in this read: see on_message_complete
-                    return
-            self._queue(req, body)
-        else:
+        if self.active:  # pipelined: answered in turn
             self.pipeline.append((req, body))
             if len(self.pipeline) > MAX_PIPELINE:
                 self.pause_reading()
+        elif parser.should_upgrade():
+            # started by _on_upgrade, once the bytes after its head are with it
+            self.pipeline.append((req, body))
+        elif body is not None and length is not None and length <= FAST_BODY \
+                and not body.too_large and not body.expect_continue:
+            # the usual wx.request POST, likely all in this read: started when its
+            # message completes, so it goes upstream whole (see data_received)
+            self.active = True
+            self._held = (req, body)
+        else:
+            if body is None:
+                self._parsing = False  # no body: this message is complete
+            self._start(req, body)
 
     def on_body(self, chunk: bytes) -> None:
         # no re-arming here: a chunk now and then must not keep a body alive for ever
@@ -301,101 +301,29 @@ class GatewayProtocol(asyncio.Protocol):
         if self._held is not None:
             req, body = self._held
             self._held = None
-            if req.body.arrived() is not None and self.d.fast(req, self):
-                return
-            self._queue(req, body)
-
-    def _queue(self, req: Request, body: RequestBody | None) -> None:
-        """The first request of a connection in a while, onto the coroutine path."""
-        self.pipeline.append((req, body))
-        self._run_cycle()
+            req.body.arrived()  # whole now: it can go upstream with its head
+            self._start(req, body)
 
     # -- request cycles -----------------------------------------------------
-    async def _cycle(self) -> None:
-        """Answer queued requests one at a time, in arrival order.
+    def _start(self, req: Request, body: RequestBody | None) -> None:
+        """Hand a request to the gateway; its answer comes back through its cycle."""
+        self.active = True
+        cycle = Cycle(self, body)
+        if body is not None and body.too_large:
+            req.keep_alive = False
+            cycle.answer(req, self.d.reject(req, 413, "request body too large",
+                                            "body_too_large"))
+        else:
+            self.d.start(req, cycle.answer)
 
-        One task per connection, parked on a future between requests: creating a Task
-        per request was a measurable share of the hot path."""
-        while await self._answer_pipeline():
-            self._waiter = self.loop.create_future()
-            await self._waiter
-            if self.closed or not self.active:
-                return
-
-    async def _answer_pipeline(self) -> bool:
-        """Answer what is queued; False when the connection is done with."""
-        writer = self.writer
-        assert writer is not None
-        d = self.d
-        while self.pipeline and not self.closed:
-            req, body = self.pipeline.popleft()
-            if body is not None and body.too_large:
-                resp = d.reject(req, 413, "request body too large", "body_too_large")
-                req.keep_alive = False
-            else:
-                resp = await d.handle(req)
-            if self.reading_paused and len(self.pipeline) <= MAX_PIPELINE // 2:
-                self.resume_reading()
-            unread = body is not None and not body.done
-            keep = await writer.write(req, resp, self._may_keep(req, unread))
-            if not self._sent(req, resp, keep, unread):
-                return False
-        return self._idle()
-
-    def answer_now(self, req: Request, resp: Response) -> None:
-        """The fast path's answer, with its body whole: written without a task switch."""
-        assert self.writer is not None
-        keep = self.writer.write_now(req, resp, self._may_keep(req, False))
-        if self._sent(req, resp, keep, False):
-            self._next()
-
-    def answer_later(self, req: Request, work: Awaitable[Response]) -> None:
-        """The fast path's answer when it needs awaiting (a new upstream connection, a
-        retry, a streamed body)."""
-        self.loop.create_task(self._answer_later(req, work))
-
-    async def _answer_later(self, req: Request, work: Awaitable[Response]) -> None:
-        assert self.writer is not None
-        resp = await self.d.settle(req, work)
-        keep = await self.writer.write(req, resp, self._may_keep(req, False))
-        if self._sent(req, resp, keep, False):
-            self._next()
-
-    def _may_keep(self, req: Request, unread: bool) -> bool:
-        # an unread body still on the wire: the next request can't be found
-        return req.keep_alive and not self.d.shutting_down and not unread
-
-    def _sent(self, req: Request, resp: Response, keep: bool, unread: bool) -> bool:
-        """Count a written response; False when the connection ends with it."""
-        assert self.writer is not None
-        self.d.done(req, resp.status, self._bytes_in, self.writer.bytes_out)
-        self._bytes_in = 0
-        if resp.upgrade is not None and resp.status == 101:
-            self.active = False
-            resp.upgrade(self.transport, self)
-            return False
-        if not keep:
-            if unread:
-                self._linger()
-            else:
-                self.transport.close()
-            self.closed = True
-            self.active = False
-            return False
-        return True
-
-    def _next(self) -> None:
-        """After a fast-path answer: the requests that queued behind it, or idle."""
+    def next(self) -> None:
+        """After an answer: the request queued behind it, or idle."""
         if self.pipeline and not self.closed:
-            self._run_cycle()
+            if self.flow.read_paused and len(self.pipeline) <= MAX_PIPELINE // 2:
+                self.resume_reading()
+            self._start(*self.pipeline.popleft())
         else:
             self._idle()
-
-    def _run_cycle(self) -> None:
-        if self._waiter is not None:
-            self._wake_cycle()
-        else:
-            self.loop.create_task(self._cycle())
 
     def _idle(self) -> bool:
         self.active = False
@@ -412,22 +340,16 @@ class GatewayProtocol(asyncio.Protocol):
         self._arm(self.cfg.header_timeout if self._parsing else self.cfg.idle_timeout)
         return True
 
-    def _linger(self) -> None:
+    def linger(self) -> None:
         """Close after answering while the client is still sending a body (a 413, a
         401 before the upload): half-close and discard what arrives for a moment, so
         the client reads our answer instead of a connection reset (nginx's
         lingering_close)."""
         self.tunnel = Discard(self.transport)
-        if self.reading_paused:
-            self.reading_paused = False
-            self.transport.resume_reading()
+        self.flow.resume_reading()
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
-
-    def _wake_cycle(self) -> None:
-        w, self._waiter = self._waiter, None
-        wake(w)
 
     def _on_upgrade(self, rest: bytes) -> None:
         """llhttp stopped at an Upgrade request; bytes after its head belong to the new
@@ -437,20 +359,17 @@ class GatewayProtocol(asyncio.Protocol):
             req.ctx["upgrade_buffer"] = rest
             req.keep_alive = False  # refused (not 101): the stream can't carry more HTTP
         self.pause_reading()
+        if not self.active:
+            self.next()
 
     def pause_reading(self) -> None:
-        if not self.reading_paused and not self.closed:
-            self.reading_paused = True
-            self.transport.pause_reading()
-            if self._body is not None:
-                self._disarm()  # we are not reading: the body deadline waits for resume
+        if not self.closed and self.flow.pause_reading() and self._body is not None:
+            self._disarm()  # we are not reading: the body deadline waits for resume
 
     def resume_reading(self) -> None:
-        if self.reading_paused and not self.closed and self._refusal is None:
-            self.reading_paused = False
-            self.transport.resume_reading()
-            if self._body is not None:  # the deadline it had: a pause does not extend it
-                self.d.deadlines.arm(self, self._body_by)
+        if not self.closed and self._refusal is None and self.flow.resume_reading() \
+                and self._body is not None:  # the deadline it had: a pause does not extend it
+            self.d.deadlines.arm(self, self._body_by)
 
     def hand_over(self, tunnel: Any) -> tuple[bool, bool]:
         """The WebSocket takeover (after the 101 is written): from now on the client's
@@ -460,8 +379,7 @@ class GatewayProtocol(asyncio.Protocol):
         Returns whether writing to the client is paused and whether the gateway is
         shutting down."""
         self.tunnel = tunnel
-        writer = self.writer
-        return writer is not None and writer.paused, self.d.shutting_down
+        return self.flow.write_paused, self.d.shutting_down
 
     def send_continue(self) -> None:
         if not self.closed:

@@ -6,7 +6,7 @@ contract without importing each other's machinery.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from wxgated.http.deadlines import Deadlines
@@ -45,9 +45,9 @@ class ServerConfig:
 
 
 class Dispatcher:
-    """What the protocol calls: `handle` answers a request, `done` logs and counts it.
+    """What the protocol calls: `start` answers a request, `done` logs and counts it.
 
-    wxgated.http.dispatch implements it; tests may pass a simpler one.
+    wxgated.gateway.dispatch implements it; the protocol knows only this contract.
     """
 
     cfg: ServerConfig
@@ -55,8 +55,9 @@ class Dispatcher:
     deadlines: Deadlines
     shutting_down: bool
 
-    async def handle(self, req: Request) -> Response:  # pragma: no cover - interface
-        raise NotImplementedError
+    def start(self, req: Request, sink: Callable[[Request, Response], None]) -> None:
+        """Answer `req`, now or later, through `sink(req, resp)`."""
+        raise NotImplementedError  # pragma: no cover - interface
 
     def begin(self, peer_ip: str, headers: list[tuple[bytes, bytes]],
               by_name: dict[bytes, bytes], method: str, path: str, query: str,
@@ -66,16 +67,6 @@ class Dispatcher:
     def reject(self, req: Request, status: int, msg: str,
                reason: str) -> Response:  # pragma: no cover
         raise NotImplementedError
-
-    def fast(self, req: Request, proto: GatewayProtocol) -> bool:
-        """Take a request (no body, or a whole one in `req.body`) on the callback path:
-        True when it did, and will answer through `proto.answer_now` or
-        `proto.answer_later`."""
-        return False
-
-    async def settle(self, req: Request, work: Awaitable[Response]) -> Response:
-        """`work`'s response, or the envelope for what it raised."""
-        return await work  # pragma: no cover - interface
 
     def done(self, req: Request, status: int, bytes_in: int, bytes_out: int) -> None:
         pass  # pragma: no cover

@@ -7,15 +7,15 @@ The head is built with one bytes join and sent together with the body in one
 
 from __future__ import annotations
 
-import asyncio
+import json
 from http import HTTPStatus
 from typing import Any
 
-from wxgated.http.envelope import JSON_TYPE, envelope_body
+from wxgated.http.flowcontrol import FlowControl
 from wxgated.http.message import Request, Response
-from wxgated.http.waiters import wake
 from wxgated.observe.trace import new_trace_id
 
+JSON_TYPE = b"application/json; charset=utf-8"
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _STATUS_LINES = {
     code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in _REASONS.items()
@@ -32,6 +32,15 @@ def status_line(status: int) -> bytes:
     return line
 
 
+def envelope_body(code: int, msg: str, data: Any = None, trace_id: str = "",
+                  extra: dict[str, Any] | None = None) -> bytes:
+    """The bytes of the gateway's JSON envelope (docs/CONFIG.md)."""
+    doc: dict[str, Any] = {"code": code, "msg": msg, "data": data, "trace_id": trace_id}
+    if extra:
+        doc.update(extra)
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def simple_response(status: int, text: bytes, trace_id: str = "") -> bytes:
     """The whole envelope answer, closing the connection, for errors found before a
     Request exists (a refused parse, too many connections). It gets a trace id of its
@@ -44,36 +53,12 @@ def simple_response(status: int, text: bytes, trace_id: str = "") -> bytes:
 
 
 class ResponseWriter:
-    __slots__ = ("transport", "proto", "paused", "waiter", "lost", "bytes_out")
+    __slots__ = ("transport", "flow", "bytes_out")
 
-    def __init__(self, transport: Any, proto: Any) -> None:
+    def __init__(self, transport: Any, flow: FlowControl) -> None:
         self.transport = transport
-        self.proto = proto
-        self.paused = False
-        self.waiter: asyncio.Future[None] | None = None
-        self.lost = False
+        self.flow = flow
         self.bytes_out = 0
-
-    # flow control, driven by the protocol's pause_writing/resume_writing
-    def pause(self) -> None:
-        self.paused = True
-
-    def resume(self) -> None:
-        self.paused = False
-        self._wake()
-
-    def connection_lost(self) -> None:
-        self.lost = True
-        self._wake()
-
-    def _wake(self) -> None:
-        w, self.waiter = self.waiter, None
-        wake(w)
-
-    async def drain(self) -> None:
-        while self.paused and not self.lost:
-            self.waiter = asyncio.get_running_loop().create_future()
-            await self.waiter
 
     async def write(self, req: Request, resp: Response, keep_alive: bool) -> bool:
         """Send `resp`; returns whether the connection may carry another request."""
@@ -85,7 +70,7 @@ class ResponseWriter:
         self.bytes_out = len(head)
         if head_only:
             await _close_stream(stream)
-            if not self.lost:
+            if not self.flow.lost:
                 self.transport.write(head)
             return keep_alive
         return await self._write_stream(head, stream, chunked, keep_alive)
@@ -97,7 +82,7 @@ class ResponseWriter:
             parts.append(resp.body)
         data = b"".join(parts)
         self.bytes_out = len(data)
-        if not self.lost:
+        if not self.flow.lost:
             self.transport.write(data)
         return keep_alive
 
@@ -158,7 +143,7 @@ class ResponseWriter:
         first = True
         try:
             async for chunk in stream:
-                if self.lost:
+                if self.flow.lost:
                     break
                 if not chunk:
                     continue
@@ -171,18 +156,18 @@ class ResponseWriter:
                     frame.insert(0, head)
                     first = False
                 transport.writelines(frame)
-                if self.paused:
-                    await self.drain()
+                if self.flow.write_paused:
+                    await self.flow.drain()
         except Exception:
             # the source died mid-body: the client must see a broken response, never a
             # short one that looks complete
             await _close_stream(stream)
-            if first and not self.lost:
+            if first and not self.flow.lost:
                 transport.write(head)
             transport.abort()
-            self.lost = True
+            self.flow.lost = True
             return False
-        if self.lost:
+        if self.flow.lost:
             await _close_stream(stream)
             return False
         tail = b"0\r\n\r\n" if chunked else b""

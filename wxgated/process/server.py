@@ -20,8 +20,8 @@ from typing import Any
 from wxgated.config.errors import ConfigError
 from wxgated.config.spec import duration
 from wxgated.config.units import parse_size
+from wxgated.gateway.dispatch import GatewayDispatcher
 from wxgated.http.clientip import ClientIPResolver
-from wxgated.http.dispatch import GatewayDispatcher
 from wxgated.http.serving import ServerConfig
 from wxgated.http.target import PathRules
 from wxgated.observe import tracing

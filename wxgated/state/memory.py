@@ -29,10 +29,6 @@ class MemoryState:
         self._next_sweep = time.monotonic() + sweep_every
 
     async def get(self, key: str) -> bytes | None:
-        return self.get_now(key)
-
-    def get_now(self, key: str) -> bytes | None:
-        """`get` without a coroutine: the fast path checks sessions with it."""
         hit = self._data.get(key)
         if hit is None:
             return None

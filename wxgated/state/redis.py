@@ -98,8 +98,9 @@ class RedisState:
     async def run(self, call: Awaitable[T]) -> T:
         """Await a redis-py call within `timeout`, turning every failure into StateError."""
         try:
-            async with asyncio.timeout(self.timeout):
-                return await call
+            # wait_for, not asyncio.timeout: the request engine may run this before its
+            # first wait outside any task (wxgated.gateway.engine)
+            return await asyncio.wait_for(call, self.timeout)
         except TimeoutError:
             raise StateError(f"redis did not answer within {self.timeout:g}s") from None
         except (RedisError, OSError) as e:

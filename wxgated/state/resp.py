@@ -211,8 +211,9 @@ class RespClient:
         conn = self._conn
         if conn is None or conn.lost:
             try:
-                async with asyncio.timeout(self.timeout):
-                    conn = await self._connection()
+                # wait_for, not asyncio.timeout: the request engine may run this before
+                # its first wait outside any task (wxgated.gateway.engine)
+                conn = await asyncio.wait_for(self._connection(), self.timeout)
             except TimeoutError:
                 raise StateError(f"redis did not answer within {self.timeout:g}s") from None
         return await conn.call(encode(args))

@@ -6,7 +6,7 @@ admission and verdict, passive health, the retry policy with its budget and dead
 and the per-target metrics. Every attempt is counted where it happened.
 
 The pieces (`timeouts`, `try_timeout`, `request_head`, `settle`, `retry_next`) are
-shared with the callback fast path (wxgated.handlers.fastproxy), which runs a first try
+shared with the proxy terminal (wxgated.handlers.proxy), which runs a first try
 without a coroutine and hands a new connection or a retry back to `forward`.
 """
 

@@ -113,22 +113,6 @@ class Authenticator:
                             reason="session_store_unavailable") from None
         return _live(claims, session)
 
-    @property
-    def synchronous(self) -> bool:
-        """Whether `authenticate_now` can answer: no session check, or sessions kept in
-        this process."""
-        return not self.check_session or (self.sessions is not None and self.sessions.local)
-
-    def authenticate_now(self, req: Request) -> Identity | None:
-        """`authenticate` without awaiting (when `synchronous`), for the fast path."""
-        claims = self._claims(req)
-        if claims is None or not self.check_session:
-            return _unchecked(claims)
-        store = self._store(claims)
-        if store is None:
-            raise unauthorized(TokenError("revoked").msg, "session_revoked")
-        return _live(claims, store.lookup_now(_sid(claims)))
-
     def _store(self, claims: dict[str, Any]) -> SessionStore | None:
         """The session store of the token's app (one app: the only store)."""
         if self.by_appid is None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wxgated.config.errors import SemanticError
-from wxgated.http.envelope import envelope
+from wxgated.gateway.envelope import envelope
 from wxgated.http.message import Handler, HTTPError, Request, Response
 from wxgated.state.base import StateBackend, StateError
 from wxgated.wechat.api_proxy import build_api_handler, compile_templates

@@ -101,17 +101,6 @@ class SessionStore:
             return None
         return self._session(sid, await self.state.get(self.prefix + sid))
 
-    @property
-    def local(self) -> bool:
-        """Whether `lookup_now` works: the state lives in this process."""
-        return hasattr(self.state, "get_now")
-
-    def lookup_now(self, sid: str) -> Session | None:
-        """`lookup` without awaiting, for a state backend in this process (`local`)."""
-        if not sid:
-            return None
-        return self._session(sid, self.state.get_now(self.prefix + sid))  # type: ignore[attr-defined]
-
     def _session(self, sid: str, raw: bytes | None) -> Session | None:
         if raw is None:
             self._parsed.pop(sid, None)

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from wxgated.http.envelope import JSON_TYPE
+from wxgated.gateway.envelope import JSON_TYPE
 from wxgated.http.message import HTTPError, Request, Response
 from wxgated.wechat.backend_call import (
     BackendCall,

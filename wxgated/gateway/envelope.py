@@ -1,13 +1,15 @@
-"""The one JSON envelope every gateway-made response uses (docs/CONFIG.md)."""
+"""The one JSON envelope every gateway-made response uses (docs/CONFIG.md); its bytes
+are made by the protocol's writer, which answers the refusals it finds itself with it."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from wxgated.http.message import Headers, HTTPError, Response
+from wxgated.http.writer import JSON_TYPE, envelope_body
 
-JSON_TYPE = b"application/json; charset=utf-8"
+__all__ = ["JSON_TYPE", "envelope", "envelope_body", "error_response"]
+
 
 
 def envelope(
@@ -27,12 +29,6 @@ def envelope(
     return Response(status, hdrs, body)
 
 
-def envelope_body(code: int, msg: str, data: Any = None, trace_id: str = "",
-                  extra: dict[str, Any] | None = None) -> bytes:
-    doc: dict[str, Any] = {"code": code, "msg": msg, "data": data, "trace_id": trace_id}
-    if extra:
-        doc.update(extra)
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def error_response(err: HTTPError, trace_id: str) -> Response:

@@ -1,4 +1,4 @@
-"""From a parsed request to a response: route it, run its chain, count and log it.
+"""From a parsed request to a response: route it, run its pipeline, count and log it.
 
 The dispatcher holds the current Snapshot; a reload swaps it in one assignment. A
 request keeps the route (and so the chain and Snapshot) it matched, so in-flight
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable
 from typing import Any
 
+from wxgated.gateway.engine import Sink
+from wxgated.gateway.envelope import envelope
 from wxgated.http.clientip import ClientIPResolver
 from wxgated.http.deadlines import Deadlines
-from wxgated.http.envelope import envelope, error_response
-from wxgated.http.message import NO_BODY, HTTPError, Request, Response
+from wxgated.http.message import NO_BODY, Request, Response
 from wxgated.http.server import GatewayProtocol
 from wxgated.http.serving import Dispatcher, ServerConfig
 from wxgated.observe import tracing
@@ -25,7 +25,6 @@ from wxgated.observe.trace import trace_id_for
 from wxgated.versioning import request_version
 
 log = logging.getLogger("wxgated")
-CLIENT_GONE = 499
 # the access log's reason for a request the parser refused (http.framing: a bad head,
 # too large, too slow)
 _REFUSED = {400: "bad_request", 408: "header_timeout", 413: "body_too_large",
@@ -84,47 +83,13 @@ class GatewayDispatcher(Dispatcher):
         req.params = params
         return None
 
-    async def handle(self, req: Request) -> Response:
-        if req.route is None:
-            miss = self._match(req)
-            if miss is not None:
-                return miss
-        return await self.settle(req, req.route.chain(req))
-
-    async def settle(self, req: Request, work: Awaitable[Response]) -> Response:
-        try:
-            return await work
-        except HTTPError as err:
-            req.reason = err.reason
-            return error_response(err, req.trace_id)
-        except ConnectionResetError:
-            # the client went away mid-body: nginx's 499, counted and logged as such,
-            # not an error of the route (the answer has nobody to go to)
-            return Response(CLIENT_GONE)
-        except Exception:
-            return self._failed(req)
-
-    def fast(self, req: Request, proto: GatewayProtocol) -> bool:
+    def start(self, req: Request, sink: Sink) -> None:
+        """Route `req` and run its pipeline; the answer goes to `sink`."""
         miss = self._match(req)
         if miss is not None:
-            proto.answer_now(req, miss)
-            return True
-        fast = req.route.fast
-        if fast is None:
-            return False
-        try:
-            fast(req, proto)
-        except HTTPError as err:
-            req.reason = err.reason
-            proto.answer_now(req, error_response(err, req.trace_id))
-        except Exception:
-            proto.answer_now(req, self._failed(req))
-        return True
-
-    def _failed(self, req: Request) -> Response:
-        log.exception("route %s failed (trace %s)", req.route.name, req.trace_id)
-        req.reason = "internal_error"
-        return envelope(500, None, trace_id=req.trace_id, code=500, msg="internal error")
+            sink(req, miss)
+            return
+        req.route.pipeline.run(req, sink)
 
     def reject(self, req: Request, status: int, msg: str, reason: str) -> Response:
         req.reason = reason
@@ -142,6 +107,8 @@ class GatewayDispatcher(Dispatcher):
 
     def done(self, req: Request, status: int, bytes_in: int, bytes_out: int) -> None:
         self.in_flight -= 1
+        if req.flow is not None:
+            req.flow.done(status)
         duration = self._time() - req.start
         route = req.route
         metrics = route.metrics if route is not None else self._unmatched

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.servers import free_port
-from wxgated.process.supervisor import backoff_delay
+from wxgated.process.workerpool import backoff_delay
 from wxgated.process.workerproc import parse_listen
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.servers import free_port
-from wxgated.process.supervisor import backoff_delay
+from wxgated.process.workerpool import backoff_delay
 from wxgated.process.workerproc import parse_listen
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -220,6 +220,48 @@ def test_second_signal_kills_at_once(tree) -> None:
         t.proc.send_signal(signal.SIGINT)
         assert t.proc.wait(15) != 0  # well before the 60 s grace
     wait_gone(pids)
+
+
+def pid_of(t: Tree, index: int, not_pid: int = 0, timeout: float = 15) -> int:
+    """The pid of the worker at `index` (other than `not_pid`) as it answers on the port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid, idx, _, _ = t.ask_soon()
+        if int(idx) == index and int(pid) != not_pid:
+            return int(pid)
+    raise AssertionError(f"worker {index} never answered")
+
+
+def test_a_worker_still_starting_gets_the_reload_once_ready(tree) -> None:
+    t = tree(ready_delay=2.0)  # each worker serves for 2 s before it reports ready
+    t.expect("READY")
+    victim = pid_of(t, 0)
+    os.kill(victim, signal.SIGKILL)
+    wait_gone({victim})
+    fresh = pid_of(t, 0, not_pid=victim)  # serving, but not reported ready yet
+    t.proc.send_signal(signal.SIGHUP)
+    t.expect("RELOADING")
+    assert "failed" not in t.expect("READY").get("STATUS", "")
+    deadline = time.monotonic() + 10
+    while (answer := t.ask()) and (answer[0] != str(fresh) or answer[2] != "1"):
+        assert time.monotonic() < deadline, "the worker that was starting never reloaded"
+    t.proc.send_signal(signal.SIGTERM)
+    assert t.proc.wait(20) == 0
+
+
+def test_a_worker_that_dies_during_a_reload_does_not_hold_it_up(tree) -> None:
+    t = tree(silent=0)  # worker 0 takes SIGHUP but never answers
+    t.expect("READY")
+    silent = pid_of(t, 0)
+    t.proc.send_signal(signal.SIGHUP)
+    t.expect("RELOADING")
+    started = time.monotonic()
+    os.kill(silent, signal.SIGKILL)
+    ready = t.expect("READY")
+    assert time.monotonic() - started < 10  # not the 30 s reload timeout
+    assert "failed" not in ready.get("STATUS", "")  # it will not serve the old config
+    t.proc.send_signal(signal.SIGTERM)
+    assert t.proc.wait(20) == 0
 
 
 def test_worker_that_cannot_start_stops_the_supervisor(tree) -> None:

@@ -4,11 +4,16 @@
 line per TCP connection with `pid index reloads payload`, count requests in
 wxgated_requests_total, and drain in-flight requests on SIGTERM. The supervisor also
 serves `collect_text()` on an admin port, as the real admin listener does.
+
+Options for the reload rules: `ready_delay` (seconds a worker serves, SIGHUP handler
+installed, before it reports ready) and `silent` (the worker index that counts a
+SIGHUP but never answers it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -20,15 +25,15 @@ from wxgated.process import supervisor
 from wxgated.process.sdnotify import Notifier
 
 
-def worker_main(index: int, sock: socket.socket | None) -> None:
-    asyncio.run(_serve(index, sock))
+def worker_main(opts: dict, index: int, sock: socket.socket | None) -> None:
+    asyncio.run(_serve(opts, index, sock))
 
 
 def fatal_main(index: int, sock: socket.socket | None) -> None:
     sys.exit(supervisor.FATAL_EXIT)
 
 
-async def _serve(index: int, sock: socket.socket | None) -> None:
+async def _serve(opts: dict, index: int, sock: socket.socket | None) -> None:
     from wxgated.observe.metrics import REQUESTS
 
     counter = REQUESTS.labels("t", "GET", "200")
@@ -54,11 +59,13 @@ async def _serve(index: int, sock: socket.socket | None) -> None:
     def on_hup() -> None:
         nonlocal reloads
         reloads += 1
-        supervisor.worker_reloaded(True)
+        if index != opts.get("silent"):
+            supervisor.worker_reloaded(True)
 
     server = await asyncio.start_server(handle, sock=sock, backlog=512)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
+    await asyncio.sleep(opts.get("ready_delay", 0))
     supervisor.worker_ready()
     await stop.wait()
     server.close()  # stop accepting, let in-flight requests finish
@@ -75,7 +82,7 @@ async def _admin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
 
 async def _main(opts: dict) -> int:
     multiproc.setup(opts["metrics_dir"])
-    main = fatal_main if opts.get("fatal") else worker_main
+    main = fatal_main if opts.get("fatal") else functools.partial(worker_main, opts)
     settings = supervisor.SupervisorSettings(
         shutdown_grace=opts.get("grace", 10.0), kill_margin=0.5,
         reuse_port=opts.get("reuse_port"), backoff_initial=0.2, backoff_max=1.0)

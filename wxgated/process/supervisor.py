@@ -1,21 +1,9 @@
 """The multi-worker process model: one supervisor, N worker processes on one port.
 
-Workers are started with multiprocessing's **spawn** context, not fork. The supervisor
-runs an event loop (admin listener, signal handlers, the sd_notify watchdog, maybe a
-file watcher thread) and restarts workers while all that is live. A fork would copy
-the loop's epoll fd, its signal wakeup fd, uvloop's libuv state and any thread-held
-locks into the child, and the child would share the epoll instance with the parent.
-Spawn starts a clean interpreter; it costs a few hundred ms per worker start, which
-only matters at startup and after a crash. `worker_main` must therefore be importable
-(a module-level function) and the socket travels to the child as a duplicated fd.
-
-Sockets: the supervisor binds (so a bad `listen` fails before anything starts and port
-0 works) and hands each worker a socket:
-- SO_REUSEPORT (Linux): a fresh socket per worker, bound but not listening; the worker's
-  `loop.create_server(sock=...)` calls listen(), so the kernel only routes connections
-  to it once it can accept them, and spreads connections evenly across workers. The
-  supervisor keeps one bound, never-listening socket to hold the port.
-- otherwise: one listening socket, inherited by every worker (accept() races).
+This module is the supervisor's lifecycle: start, READY=1, reload, stop. Its parts:
+`workerpool` (the worker processes and their restarts), `workersockets` (how the
+workers share the port), `workerreload` (SIGHUP to the workers and their answers) and
+`workerproc` (what runs inside a worker).
 
 Signals: SIGHUP is forwarded to every worker that has reported ready; SIGTERM/SIGINT
 become SIGTERM to every worker, then after `shutdown_grace + kill_margin` stragglers
@@ -31,29 +19,22 @@ for them, so systemd's view matches what the workers actually do.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import multiprocessing
-import os
 import signal
-import socket
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from typing import Any
 
-from wxgated.observe import multiproc
 from wxgated.process import workerproc
 from wxgated.process.sdnotify import Notifier
-from wxgated.process.startup import workers_serving
-from wxgated.process.workerproc import bind_socket, parse_listen, reuse_port_available
+from wxgated.process.workerpool import PoolEvents, RestartPolicy, Slot, WorkerMain, WorkerPool
+from wxgated.process.workerproc import parse_listen, reuse_port_available
+from wxgated.process.workerreload import ReloadFanout
+from wxgated.process.workersockets import WorkerSockets
 
 log = logging.getLogger(__name__)
 
 FATAL_EXIT = workerproc.FATAL_EXIT
-WorkerMain = Callable[[int, "socket.socket | None"], None]
 ReloadHook = Callable[[], "bool | None | Awaitable[bool | None]"]
 # Re-exported so workers import one module.
 worker_ready = workerproc.worker_ready
@@ -76,26 +57,8 @@ class SupervisorSettings:
     reuse_port: bool | None = None  # None: SO_REUSEPORT when the platform has it
     backlog: int = 1024  # listen() backlog of the shared socket (inherited mode)
 
-
-def backoff_delay(failures: int, initial: float, cap: float) -> float:
-    """Seconds before restarting a worker that failed `failures` times in a row."""
-    return float(min(cap, initial * 2 ** max(0, failures - 1)))
-
-
-@dataclass
-class _Slot:
-    index: int
-    proc: BaseProcess | None = None
-    conn: Connection | None = None
-    started: float = 0.0
-    failures: int = 0
-    ready: bool = False
-    hup_when_ready: bool = False
-    restart: asyncio.TimerHandle | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
+    def restart_policy(self) -> RestartPolicy:
+        return RestartPolicy(self.backoff_initial, self.backoff_max, self.stable_after)
 
 
 class Supervisor:
@@ -122,31 +85,51 @@ class Supervisor:
         if worker_count < 1:
             raise ValueError("worker_count must be >= 1")
         self.worker_count = worker_count
-        self.worker_main = worker_main
         self.listen = parse_listen(listen_addr) if listen_addr is not None else None
-        self.settings = settings = settings or SupervisorSettings()
+        settings = settings or SupervisorSettings()
         self.reuse_port = (reuse_port_available() if settings.reuse_port is None
                            else settings.reuse_port)
         self.notifier = notifier if notifier is not None else Notifier(unset_env=True)
         self.on_reload = on_reload
-        self.payload = payload
-        self._ctx = multiprocessing.get_context("spawn")
-        self._slots = [_Slot(i) for i in range(worker_count)]
-        self._sock: socket.socket | None = None  # port holder, or the shared listener
+        self._sockets = WorkerSockets(self.listen, self.reuse_port)
+        events = PoolEvents(ready=self._worker_ready, answered=self._worker_answered,
+                            exited=self._worker_exited, restarting=self._worker_restarting)
+        self._pool = WorkerPool(worker_count, worker_main, self._sockets,
+                                settings.restart_policy(), events, payload)
+        self._fanout = ReloadFanout(self._pool)
+        self._settings = settings
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = "new"  # new | starting | running | stopping | done
         self._all_ready = asyncio.Event()
         self._done = asyncio.Event()
         self._exit_code = 0
         self._kill_timer: asyncio.TimerHandle | None = None
-        self._acks: dict[int, asyncio.Future[bool]] = {}
         self._reload_lock = asyncio.Lock()
         self._reload_queued = False
 
     @property
+    def settings(self) -> SupervisorSettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: SupervisorSettings) -> None:
+        """Replaceable while running (the drain limit follows a reloaded config); the
+        pool's restart policy follows along so the two never disagree."""
+        self._settings = value
+        self._pool.policy = value.restart_policy()
+
+    @property
+    def payload(self) -> Any:
+        return self._pool.payload
+
+    @payload.setter
+    def payload(self, value: Any) -> None:
+        self._pool.payload = value
+
+    @property
     def address(self) -> tuple[str, int] | None:
         """The bound (host, port), useful with port 0."""
-        return self._sock.getsockname()[:2] if self._sock is not None else None
+        return self._sockets.address
 
     @property
     def ready(self) -> bool:
@@ -155,13 +138,13 @@ class Supervisor:
 
     def workers(self) -> dict[str, Any]:
         """For the status page: how many workers are configured, serving, and their pids."""
-        return {"configured": self.worker_count, "serving": sum(s.ready for s in self._slots),
+        return {"configured": self.worker_count, "serving": self._pool.serving,
                 "pids": sorted(self.pids.values())}
 
     @property
     def pids(self) -> dict[int, int]:
         """Worker index → pid of the live process."""
-        return {s.index: s.pid for s in self._slots if s.proc is not None and s.pid}
+        return self._pool.pids
 
     async def run(self) -> int:
         """Start, tell systemd READY=1, serve until SIGTERM/SIGINT; the exit code."""
@@ -185,13 +168,8 @@ class Supervisor:
         exited with FATAL_EXIT during startup (the supervisor is then shutting down)."""
         self._loop = asyncio.get_running_loop()
         self._state = "starting"
-        if self.listen is not None:
-            host, port = self.listen
-            self._sock = bind_socket(host, port, reuse_port=self.reuse_port)
-            if not self.reuse_port:
-                self._sock.listen(self.settings.backlog)
-        for slot in self._slots:
-            self._spawn(slot)
+        self._sockets.bind(self.settings.backlog)
+        self._pool.spawn_all()
         try:
             await asyncio.wait_for(self._all_ready.wait(), self.settings.ready_timeout)
         except TimeoutError:
@@ -205,9 +183,8 @@ class Supervisor:
     async def wait(self) -> int:
         """Until every worker is gone after `shutdown()`; 0 when all exited cleanly."""
         await self._done.wait()
-        if self._sock is not None:
-            self._sock.close()
-        self._sock, self._state = None, "done"
+        self._sockets.close()
+        self._state = "done"
         return self._exit_code
 
     def request_reload(self) -> None:
@@ -227,7 +204,7 @@ class Supervisor:
             if isinstance(result, Awaitable):
                 result = await result
             if result is not False:
-                ok = await self._reload_workers()
+                ok = await self._fanout.run(self.settings.reload_timeout)
         except Exception:
             log.exception("reload failed")
         finally:  # systemd must never be left in "reloading"
@@ -240,111 +217,34 @@ class Supervisor:
         if self._state in ("stopping", "done"):
             log.warning("second stop request: killing workers now")
             self._exit_code = self._exit_code or 1
-            self._kill_all()
+            self._pool.signal_all(signal.SIGKILL)
             return
         self._state = "stopping"
         self._all_ready.set()  # releases a start() still waiting for workers
         grace = self.settings.shutdown_grace
         self.notifier.stopping(status=f"stopping: draining up to {grace:g}s")
-        for slot in self._slots:
-            if slot.restart is not None:
-                slot.restart.cancel()
-                slot.restart = None
-            if slot.proc is not None:
-                self._signal(slot, signal.SIGTERM)
-        for fut in self._acks.values():
-            if not fut.done():
-                fut.set_result(False)
+        self._pool.stop_restarts()
+        self._pool.signal_all(signal.SIGTERM)
+        self._fanout.abandon()
         loop = self._loop or asyncio.get_running_loop()
         self._kill_timer = loop.call_later(
             grace + self.settings.kill_margin, self._kill_stragglers)
         self._check_done()
 
-    def _worker_socket(self) -> socket.socket | None:
-        if self._sock is None:
-            return None
-        if not self.reuse_port:
-            return self._sock
-        host, port = self._sock.getsockname()[:2]
-        return bind_socket(host, port, reuse_port=True)
+    def _worker_ready(self, slot: Slot) -> None:
+        self._fanout.worker_ready(slot)
+        if self._pool.all_ready():
+            self._all_ready.set()
+            if self._state == "running":
+                self.notifier.status(self._status_text())
 
-    def _spawn(self, slot: _Slot) -> None:
-        slot.restart = None
-        if self._state not in ("starting", "running"):
-            return
-        try:
-            sock = self._worker_socket()
-        except OSError as exc:
-            log.error("worker %d: cannot bind: %s", slot.index, exc)
-            self._schedule_restart(slot)
-            return
-        reader, writer = self._ctx.Pipe(duplex=False)
-        proc = self._ctx.Process(
-            target=workerproc.child_main,
-            args=(self.worker_main, slot.index, sock, writer, self.payload, os.getpid()),
-            name=f"wxgated-worker-{slot.index}", daemon=True,
-        )
-        try:
-            proc.start()
-        except OSError as exc:
-            log.error("worker %d: cannot start a process: %s", slot.index, exc)
-            reader.close()
-            self._schedule_restart(slot)
-            return
-        finally:
-            writer.close()
-            if sock is not None and sock is not self._sock:
-                sock.close()  # the worker holds the only copy: its death closes it
-        slot.proc, slot.conn, slot.ready = proc, reader, False
-        slot.started = time.monotonic()
-        assert self._loop is not None
-        self._loop.add_reader(proc.sentinel, self._on_exit, slot)
-        self._loop.add_reader(reader.fileno(), self._on_message, slot)
-        log.info("worker %d started, pid %d", slot.index, proc.pid)
+    def _worker_answered(self, slot: Slot, ok: bool) -> None:
+        self._fanout.answered(slot, ok)
 
-    def _on_message(self, slot: _Slot) -> None:
-        assert slot.conn is not None and self._loop is not None
-        try:
-            msg = slot.conn.recv_bytes()
-        except (EOFError, OSError):
-            self._loop.remove_reader(slot.conn.fileno())
-            return
-        if msg == workerproc.MSG_READY:
-            slot.ready = True
-            workers_serving(sum(s.ready for s in self._slots))
-            if slot.hup_when_ready:
-                slot.hup_when_ready = False
-                self._signal(slot, signal.SIGHUP)
-            self._check_started()
-        elif msg in (workerproc.MSG_RELOAD_OK, workerproc.MSG_RELOAD_FAILED):
-            fut = self._acks.get(slot.pid or 0)
-            if fut is not None and not fut.done():
-                fut.set_result(msg == workerproc.MSG_RELOAD_OK)
-
-    def _on_exit(self, slot: _Slot) -> None:
-        proc = slot.proc
-        assert proc is not None and self._loop is not None
-        proc.join(0)
-        if proc.exitcode is None:  # pipe closed a moment before the process is reapable
-            proc.join(0.05)
-            if proc.exitcode is None:
-                return  # sentinel stays readable; we will be called again
-        self._loop.remove_reader(proc.sentinel)
-        if slot.conn is not None:
-            self._loop.remove_reader(slot.conn.fileno())
-            slot.conn.close()
-        pid, code = proc.pid, proc.exitcode
-        slot.proc, slot.conn, slot.ready = None, None, False
-        workers_serving(sum(s.ready for s in self._slots))
-        proc.close()
-        fut = self._acks.pop(pid or 0, None)
-        if fut is not None and not fut.done():
-            fut.set_result(True)  # it will not serve the old config any more
-        if pid:
-            multiproc.process_dead(pid)
-        self._after_exit(slot, pid, code)
-
-    def _after_exit(self, slot: _Slot, pid: int | None, code: int | None) -> None:
+    def _worker_exited(self, slot: Slot, pid: int | None, code: int | None) -> None:
+        """The supervisor's state says what an exit means: part of a stop, a worker
+        that can never start (give up rather than loop), or a crash to restart."""
+        self._fanout.worker_gone(pid)
         if self._state in ("stopping", "done"):
             if code != 0:
                 log.warning("worker %d (pid %s) exited with %s while stopping",
@@ -358,44 +258,20 @@ class Supervisor:
             self.shutdown()
             return
         log.error("worker %d (pid %s) exited with %s; restarting", slot.index, pid, code)
-        if time.monotonic() - slot.started >= self.settings.stable_after:
-            slot.failures = 0
-        self._schedule_restart(slot)
+        self._pool.restart_crashed(slot)
 
-    def _schedule_restart(self, slot: _Slot) -> None:
-        slot.failures += 1
-        cfg = self.settings
-        delay = backoff_delay(slot.failures, cfg.backoff_initial, cfg.backoff_max)
+    def _worker_restarting(self, slot: Slot, delay: float) -> None:
         self.notifier.status(self._status_text(
             f"worker {slot.index} restarting in {delay:.1f}s"))
-        assert self._loop is not None
-        slot.restart = self._loop.call_later(delay, self._spawn, slot)
-
-    def _signal(self, slot: _Slot, sig: signal.Signals) -> None:
-        if slot.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(slot.pid, sig)
-
-    def _kill_all(self) -> None:
-        for slot in self._slots:
-            if slot.proc is not None:
-                self._signal(slot, signal.SIGKILL)
 
     def _kill_stragglers(self) -> None:
-        alive = [s for s in self._slots if s.proc is not None]
-        if alive:
-            log.warning("%d workers still busy after the grace period: SIGKILL", len(alive))
+        if alive := self._pool.live:
+            log.warning("%d workers still busy after the grace period: SIGKILL", alive)
             self._exit_code = self._exit_code or 1
-            self._kill_all()
-
-    def _check_started(self) -> None:
-        if all(s.ready for s in self._slots):
-            self._all_ready.set()
-            if self._state == "running":
-                self.notifier.status(self._status_text())
+            self._pool.signal_all(signal.SIGKILL)
 
     def _check_done(self) -> None:
-        if self._state == "stopping" and all(s.proc is None for s in self._slots):
+        if self._state == "stopping" and self._pool.all_gone():
             if self._kill_timer is not None:
                 self._kill_timer.cancel()
             self._done.set()
@@ -406,29 +282,6 @@ class Supervisor:
             if self._state == "running":
                 await self.reload()
 
-    async def _reload_workers(self) -> bool:
-        assert self._loop is not None
-        waits = []
-        for slot in self._slots:
-            if slot.proc is None or slot.pid is None:
-                continue  # restarting: it reads the current config when it starts
-            if not slot.ready:
-                slot.hup_when_ready = True  # its SIGHUP handler may not be installed yet
-                continue
-            fut = self._acks[slot.pid] = self._loop.create_future()
-            waits.append(fut)
-            self._signal(slot, signal.SIGHUP)
-        if not waits:
-            return True
-        done, pending = await asyncio.wait(waits, timeout=self.settings.reload_timeout)
-        for fut in pending:
-            fut.cancel()
-        self._acks.clear()
-        if pending:
-            log.warning("%d workers did not confirm the reload in %.0fs",
-                        len(pending), self.settings.reload_timeout)
-        return not pending and all(f.result() for f in done)
-
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         loop.add_signal_handler(signal.SIGTERM, self.shutdown)
@@ -436,8 +289,7 @@ class Supervisor:
         return [signal.SIGHUP, signal.SIGTERM, signal.SIGINT]
 
     def _status_text(self, extra: str | None = None) -> str:
-        live = sum(1 for s in self._slots if s.proc is not None)
         addr = self.address
         where = f"{addr[0]}:{addr[1]}" if addr else "no listener"
-        text = f"{live}/{self.worker_count} workers serving on {where}"
+        text = f"{self._pool.live}/{self.worker_count} workers serving on {where}"
         return f"{text}; {extra}" if extra else text

@@ -5,6 +5,12 @@ and a `schema` (the JSON Schema fragment for its options), decorated with `@regi
 The schema fragments are assembled into schema/wxgated.schema.json, so adding a filter
 never means editing a central schema by hand.
 
+Its options arrive in `__init__` as a frozen dataclass, `config_class`, built by
+`wxgated.config.options.options(config_class, config, schema)`: the dataclass names and
+types the options, the fragment's `default`s fill what the config leaves out, so a
+default is written once, where `wxgated check` and editors read it
+(tests/config/test_filter_options.py holds every registered filter to that).
+
 A filter defines the phases it needs (wxgated.gateway.engine runs them):
 
 - `request(req)`: None to go on, a Response to answer (the filters before it see that
@@ -27,6 +33,7 @@ FILTERS: dict[str, type[Filter]] = {}
 class Filter:
     name: ClassVar[str]
     schema: ClassVar[dict[str, Any]]
+    config_class: ClassVar[type[Any]]  # the options as a frozen dataclass (see above)
     # methods the filter answers itself, added to its route's `match.methods` (cors: OPTIONS)
     own_methods: ClassVar[tuple[str, ...]] = ()
     # the phases; a subclass defines the ones it needs as methods

@@ -16,7 +16,10 @@ is the lookup (request phase) and the store (response phase):
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+from prometheus_client import Counter
 
 from wxgated.cache.body import buffer_upto
 from wxgated.cache.coalesce import Coalescer
@@ -32,12 +35,20 @@ from wxgated.cache.policy import (
 )
 from wxgated.cache.state_store import StateStore
 from wxgated.config.errors import SemanticError
+from wxgated.config.options import options
 from wxgated.config.units import DURATION_PATTERN, SIZE_PATTERN
 from wxgated.config.units import parse_duration as duration
 from wxgated.config.units import parse_size as size
 from wxgated.filters.base import Filter, register
 from wxgated.http.message import Request, Response
-from wxgated.observe.metrics import CACHE_REQUESTS
+from wxgated.observe.metrics import REGISTRY
+
+# Only this filter counts lookups; defined with it, so the family is on /metrics (with
+# no series yet) as soon as the filters package is imported.
+CACHE_REQUESTS = Counter(
+    "wxgated_cache_requests_total", "Cache lookups by route and result.",
+    ["route", "result"], registry=REGISTRY,
+)
 
 _DURATION = {"type": ["string", "number"], "pattern": DURATION_PATTERN}
 _SIZE = {"type": ["string", "integer"], "pattern": SIZE_PATTERN}
@@ -67,9 +78,24 @@ class CacheSpace:
         self.flights.close()
 
 
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """The `cache` options as written (defaults: the schema's); sizes and durations
+    are parsed in CacheFilter.__init__."""
+
+    ttl: str | float | None  # None: the upstream's freshness, uncapped
+    store: str  # "memory" | "state"
+    max_entry: str | int
+    max_size: str | int
+    stale_if_error: str | float
+    vary: tuple[str, ...]
+    honor_client_no_cache: bool
+
+
 @register
 class CacheFilter(Filter):
     name = "cache"
+    config_class = CacheConfig
     schema = {
         "type": "object",
         "additionalProperties": False,
@@ -80,28 +106,29 @@ class CacheFilter(Filter):
             "max_entry": {**_SIZE, "default": "1MiB", "description": "larger bodies pass "
                           "through uncached, streamed"},
             "max_size": {**_SIZE, "default": "64MiB", "description": "memory store cap"},
-            "stale_if_error": {**_DURATION, "description": "serve an expired entry this much "
-                               "longer when the upstream fails"},
+            "stale_if_error": {**_DURATION, "default": 0, "description": "serve an expired "
+                               "entry this much longer when the upstream fails (0: never)"},
             "vary": {"type": "array", "items": {"type": "string",
-                                                "pattern": r"^(header|claim)\.[^.\s]+$"}},
+                                                "pattern": r"^(header|claim)\.[^.\s]+$"},
+                     "default": []},
             "honor_client_no_cache": {"type": "boolean", "default": True},
         },
     }
 
     def __init__(self, config: Any, ctx: Any) -> None:
         super().__init__(config, ctx)
-        cfg = config or {}
+        cfg = self.cfg = options(CacheConfig, config, self.schema)
         route = ctx.route_name
         try:
-            self.ttl = duration(cfg["ttl"]) if "ttl" in cfg else None
-            self.max_entry = size(cfg.get("max_entry", "1MiB"))
-            self.stale_for = duration(cfg.get("stale_if_error", 0))
-            max_size = size(cfg.get("max_size", "64MiB"))
-            self.keyspec = KeySpec.parse(route, list(cfg.get("vary", [])))
+            self.ttl = duration(cfg.ttl) if cfg.ttl is not None else None
+            self.max_entry = size(cfg.max_entry)
+            self.stale_for = duration(cfg.stale_if_error)
+            max_size = size(cfg.max_size)
+            self.keyspec = KeySpec.parse(route, list(cfg.vary))
         except ValueError as e:
             raise SemanticError(str(e)) from None
-        self.client_no_cache = bool(cfg.get("honor_client_no_cache", True))
-        if cfg.get("store", "memory") == "state":
+        self.client_no_cache = cfg.honor_client_no_cache
+        if cfg.store == "state":
             backend = ctx.services.get("state")
             if backend is None:
                 raise SemanticError("cache store 'state' needs a state backend",

@@ -14,19 +14,33 @@ counting the requests still running under the old config.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from wxgated.clientkey import parse_key_spec
 from wxgated.config.errors import SemanticError
+from wxgated.config.options import options
 from wxgated.filters.base import Filter, register
 from wxgated.http.message import HTTPError, Request
 from wxgated.limits.concurrency import InFlight
 from wxgated.limits.keys import request_key
 
 
+@dataclass(frozen=True, slots=True)
+class ConcurrencyLimitConfig:
+    """The `concurrency_limit` options (defaults: the schema's); a bare number is `max`."""
+
+    SHORTHAND: ClassVar[str] = "max"
+
+    max: int
+    key: str | tuple[str, ...] | None  # None: one counter for the whole route
+    on_missing_key: str  # "ip" | "reject"
+
+
 @register
 class ConcurrencyLimit(Filter):
     name = "concurrency_limit"
+    config_class = ConcurrencyLimitConfig
     schema = {
         "oneOf": [
             {"type": "integer", "minimum": 1},
@@ -47,13 +61,13 @@ class ConcurrencyLimit(Filter):
 
     def __init__(self, config: Any, ctx: Any) -> None:
         super().__init__(config, ctx)
-        cfg: dict[str, Any] = {"max": config} if isinstance(config, int) else dict(config or {})
-        limit = int(cfg["max"])
+        cfg = self.cfg = options(ConcurrencyLimitConfig, config, self.schema)
+        limit = cfg.max
         try:
-            parts = parse_key_spec(cfg["key"]) if "key" in cfg else None
+            parts = parse_key_spec(cfg.key) if cfg.key is not None else None
         except ValueError as e:
             raise SemanticError(f"concurrency_limit: {e}", ("key",)) from None
-        on_missing = cfg.get("on_missing_key", "ip")
+        on_missing = cfg.on_missing_key
         route = ctx.route_name
         self.key_of = None if parts is None else request_key(
             parts, route, on_missing, what="concurrency limit")

@@ -11,8 +11,9 @@ Origin`, which keeps shared caches from mixing answers for different origins).
   so the failure is visible in the browser console.
 - `credentials: true` echoes the exact origin and refuses to combine with `"*"`
   (a credentialed wildcard would let any site read users' data).
-- Defaults: `methods` are the route's `match.methods` (else the common six); `headers`
-  are DEFAULT_HEADERS, enough for JSON bodies, Bearer tokens, trace ids and versions.
+- Defaults: `methods` are the route's `match.methods` (else DEFAULT_METHODS, the common
+  six); `headers` (the schema's default) are enough for JSON bodies, Bearer tokens,
+  trace ids and versions.
   The route takes OPTIONS for the preflights without listing it (`own_methods`).
 """
 
@@ -22,14 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from wxgated.config.errors import SemanticError
+from wxgated.config.options import options
 from wxgated.config.units import DURATION_PATTERN
 from wxgated.config.units import parse_duration as duration
 from wxgated.filters.base import Filter, register
 from wxgated.http.message import HTTPError, Request, Response
 
 DEFAULT_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
-DEFAULT_HEADERS = ("content-type", "authorization", "x-requested-with", "x-trace-id",
-                   "x-api-version")
 _VARY = [(b"vary", b"Origin")]
 
 
@@ -74,13 +74,22 @@ class OriginRules:
         return False
 
 
-def _csv(items: Any, default: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(items) if items is not None else default
+@dataclass(frozen=True, slots=True)
+class CorsConfig:
+    """The `cors` options as written (defaults: the schema's)."""
+
+    origins: tuple[str, ...]
+    methods: tuple[str, ...] | None  # None: the route's match.methods, else DEFAULT_METHODS
+    headers: tuple[str, ...]
+    expose_headers: tuple[str, ...]
+    credentials: bool
+    max_age: str | float | None  # None: no Access-Control-Max-Age
 
 
 @register
 class CorsFilter(Filter):
     name = "cors"
+    config_class = CorsConfig
     own_methods = ("OPTIONS",)
     schema = {
         "type": "object",
@@ -88,10 +97,14 @@ class CorsFilter(Filter):
         "required": ["origins"],
         "properties": {
             "origins": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-            "methods": {"type": "array", "items": {"type": "string"}},
+            "methods": {"type": "array", "items": {"type": "string"},
+                        "description": "allowed methods; default: the route's match.methods, "
+                        "else " + ", ".join(DEFAULT_METHODS)},
             "headers": {"type": "array", "items": {"type": "string"},
+                        "default": ["content-type", "authorization", "x-requested-with",
+                                    "x-trace-id", "x-api-version"],
                         "description": 'allowed request headers; ["*"] allows any'},
-            "expose_headers": {"type": "array", "items": {"type": "string"}},
+            "expose_headers": {"type": "array", "items": {"type": "string"}, "default": []},
             "credentials": {"type": "boolean", "default": False},
             "max_age": {"type": ["string", "number"], "pattern": DURATION_PATTERN},
         },
@@ -99,22 +112,22 @@ class CorsFilter(Filter):
 
     def __init__(self, config: Any, ctx: Any) -> None:
         super().__init__(config, ctx)
-        cfg = config or {}
+        cfg = self.cfg = options(CorsConfig, config, self.schema)
         try:
-            self.origins = OriginRules.parse(list(cfg.get("origins", [])))
-            max_age = int(duration(cfg["max_age"])) if "max_age" in cfg else None
+            self.origins = OriginRules.parse(list(cfg.origins))
+            max_age = int(duration(cfg.max_age)) if cfg.max_age is not None else None
         except ValueError as e:
             raise SemanticError(str(e)) from None
-        self.credentials = bool(cfg.get("credentials", False))
+        self.credentials = cfg.credentials
         if self.credentials and self.origins.any:
             raise SemanticError('cors: credentials: true cannot be combined with origin "*"',
                                 path=["credentials"])
         route_methods = tuple(m for m in (ctx.route.get("match") or {}).get("methods") or ()
                               if m.upper() != "OPTIONS")
-        methods = tuple(m.upper() for m in _csv(cfg.get("methods"),
-                                                 route_methods or DEFAULT_METHODS))
+        given = cfg.methods if cfg.methods is not None else route_methods or DEFAULT_METHODS
+        methods = tuple(m.upper() for m in given)
         self.methods = frozenset(methods)
-        headers = tuple(h.lower() for h in _csv(cfg.get("headers"), DEFAULT_HEADERS))
+        headers = tuple(h.lower() for h in cfg.headers)
         self.any_header = "*" in headers
         self.headers = frozenset(headers)
         # answers computed once; only the origin (and reflected headers) vary per request
@@ -123,7 +136,7 @@ class CorsFilter(Filter):
         if self.credentials:
             common.append((b"access-control-allow-credentials", b"true"))
         self.common = common
-        expose = cfg.get("expose_headers") or []
+        expose = cfg.expose_headers
         self.expose = [(b"access-control-expose-headers", ", ".join(expose).encode())] \
             if expose else []
         pre = [(b"access-control-allow-methods", ", ".join(methods).encode())]

@@ -13,10 +13,12 @@ built once at compile time.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from email.utils import format_datetime
 from typing import Any
 
 from wxgated.config.errors import SemanticError
+from wxgated.config.options import options
 from wxgated.filters.base import Filter, register
 from wxgated.http.message import Headers, Request
 
@@ -52,9 +54,20 @@ def deprecation_headers(deprecated: Any = None, sunset: Any = None,
     return headers
 
 
+@dataclass(frozen=True, slots=True)
+class DeprecationConfig:
+    """The `deprecation` options as written: dates are whatever YAML made of them (a
+    date, a date-time or a string), read by parse_when."""
+
+    deprecated: object
+    sunset: object
+    link: str | None
+
+
 @register
 class DeprecationFilter(Filter):
     name = "deprecation"
+    config_class = DeprecationConfig
     schema = {
         "type": "object",
         "additionalProperties": False,
@@ -68,10 +81,9 @@ class DeprecationFilter(Filter):
 
     def __init__(self, config: Any, ctx: Any) -> None:
         super().__init__(config, ctx)
-        cfg = config or {}
+        cfg = self.cfg = options(DeprecationConfig, config, self.schema)
         try:
-            self.headers = deprecation_headers(cfg.get("deprecated"), cfg.get("sunset"),
-                                               cfg.get("link"))
+            self.headers = deprecation_headers(cfg.deprecated, cfg.sunset, cfg.link)
         except ValueError as e:
             raise SemanticError(f"deprecation: {e}") from None
         if not self.headers:

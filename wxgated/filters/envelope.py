@@ -14,11 +14,13 @@ not wrapped twice.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 from wxgated.cache.body import buffer_upto
 from wxgated.config.errors import SemanticError
+from wxgated.config.options import options
 from wxgated.config.units import SIZE_PATTERN
 from wxgated.config.units import parse_size as size
 from wxgated.filters.base import Filter, register
@@ -64,9 +66,17 @@ def wrap_body(status: int, body: Any, trace_id: str) -> bytes:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+@dataclass(frozen=True, slots=True)
+class EnvelopeConfig:
+    """The `envelope` options as written (defaults: the schema's)."""
+
+    max_size: str | int
+
+
 @register
 class EnvelopeFilter(Filter):
     name = "envelope"
+    config_class = EnvelopeConfig
     schema = {
         "type": "object",
         "additionalProperties": False,
@@ -79,8 +89,9 @@ class EnvelopeFilter(Filter):
 
     def __init__(self, config: Any, ctx: Any) -> None:
         super().__init__(config, ctx)
+        self.cfg = options(EnvelopeConfig, config, self.schema)
         try:
-            self.max_size = size((config or {}).get("max_size", "1MiB"))
+            self.max_size = size(self.cfg.max_size)
         except ValueError as e:
             raise SemanticError(str(e), path=["max_size"]) from None
 

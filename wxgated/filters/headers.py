@@ -6,9 +6,12 @@ authentication may assert who the caller is (docs/CONFIG.md).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from wxgated.config.errors import SemanticError
+from wxgated.config.options import options
 from wxgated.filters.base import Filter, register
 from wxgated.http.message import Headers, Request, Response
 
@@ -20,24 +23,34 @@ SCHEMA = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "set": {**_MAP, "description": "replace (or create) these headers"},
-        "add": {**_MAP, "description": "append these headers, keeping existing ones"},
-        "remove": {"type": "array", "items": _NAME,
+        "set": {**_MAP, "default": {}, "description": "replace (or create) these headers"},
+        "add": {**_MAP, "default": {},
+                "description": "append these headers, keeping existing ones"},
+        "remove": {"type": "array", "items": _NAME, "default": [],
                    "description": "drop these headers"},
     },
 }
 
 
+@dataclass(frozen=True, slots=True)
+class HeadersConfig:
+    """The `request_headers` / `response_headers` options (defaults: the schema's)."""
+
+    set: Mapping[str, str]
+    add: Mapping[str, str]
+    remove: tuple[str, ...]
+
+
 class _HeaderEdit:
-    def __init__(self, config: dict[str, Any], identity_ok: bool) -> None:
-        for op in ("set", "add"):
-            for name in config.get(op, {}):
+    def __init__(self, config: HeadersConfig, identity_ok: bool) -> None:
+        for op, names in (("set", config.set), ("add", config.add)):
+            for name in names:
                 if name.lower().startswith("x-wx-") and not identity_ok:
                     raise SemanticError(f"{name}: X-WX-* headers are set by the gateway only",
                                         (op, name))
-        self.set = [(k.lower().encode(), v.encode()) for k, v in config.get("set", {}).items()]
-        self.add = [(k.lower().encode(), v.encode()) for k, v in config.get("add", {}).items()]
-        drop = {k.lower().encode() for k in config.get("remove", [])}
+        self.set = [(k.lower().encode(), v.encode()) for k, v in config.set.items()]
+        self.add = [(k.lower().encode(), v.encode()) for k, v in config.add.items()]
+        drop = {k.lower().encode() for k in config.remove}
         self.drop = frozenset(drop | {k for k, _ in self.set})
 
     def apply(self, headers: Headers) -> Headers:
@@ -51,11 +64,13 @@ class _HeaderEdit:
 @register
 class RequestHeaders(Filter):
     name = "request_headers"
+    config_class = HeadersConfig
     schema = SCHEMA
 
     def __init__(self, config: Any, ctx: Any) -> None:
         super().__init__(config, ctx)
-        self.edit = _HeaderEdit(config, identity_ok=False)
+        self.cfg = options(HeadersConfig, config, self.schema)
+        self.edit = _HeaderEdit(self.cfg, identity_ok=False)
 
     def request(self, req: Request) -> None:
         req.headers = self.edit.apply(req.headers)
@@ -64,11 +79,13 @@ class RequestHeaders(Filter):
 @register
 class ResponseHeaders(Filter):
     name = "response_headers"
+    config_class = HeadersConfig
     schema = SCHEMA
 
     def __init__(self, config: Any, ctx: Any) -> None:
         super().__init__(config, ctx)
-        self.edit = _HeaderEdit(config, identity_ok=True)
+        self.cfg = options(HeadersConfig, config, self.schema)
+        self.edit = _HeaderEdit(self.cfg, identity_ok=True)
 
     def response(self, req: Request, resp: Response) -> None:
         if resp.error is None:  # the gateway's own errors keep their headers

@@ -21,9 +21,12 @@ the default) one state-backend read that makes logout effective at once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from wxgated.config.errors import SemanticError
+from wxgated.config.options import options
 from wxgated.filters.base import Filter, register
 from wxgated.http.message import Request
 from wxgated.wechat.apps import app_rules
@@ -53,6 +56,7 @@ SCHEMA: dict[str, Any] = {
         "claim_headers": {"type": "object",
                           "additionalProperties": {"type": "string",
                                                    "pattern": r"^[A-Za-z0-9-]+$"},
+                          "default": {},
                           "description": "claim → request header sent upstream"},
     },
 }
@@ -80,27 +84,40 @@ def _joined(values: list[Any], what: str) -> bytes:
     return b",".join(parts)
 
 
+@dataclass(frozen=True, slots=True)
+class JWTAuthConfig:
+    """The `jwt_auth` options as written (defaults: the schema's)."""
+
+    optional: bool
+    check_session: bool
+    cookie: str | None
+    query_param: str | None
+    apps: tuple[str, ...] | None  # None: tokens of any configured app
+    claim_headers: Mapping[str, str]
+
+
 @register
 class JWTAuth(Filter):
     name = "jwt_auth"
+    config_class = JWTAuthConfig
     schema = SCHEMA
 
     def __init__(self, config: Any, ctx: Any) -> None:
         super().__init__(config, ctx)
-        cfg = config or {}
+        cfg = self.cfg = options(JWTAuthConfig, config, self.schema)
         ring = ctx.services.get("jwt")
         if ring is None:
             raise SemanticError("jwt_auth needs a top-level jwt: section with keys")
-        check = bool(cfg.get("check_session", True))
+        check = cfg.check_session
         if check and ctx.services.get("sessions") is None:
             raise SemanticError("check_session needs a wechat: section (the session store); "
                                 "set check_session: false to skip it", ("check_session",))
-        self.optional = bool(cfg.get("optional", False))
+        self.optional = cfg.optional
         self.auth = Authenticator(ring, ctx.services.get("sessions"), check,
-                                  TokenSource(cfg.get("cookie"), cfg.get("query_param")),
-                                  *app_rules(ctx.services, cfg.get("apps")))
+                                  TokenSource(cfg.cookie, cfg.query_param),
+                                  *app_rules(ctx.services, list(cfg.apps or ())))
         mapped: list[tuple[str, bytes]] = []
-        for claim, header in (cfg.get("claim_headers") or {}).items():
+        for claim, header in cfg.claim_headers.items():
             name = header.lower().encode()
             if name in (OPENID, UNIONID, PHONE):
                 raise SemanticError(f"{header} is set by jwt_auth itself", ("claim_headers",

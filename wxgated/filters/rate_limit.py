@@ -30,8 +30,11 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import Counter
+
 from wxgated.clientkey import parse_key_spec
 from wxgated.config.errors import SemanticError
+from wxgated.config.options import options
 from wxgated.config.spec import frozen
 from wxgated.config.units import POSITIVE_DURATION_PATTERN, parse_duration
 from wxgated.filters.base import Filter, register
@@ -39,41 +42,39 @@ from wxgated.http.message import Headers, HTTPError, Request
 from wxgated.limits.gcra import Decision, Rate
 from wxgated.limits.keys import request_key
 from wxgated.limits.local import DEFAULT_MAX_KEYS, LocalStore
-from wxgated.observe.metrics import RATELIMIT_DEGRADED, RATELIMIT_REJECTED
+from wxgated.observe.metrics import REGISTRY
 from wxgated.state import StateError, redis_options
 
 log = logging.getLogger("wxgated.ratelimit")
 
 PROBE_AFTER = 1.0  # seconds without Redis calls after a failure
 
+# Only this filter counts these; defined with it, so both families are on /metrics (with
+# no series yet) as soon as the filters package is imported.
+RATELIMIT_REJECTED = Counter(
+    "wxgated_ratelimit_rejected_total", "Requests refused by rate_limit.",
+    ["route"], registry=REGISTRY,
+)
+RATELIMIT_DEGRADED = Counter(
+    "wxgated_ratelimit_degraded_total",
+    "Rate-limit decisions made without the backend (on_backend_error).",
+    ["route", "decision"], registry=REGISTRY,
+)
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class RateLimitConfig:
-    rate: Rate
-    key: tuple[str, ...]
-    store: str  # "local" | "redis"
+    """The `rate_limit` options as written (defaults: the schema's); RateLimit.__init__
+    parses them into a Rate and a key spec."""
+
+    rate: int
+    per: str | float
+    burst: int | None  # None: rate
+    key: str | tuple[str, ...]
+    store: str | None  # "local" | "redis"; None: redis when state.backend is redis
     max_keys: int
     on_missing_key: str  # "ip" | "reject"
     on_backend_error: str  # "allow" | "deny"
-
-
-def parse_config(config: dict[str, Any], state_cfg: dict[str, Any]) -> RateLimitConfig:
-    try:
-        per = parse_duration(config.get("per", "1s"))
-        rate = Rate(int(config["rate"]), per, int(config.get("burst", 0)))
-    except ValueError as e:
-        raise SemanticError(f"rate_limit: {e}", ("per",)) from None
-    try:
-        key = parse_key_spec(config.get("key", "ip"))
-    except ValueError as e:
-        raise SemanticError(f"rate_limit: {e}", ("key",)) from None
-    default_store = "redis" if state_cfg.get("backend") == "redis" else "local"
-    return RateLimitConfig(
-        rate=rate, key=key, store=config.get("store", default_store),
-        max_keys=int(config.get("max_keys", DEFAULT_MAX_KEYS)),
-        on_missing_key=config.get("on_missing_key", "ip"),
-        on_backend_error=config.get("on_backend_error", "allow"),
-    )
 
 
 class _Headers:
@@ -122,6 +123,7 @@ _DURATION = {"anyOf": [{"type": "string", "pattern": POSITIVE_DURATION_PATTERN},
 @register
 class RateLimit(Filter):
     name = "rate_limit"
+    config_class = RateLimitConfig
     schema = {
         "type": "object",
         "additionalProperties": False,
@@ -133,7 +135,8 @@ class RateLimit(Filter):
             "key": {"anyOf": [{"type": "string", "minLength": 1},
                               {"type": "array", "items": {"type": "string"}, "minItems": 1}],
                     "default": "ip"},
-            "store": {"enum": ["local", "redis"]},
+            "store": {"enum": ["local", "redis"], "description": "default: redis when "
+                      "state.backend is redis, else local"},
             "max_keys": {"type": "integer", "minimum": 1, "default": DEFAULT_MAX_KEYS},
             "on_missing_key": {"enum": ["ip", "reject"], "default": "ip"},
             "on_backend_error": {"enum": ["allow", "deny"], "default": "allow"},
@@ -143,18 +146,28 @@ class RateLimit(Filter):
     def __init__(self, config: Any, ctx: Any) -> None:
         super().__init__(config, ctx)
         state_cfg = ctx.config.get("state") or {}
-        cfg = self.cfg = parse_config(config or {}, state_cfg)
+        cfg = self.cfg = options(RateLimitConfig, config, self.schema)
+        try:
+            rate = Rate(cfg.rate, parse_duration(cfg.per), cfg.burst or 0)
+        except ValueError as e:
+            raise SemanticError(f"rate_limit: {e}", ("per",)) from None
+        try:
+            key = parse_key_spec(cfg.key)
+        except ValueError as e:
+            raise SemanticError(f"rate_limit: {e}", ("key",)) from None
+        store = cfg.store or ("redis" if state_cfg.get("backend") == "redis" else "local")
         route = ctx.route_name
         n = ctx.filter_ordinal
-        self.key_of = request_key(cfg.key, route, cfg.on_missing_key)
-        self.headers = _Headers(cfg.rate)
+        self.key_of = request_key(key, route, cfg.on_missing_key)
+        self.headers = _Headers(rate)
         self.rejected = RATELIMIT_REJECTED.labels(route)
         self.local: LocalStore | None = None
         self.remote: Any = None
-        if cfg.store == "local":
+        if store == "local":
             ident = ("ratelimit", route) if n == 0 else ("ratelimit", route, n)
+            spec = (rate, key, store, cfg.max_keys, cfg.on_missing_key, cfg.on_backend_error)
             self.local = ctx.registry.keep(
-                ident, cfg, lambda: LocalStore(cfg.rate, cfg.max_keys))
+                ident, spec, lambda: LocalStore(rate, cfg.max_keys))
         else:
             from wxgated.limits.distributed import RedisStore
 
@@ -162,7 +175,7 @@ class RateLimit(Filter):
             # Only a remote store can degrade: local routes get no always-zero series.
             self.degraded_allow = RATELIMIT_DEGRADED.labels(route, "allow")
             self.degraded_deny = RATELIMIT_DEGRADED.labels(route, "deny")
-            self.remote = RedisStore(_redis_state(ctx, state_cfg), cfg.rate, bucket_ns)
+            self.remote = RedisStore(_redis_state(ctx, state_cfg), rate, bucket_ns)
         self._down_until = 0.0
         self._healthy = True
 

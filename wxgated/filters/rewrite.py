@@ -10,9 +10,11 @@ normalised path, which is visible ASCII already; `to` itself must be too.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from wxgated.config.errors import SemanticError
+from wxgated.config.options import options
 from wxgated.filters.base import Filter, register
 from wxgated.http.message import Request
 from wxgated.http.target import encode_param
@@ -22,9 +24,18 @@ _PARAM = re.compile(r"\{param\.([A-Za-z_][A-Za-z0-9_]*)\}")
 _TO = re.compile(r"[\x21-\x22\x24-\x3e\x40-\x7e]*")
 
 
+@dataclass(frozen=True, slots=True)
+class RewriteConfig:
+    """The `rewrite` options as written; both are required."""
+
+    regex: str
+    to: str
+
+
 @register
 class Rewrite(Filter):
     name = "rewrite"
+    config_class = RewriteConfig
     schema = {
         "type": "object",
         "additionalProperties": False,
@@ -37,11 +48,12 @@ class Rewrite(Filter):
 
     def __init__(self, config: Any, ctx: Any) -> None:
         super().__init__(config, ctx)
+        cfg = self.cfg = options(RewriteConfig, config, self.schema)
         try:
-            self.regex = re.compile(config["regex"])
+            self.regex = re.compile(cfg.regex)
         except re.error as exc:
             raise SemanticError(f"invalid regex: {exc}", ("regex",)) from None
-        to = config["to"]
+        to = cfg.to
         if not _TO.fullmatch(to):
             raise SemanticError("`to` must be a path of visible ASCII characters, without "
                                 "? or # (percent-encode anything else)", ("to",))

@@ -5,21 +5,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+from wxgated.config.options import options
 from wxgated.filters.base import Filter, register
 from wxgated.http.message import Request
+
+
+@dataclass(frozen=True, slots=True)
+class StripPrefixConfig:
+    """`strip_prefix` is a bare number: its one option."""
+
+    SHORTHAND: ClassVar[str] = "segments"
+
+    segments: int
 
 
 @register
 class StripPrefix(Filter):
     name = "strip_prefix"
+    config_class = StripPrefixConfig
     schema = {"type": "integer", "minimum": 1, "maximum": 64,
               "description": "number of leading path segments to drop"}
 
     def __init__(self, config: Any, ctx: Any) -> None:
         super().__init__(config, ctx)
-        self.n = int(config)
+        self.cfg = options(StripPrefixConfig, config, self.schema)
+        self.n = self.cfg.segments
 
     def request(self, req: Request) -> None:
         n = self.n

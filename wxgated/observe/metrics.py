@@ -3,7 +3,10 @@
 All metrics live in one CollectorRegistry, `REGISTRY`, exposed on the admin listener.
 Label children are resolved once per route/upstream (see `RouteMetrics`), never per
 request: prometheus_client's `labels()` lookup is measurable on the hot path.
-Modules that own a metric define it here so the names stay in one place.
+Metrics shared by several modules, or owned by a core part (the server, upstreams,
+discovery, the process), are defined here. A metric only one filter counts is defined in
+that filter's module, in this same registry: the filters package imports every filter
+module, so those families exist (and /metrics lists them) once any config is compiled.
 
 The per-request metrics go one step further: `LocalCounter` / `LocalHistogram` count in
 plain ints on the event-loop thread and `flush()` adds the totals to the prometheus
@@ -60,15 +63,6 @@ UPSTREAM_TARGETS = Gauge(
     "wxgated_upstream_targets", "Targets an upstream currently balances over.",
     ["upstream"], registry=REGISTRY, multiprocess_mode="max",
 )
-RATELIMIT_REJECTED = Counter(
-    "wxgated_ratelimit_rejected_total", "Requests refused by rate_limit.",
-    ["route"], registry=REGISTRY,
-)
-RATELIMIT_DEGRADED = Counter(
-    "wxgated_ratelimit_degraded_total",
-    "Rate-limit decisions made without the backend (on_backend_error).",
-    ["route", "decision"], registry=REGISTRY,
-)
 CONFIG_RELOADS = Counter(
     "wxgated_config_reloads_total", "Config reloads by result.", ["result"], registry=REGISTRY,
 )
@@ -76,10 +70,6 @@ WECHAT_API_REQUESTS = Counter(
     "wxgated_wechat_api_requests_total",
     "Calls to the WeChat API by api, errcode and app (a wechat.apps name).",
     ["api", "errcode", "app"], registry=REGISTRY,
-)
-CACHE_REQUESTS = Counter(
-    "wxgated_cache_requests_total", "Cache lookups by route and result.",
-    ["route", "result"], registry=REGISTRY,
 )
 WEBSOCKETS_OPEN = Gauge(
     "wxgated_websockets_open", "Open proxied WebSocket connections.", ["route"],

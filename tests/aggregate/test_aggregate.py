@@ -13,10 +13,10 @@ from aiohttp import web
 from tests.support.servers import free_port
 from wxgated.config.context import CompileContext
 from wxgated.config.errors import SemanticError
-from wxgated.handlers import TERMINALS
 from wxgated.http.message import Body, Handler, Request, Response
 from wxgated.observe.metrics import REGISTRY, flush
 from wxgated.registry import Registry
+from wxgated.terminals import TERMINALS
 from wxgated.upstream.build import build_upstream
 
 SEEN = web.AppKey("seen", list)

@@ -14,7 +14,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 import wxgated.filters
-import wxgated.handlers
+import wxgated.terminals
 from wxgated.compiler.schema import build_schema, dumps
 from wxgated.compiler.validate import apply_defaults, load_and_validate
 from wxgated.config.errors import ConfigError
@@ -81,15 +81,15 @@ def test_terminal_schemas_come_only_from_their_modules() -> None:
     """One source per terminal: the compiler keeps no copy that could drift (an old
     copy's aggregate timeout default once disagreed with the terminal's)."""
     route = build_schema()["properties"]["routes"]["items"]["properties"]
-    for key, terminal in wxgated.handlers.TERMINALS.items():
+    for key, terminal in wxgated.terminals.TERMINALS.items():
         assert route[key] == terminal.schema, key
     aggregate = route["aggregate"]["properties"]["timeout"]["default"]
-    assert aggregate == wxgated.handlers.aggregate.SCHEMA["properties"]["timeout"]["default"]
+    assert aggregate == wxgated.terminals.aggregate.SCHEMA["properties"]["timeout"]["default"]
 
 
 def test_a_terminal_no_module_registers_is_an_unknown_key(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(wxgated.handlers, "TERMINALS", {})
+    monkeypatch.setattr(wxgated.terminals, "TERMINALS", {})
     path = tmp_path / "core.yaml"
     path.write_text("""\
 routes:

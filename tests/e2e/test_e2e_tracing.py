@@ -114,7 +114,7 @@ def by_kind(spans: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 def test_request_and_upstream_try_spans_join_the_callers_trace(
         gw: GatewayProcess, receiver: Receiver) -> None:
-    # a GET without a body: the proxy's callback fast path
+    # a GET without a body: answered from the upstream connection's callback
     status, doc = get(gw.url + "/pub/items?x=1", {
         "X-Trace-Id": TRACE, "traceparent": f"00-{TRACE}-{CALLER_SPAN}-01"})
     assert status == 200

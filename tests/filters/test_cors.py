@@ -10,9 +10,9 @@ from wxgated.config.context import CompileContext
 from wxgated.config.errors import SemanticError
 from wxgated.filters import FILTERS
 from wxgated.gateway.engine import chain as engine_chain
-from wxgated.handlers import TERMINALS
 from wxgated.http.message import Body, Handler, HTTPError, Request, Response
 from wxgated.registry import Registry
+from wxgated.terminals import TERMINALS
 
 CFG = {"origins": ["https://admin.example.com", "*.h5.example.com"],
        "methods": ["GET", "POST"], "expose_headers": ["X-Trace-ID"], "credentials": True,

@@ -13,9 +13,9 @@ from wxgated.config.context import CompileContext
 from wxgated.config.errors import SemanticError
 from wxgated.filters import FILTERS
 from wxgated.gateway.engine import chain
-from wxgated.handlers import TERMINALS
 from wxgated.http.message import Body, Handler, Request, Response
 from wxgated.registry import Registry
+from wxgated.terminals import TERMINALS
 from wxgated.upstream.build import build_upstream
 
 BIG = b'{"blob": "' + b"x" * 4000 + b'"}'

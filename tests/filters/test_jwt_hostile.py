@@ -29,7 +29,7 @@ from tests.support.servers import ThreadedApp
 SECRET = "hostile-jwt-secret-0123456789-0123456789"
 PHRASES = ("missing token", "malformed token", "token expired", "bad signature",
            "token revoked", "invalid claims")
-PATHS = ("/fast/x", "/slow/x")  # the sync fast path and the coroutine chain
+PATHS = ("/fast/x", "/slow/x")  # without and with a response-phase filter
 SETTINGS = settings(max_examples=120, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 

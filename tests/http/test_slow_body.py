@@ -29,7 +29,7 @@ from tests.support.servers import LoopThread
 BODY_TIMEOUT = 1.0  # server.timeouts.body
 HEADER_TIMEOUT = 10.0  # far longer: a 408 before it is the body deadline's
 BUFFER = 64 * 1024  # server.limits.request_buffer
-ROUTES = ["fast", "slow"]  # the callback fast path, and the coroutine path
+ROUTES = ["fast", "slow"]  # without filters, and with a response-phase filter
 
 
 class Upstream:

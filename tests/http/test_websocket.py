@@ -298,7 +298,7 @@ def frame(opcode: int, payload: bytes, masked: bool) -> bytes:
 
 @pytest.mark.parametrize("masked", [False, True])
 def test_frame_cursor_finds_every_boundary_whatever_the_chunking(masked: bool) -> None:
-    from wxgated.http.wsframe import FrameCursor
+    from wxgated.websocket.frames import FrameCursor
 
     frames = [frame(1, b"hi", masked), frame(2, os.urandom(300), masked),
               frame(2, os.urandom(70000), masked), frame(9, b"", masked),
@@ -323,8 +323,8 @@ def test_frame_cursor_finds_every_boundary_whatever_the_chunking(masked: bool) -
 
 
 def test_gateway_close_frame_waits_for_the_frame_in_flight() -> None:
-    from wxgated.http.wsframe import close_frame
-    from wxgated.http.wstunnel import _Pipe
+    from wxgated.websocket.frames import close_frame
+    from wxgated.websocket.tunnel import _Pipe
 
     class Sink:
         def __init__(self) -> None:

@@ -1,4 +1,4 @@
-"""Key specs (wxgated.clientkey): what identifies a client for limits and hashing."""
+"""Key specs (wxgated.limits.clientkey): what identifies a client for limits and hashing."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from wxgated.clientkey import SEPARATOR, compile_key, parse_key_spec
 from wxgated.http.message import Body, Request
+from wxgated.limits.clientkey import SEPARATOR, compile_key, parse_key_spec
 
 
 def make_req(headers: list[tuple[bytes, bytes]] | None = None, ip: str = "10.0.0.1",

@@ -18,10 +18,10 @@ from aiohttp import web
 from wxgated.config.context import CompileContext
 from wxgated.filters import FILTERS
 from wxgated.gateway.engine import chain
-from wxgated.handlers import TERMINALS
 from wxgated.http.message import Body, Handler, Request, Response
 from wxgated.registry import Registry
 from wxgated.state.memory import MemoryState
+from wxgated.terminals import TERMINALS
 from wxgated.upstream.build import build_upstream
 
 STATE = web.AppKey("state", dict)

@@ -8,9 +8,9 @@ from wxgated.config.context import CompileContext
 from wxgated.config.errors import SemanticError
 from wxgated.filters import FILTERS
 from wxgated.gateway.engine import chain
-from wxgated.handlers import TERMINALS
 from wxgated.http.message import Body, HTTPError, Request, Response
 from wxgated.registry import Registry
+from wxgated.terminals import TERMINALS
 from wxgated.versioning import VersionSources, extract_version, normalize, request_version
 
 

@@ -20,10 +20,10 @@ from tests.support.wechat_standin import make_wechat_app
 from wxgated.config.context import CompileContext
 from wxgated.config.errors import SemanticError
 from wxgated.gateway.envelope import error_response
-from wxgated.handlers import TERMINALS
 from wxgated.http.message import Body, HTTPError, Request, Response
 from wxgated.registry import Registry
 from wxgated.state import open_backend
+from wxgated.terminals import TERMINALS
 from wxgated.wechat import build_services
 from wxgated.wechat.crypto import encrypt_user_data, push_signature
 

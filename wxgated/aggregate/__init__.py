@@ -1,4 +1,4 @@
 """Helpers of the `aggregate` terminal: path templates, field selection, the step plan.
 
-The terminal itself is wxgated/handlers/aggregate.py.
+The terminal itself is wxgated/terminals/aggregate.py.
 """

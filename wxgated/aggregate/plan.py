@@ -35,7 +35,7 @@ class PlanError(ValueError):
 class Step:
     name: str
     upstream_name: str
-    upstream: Any  # wxgated.upstream.pool.Upstream
+    upstream: Any  # wxgated.upstream.targets.Upstream
     method: str
     path: Template
     headers: tuple[tuple[bytes, Template], ...]

@@ -2,7 +2,7 @@
 
 The core sections are written here. Each filter's options come from its class's
 `schema` (wxgated.filters.FILTERS) and each terminal's from its registration
-(wxgated.handlers.TERMINALS), so a new filter never edits this file, only regenerates
+(wxgated.terminals.TERMINALS), so a new filter never edits this file, only regenerates
 schema/wxgated.schema.json:
 
     python -m wxgated.compiler.schema > schema/wxgated.schema.json
@@ -274,7 +274,7 @@ def _route(filters: dict[str, Any], terminals: dict[str, Any]) -> Schema:
 
 def terminal_schemas() -> dict[str, Schema]:
     """Terminal key → value schema, each from its own module (one source: the module)."""
-    from wxgated.handlers import TERMINALS
+    from wxgated.terminals import TERMINALS
 
     return {k: t.schema for k, t in TERMINALS.items()}
 

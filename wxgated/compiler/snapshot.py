@@ -18,10 +18,10 @@ from wxgated.config.spec import identity, worker_count
 from wxgated.config.units import parse_size
 from wxgated.filters import FILTERS
 from wxgated.gateway.engine import Pipeline
-from wxgated.handlers import TERMINALS
 from wxgated.observe.metrics import RouteMetrics
 from wxgated.registry import Registry, aclose_quietly, close_quietly
 from wxgated.routing import RouteConflict, Router
+from wxgated.terminals import TERMINALS
 from wxgated.upstream.build import build_upstreams
 from wxgated.versioning import VersionSources, normalize
 

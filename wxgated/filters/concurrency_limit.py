@@ -17,11 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from wxgated.clientkey import parse_key_spec
 from wxgated.config.errors import SemanticError
 from wxgated.config.options import options
 from wxgated.filters.base import Filter, register
 from wxgated.http.message import HTTPError, Request
+from wxgated.limits.clientkey import parse_key_spec
 from wxgated.limits.concurrency import InFlight
 from wxgated.limits.keys import request_key
 

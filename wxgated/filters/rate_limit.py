@@ -3,7 +3,7 @@
 Options (docs/CONFIG.md semantics: the bucket holds `burst` tokens, refills `rate` per `per`):
 
 - `rate` (required), `per` (default 1s), `burst` (default `rate`);
-- `key`: who gets a bucket (a wxgated.clientkey spec, default `ip`);
+- `key`: who gets a bucket (a wxgated.limits.clientkey spec, default `ip`);
 - `store`: `local` (this process) or `redis` (shared by every instance). Default:
   `redis` when `state.backend` is redis (several instances must share one limit), else
   `local`. A local store is per worker process;
@@ -32,13 +32,13 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from wxgated.clientkey import parse_key_spec
 from wxgated.config.errors import SemanticError
 from wxgated.config.options import options
 from wxgated.config.spec import frozen
 from wxgated.config.units import POSITIVE_DURATION_PATTERN, parse_duration
 from wxgated.filters.base import Filter, register
 from wxgated.http.message import Headers, HTTPError, Request
+from wxgated.limits.clientkey import parse_key_spec
 from wxgated.limits.gcra import Decision, Rate
 from wxgated.limits.keys import request_key
 from wxgated.limits.local import DEFAULT_MAX_KEYS, LocalStore

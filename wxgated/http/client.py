@@ -9,9 +9,9 @@ common case is one read and one write; larger ones stream with backpressure.
 Timeouts are swept by the pool's bucketed Deadlines rather than asyncio.wait_for, which
 would cost a Task per request.
 
-An exchange is awaited (`read_head`, `stream_body`) or, on the fast path, watched by a
+An exchange is awaited (`read_head`, `stream_body`) or, by the proxy terminal, watched by a
 `listener` called once, from the protocol callbacks, when the head is in or the
-exchange failed: no future, no task switch (wxgated.handlers.proxy).
+exchange failed: no future, no task switch (wxgated.terminals.proxy).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ from wxgated.http.writer import ResponseWriter, simple_response
 from wxgated.observe.trace import new_trace_id
 
 MAX_PIPELINE = 16  # queued requests before we stop reading from the client
-FAST_BODY = 64 * 1024  # a Content-Length body up to this may take the fast path whole
+FAST_BODY = 64 * 1024  # a Content-Length body up to this is held until whole, then started
 LINGER_SECONDS = 2.0  # how long an unread request body is drained after an early answer
 _ZERO_BODY = Body.of(b"")  # an explicit Content-Length: 0, forwarded as such
 

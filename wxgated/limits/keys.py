@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
-from wxgated.clientkey import SEPARATOR, compile_key
 from wxgated.http.message import HTTPError, Request
+from wxgated.limits.clientkey import SEPARATOR, compile_key
 
 # Keys come from requests (headers, cookies, claims). Past this length they are hashed,
 # so a client cannot make a store hold kilobyte-sized keys, locally or in Redis.

@@ -25,8 +25,8 @@ from wxgated.upstream.discovery import make_provider
 from wxgated.upstream.discovery.base import Watcher
 from wxgated.upstream.discovery.targets import DiscoveredTargets
 from wxgated.upstream.health import ActiveChecker, HealthGroup, TargetHealth, health_gauge
-from wxgated.upstream.pool import Target, TargetSpec, Upstream
 from wxgated.upstream.retry import RetryBudget, RetryPolicy
+from wxgated.upstream.targets import Target, TargetSpec, Upstream
 
 
 def build_upstreams(cfg: dict[str, Any], registry: Registry,
@@ -91,7 +91,7 @@ def _balancer_factory(ucfg: dict[str, Any]) -> Callable[[list[Target]], Balancer
     """The upstream's balancer kind as a function of its targets (discovery rebuilds)."""
     hash_key = None
     if ucfg.get("balance") == "hash":
-        from wxgated.clientkey import compile_key
+        from wxgated.limits.clientkey import compile_key
 
         hash_key = compile_key(ucfg.get("hash_key", "ip"))
     return partial(make_balancer, ucfg.get("balance", "round_robin"), hash_key=hash_key)

@@ -6,7 +6,7 @@ admission and verdict, passive health, the retry policy with its budget and dead
 and the per-target metrics. Every attempt is counted where it happened.
 
 The pieces (`timeouts`, `try_timeout`, `request_head`, `settle`, `retry_next`) are
-shared with the proxy terminal (wxgated.handlers.proxy), which runs a first try
+shared with the proxy terminal (wxgated.terminals.proxy), which runs a first try
 without a coroutine and hands a new connection or a retry back to `forward`.
 """
 
@@ -21,7 +21,7 @@ from wxgated.http.headers import check_request
 from wxgated.http.message import Body, Request
 from wxgated.observe import tracing
 from wxgated.upstream.breaker import classify, min_retry_after
-from wxgated.upstream.pool import Exchange, Target, Upstream, exchange_once
+from wxgated.upstream.targets import Exchange, Target, Upstream, exchange_once
 
 NO_EXCLUDE: frozenset[Any] = frozenset()
 class _Answer(Protocol):
@@ -61,7 +61,7 @@ async def forward(up: Upstream, req: Request | None, method: str, uri: bytes, li
     """Run the exchange, retrying per policy; raises UpstreamError when all tries fail.
 
     `target` is an already admitted first target; `attempt`, `tried` and `deadline` say
-    where a caller that made earlier tries itself left off (the fast path).
+    where a caller that made earlier tries itself left off (the proxy terminal).
 
     A head that could be read as more than one request is refused (HTTPError 400)
     before any try. A client body still arriving is read ahead first (`Body.fill`),

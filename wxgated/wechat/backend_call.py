@@ -38,7 +38,7 @@ class BadAnswer(Exception):
 
 @dataclass(frozen=True)
 class BackendCall:
-    upstream: Any  # wxgated.upstream.pool.Upstream (wechat/ imports nothing of upstream/)
+    upstream: Any  # wxgated.upstream.targets.Upstream (wechat/ imports nothing of upstream/)
     name: str  # the upstream's name, for messages and logs
     path: str
     timeout: float  # the whole call, retries included

@@ -1,4 +1,4 @@
-"""The actions behind the `wechat` terminal (registered in wxgated/handlers/wechat.py).
+"""The actions behind the `wechat` terminal (registered in wxgated/terminals/wechat.py).
 
 Each builder runs once per route at compile time and returns the request handler.
 Nothing here ever puts a session_key, the AppSecret or an access_token into a response

@@ -11,7 +11,7 @@ from tests.support.dnsmasq import DnsServer
 from wxgated.upstream.discovery.base import Answer, DiscoveryError, Endpoint, Watcher
 from wxgated.upstream.discovery.dns import DnsProvider, parse_resolver
 from wxgated.upstream.discovery.targets import DiscoveredTargets
-from wxgated.upstream.pool import Target, TargetSpec
+from wxgated.upstream.targets import Target, TargetSpec
 
 
 @pytest.fixture

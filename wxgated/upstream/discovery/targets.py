@@ -23,7 +23,7 @@ from typing import Any
 from wxgated.observe.metrics import UPSTREAM_TARGETS
 from wxgated.upstream.discovery.base import Endpoint
 from wxgated.upstream.health import HealthGroup
-from wxgated.upstream.pool import Target
+from wxgated.upstream.targets import Target
 
 log = logging.getLogger("wxgated.discovery")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from wxgated.handlers.base import Terminal, register_terminal
 from wxgated.http.message import Handler, Request, Response
+from wxgated.terminals.base import Terminal, register_terminal
 
 SCHEMA = {
     "type": "object",

@@ -30,8 +30,8 @@ from __future__ import annotations
 from typing import Any
 
 from wxgated.config.errors import SemanticError
-from wxgated.handlers.base import TERMINALS, Terminal, register_terminal
 from wxgated.observe.tracing import in_trace
+from wxgated.terminals.base import TERMINALS, Terminal, register_terminal
 from wxgated.wechat.apps import apps_of, by_host
 from wxgated.wechat.backend_call import DURATION
 from wxgated.wechat.endpoints import ACTIONS, BUILDERS, Deps

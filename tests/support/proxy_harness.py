@@ -1,4 +1,4 @@
-"""Upstreams and request helpers of the fast path tests (tests/handlers/fastpath/): a
+"""Upstreams and request helpers of the proxy terminal tests (tests/terminals/proxy/): a
 service app, upstreams that close or reset kept-alive connections, routes, raw requests."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Answers handed over from the fast path as a stream: large bodies, HEAD answers."""
+"""Answers streamed to the client as they arrive: large bodies, HEAD answers."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import aiohttp
 import pytest
 
 from tests.support.e2e_backend import send
-from tests.support.fastpath import BIG, BIG_SHA, warm
 from tests.support.gateway import GatewayProcess
+from tests.support.proxy_harness import BIG, BIG_SHA, warm
 
-# --- 4. a streamed answer handed over from the fast path ---------------------------------
+# --- 4. a streamed answer ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize("query", ["", "?chunked=1"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from wxgated.http.wsframe import GOING_AWAY, FrameCursor, close_frame
+from wxgated.websocket.frames import GOING_AWAY, FrameCursor, close_frame
 
 CLOSE_GRACE = 1.0  # after our close frames, how long the peers get to answer theirs
 

@@ -1,4 +1,4 @@
-"""Retries and timeouts for requests that start on the fast path."""
+"""Retries and timeouts for requests whose first try went on an idle connection."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import time
 import aiohttp
 
 from tests.support.e2e_backend import Backend, get_many, send
-from tests.support.fastpath import warm
 from tests.support.gateway import GatewayProcess, metric_value
+from tests.support.proxy_harness import warm
 
-# --- 3. retries that start on the fast path ----------------------------------------------
+# --- 3. retries whose first try went on an idle connection -----------------------------
 
 
 async def test_listed_503_from_a_fast_try_is_retried_on_the_other_target(
@@ -40,7 +40,7 @@ async def test_retry_deadline_covers_the_fast_first_try(
         gw: GatewayProcess, backends: dict[str, Backend]) -> None:
     """per_try_timeout 400ms, deadline 600ms, attempts 3: a 400ms try, a second one cut
     to what the deadline left, no third; 504 by ~600ms. The deadline is shared by all
-    tries, including a first one made on the fast path."""
+    tries, including a first one made on an idle connection."""
     s1, s2 = backends["S1"], backends["S2"]
     await warm(gw, "/deadline/warm", 2)
     s1.delay = s2.delay = 1.0
@@ -55,7 +55,7 @@ async def test_retry_deadline_covers_the_fast_first_try(
     assert (tries, elapsed < 0.9) == (2, True), f"{tries} tries, 504 after {elapsed:.2f}s"
 
 
-# --- 6. upstream read timeout on the fast path -------------------------------------------
+# --- 6. upstream read timeout on an idle connection -------------------------------------
 
 
 async def test_route_timeout_gives_a_504_envelope_and_the_late_answer_is_dropped(

@@ -1,15 +1,14 @@
-"""Black-box: the proxy's callback fast path, through one real `wxgated run` for the folder.
+"""Black-box: the proxy terminal, through one real `wxgated run` for the folder.
 
-A body-less request on an `upstream:` route whose filters all decide synchronously is
-written on an idle keep-alive upstream connection and answered from the upstream
-protocol's callback; anything that needs waiting (no idle connection, a stale one, a
-retry, a streamed answer) is handed to the coroutine path. Seen from outside, both
-paths must behave alike: these tests warm the upstream pools first (so the request
-under test finds an idle connection and takes the fast path), then check what a client
-gets and what the upstreams really received, against the same request with a body
-that waits for `100 Continue` (which always takes the coroutine path) where that
-comparison makes sense. Small Content-Length bodies that arrive with their head take
-the fast path too (section 8)."""
+A request with no body (or a whole one) is written on an idle keep-alive upstream
+connection and answered from the upstream protocol's callback; anything that needs
+waiting (no idle connection, a stale one, a retry, a streamed answer, a body still
+arriving) goes on in `forward`, in a task. Seen from outside, both must behave alike:
+these tests warm the upstream pools first (so the request under test finds an idle
+connection), then check what a client gets and what the upstreams really received,
+against the same request with a body that waits for `100 Continue` (which always goes
+through `forward`) where that comparison makes sense. Small Content-Length bodies that
+arrive with their head are held until whole and written with it."""
 
 from __future__ import annotations
 
@@ -20,8 +19,8 @@ from aiohttp import web
 
 from tests.support.e2e_backend import Backend
 from tests.support.e2e_identity_harness import HS_KEYS, StandIn, base_config
-from tests.support.fastpath import NO_PASSIVE, OneShotUpstream, proxied, svc_app
 from tests.support.gateway import GatewayProcess
+from tests.support.proxy_harness import NO_PASSIVE, OneShotUpstream, proxied, svc_app
 from tests.support.servers import LoopThread, ThreadedApp, free_port, served
 
 

@@ -1,4 +1,4 @@
-"""Fast path and upstream connections: stale kept-alive connections are retried on fresh
+"""The proxy terminal and upstream connections: stale kept-alive connections are retried on fresh
 ones, and requests pipelined behind a fast one are answered in order."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 
 from tests.support.e2e_backend import send
-from tests.support.fastpath import BIG_SHA, OneShotUpstream, get, warm
 from tests.support.gateway import GatewayProcess
+from tests.support.proxy_harness import BIG_SHA, OneShotUpstream, get, warm
 from tests.support.rawhttp import raw_exchange
 
 # --- 1. stale keep-alive connections -----------------------------------------------------

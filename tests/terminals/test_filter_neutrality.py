@@ -1,9 +1,8 @@
-"""Property: a request answered on the callback fast path (no body, or a small one with
-a Content-Length) and the same request on the coroutine path look the same to the
-client and to the upstream.
+"""Property: a filter that changes nothing changes nothing. A route with a
+`response_headers: {}` filter (a response phase that edits nothing) and the same route
+without filters look the same to the client and to the upstream.
 
-Two routes share one upstream; `/slow/...` adds a `response_headers: {}` filter, which
-changes nothing but has no synchronous form, so its requests take the coroutine chain.
+Two routes share one upstream; `/slow/...` has the filter.
 Hypothesis sends random methods, paths and header sets (hop-by-hop lists, forwarded
 headers, identity headers, trace headers, duplicates) through both and compares what
 the upstream received and what the client got back, minus the per-request trace ids.

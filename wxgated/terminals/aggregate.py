@@ -26,10 +26,10 @@ from wxgated.aggregate.template import MissingValue, claim_value, render
 from wxgated.config.errors import SemanticError
 from wxgated.config.units import DURATION_PATTERN
 from wxgated.gateway.envelope import envelope
-from wxgated.handlers.base import Terminal, register_terminal
 from wxgated.http.errors import UpstreamError, UpstreamTimeout
 from wxgated.http.headers import traceparent
 from wxgated.http.message import Handler, Headers, Request, Response
+from wxgated.terminals.base import Terminal, register_terminal
 
 _DURATION = {"type": ["string", "number"], "pattern": DURATION_PATTERN}
 _PATHS = {"type": "array", "items": {"type": "string", "minLength": 1}}

@@ -1,4 +1,4 @@
-"""Small bodies: held until whole, then the fast path."""
+"""Small bodies: held until whole, then written upstream with their head."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import json
 import aiohttp
 
 from tests.support.e2e_backend import send
-from tests.support.fastpath import get, post, warm
 from tests.support.gateway import GatewayProcess
+from tests.support.proxy_harness import get, post, warm
 from tests.support.rawhttp import raw_exchange, read_response
 
-# --- 8. small bodies: held until whole, then the fast path ------------------------------
+# --- 8. small bodies: held until whole, then written with their head ------------------
 
 
 async def test_a_body_arriving_after_its_head_is_still_forwarded_whole(

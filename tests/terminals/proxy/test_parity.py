@@ -1,5 +1,5 @@
-"""The fast path answers like the coroutine path: filter refusals, 404 and 405, the
-access log and the metrics."""
+"""A request written on an idle connection is answered like one that waited for a
+connection: filter refusals, 404 and 405, the access log and the metrics."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import aiohttp
 
 from tests.support.e2e_backend import send
 from tests.support.e2e_identity_harness import Client, StandIn, header_values
-from tests.support.fastpath import RL, warm
 from tests.support.gateway import GatewayProcess, metric_value
+from tests.support.proxy_harness import RL, warm
 from tests.support.servers import ThreadedApp
 
-# --- 5. filters on the fast path behave like on the coroutine path -----------------------
+# --- 5. filters behave alike on an idle connection and on a new one ---------------------
 
 
 async def test_rate_limit_and_jwt_auth_answers_match_the_coroutine_path(
@@ -25,7 +25,7 @@ async def test_rate_limit_and_jwt_auth_answers_match_the_coroutine_path(
         seen: dict[str, list[tuple[int, dict[str, str | None]]]] = {}
         for method, body in (("GET", None), ("POST", {"a": 1})):
             bucket = {"X-Bucket": f"b-{method}"}
-            if body is not None:  # a body that waits for 100 Continue: the coroutine path
+            if body is not None:  # a body that waits for 100 Continue: through forward
                 bucket["Expect"] = "100-continue"
             steps = []
             for tok in (None, token, token):

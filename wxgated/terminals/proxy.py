@@ -15,13 +15,12 @@ import time
 from typing import Any
 
 from wxgated.config.spec import duration
-from wxgated.handlers.base import Terminal, register_terminal
-from wxgated.handlers.websocket import build_upgrader, wants_websocket
 from wxgated.http.client import UpstreamConnection
 from wxgated.http.errors import UpstreamConnectError, UpstreamError, to_http_error
 from wxgated.http.headers import forward_target, request_block, response_headers
 from wxgated.http.message import Headers, HTTPError, Request, Response
 from wxgated.observe import tracing
+from wxgated.terminals.base import Terminal, register_terminal
 from wxgated.upstream.forward import (
     NO_EXCLUDE,
     admit,
@@ -32,7 +31,8 @@ from wxgated.upstream.forward import (
     timeouts,
     try_timeout,
 )
-from wxgated.upstream.pool import Target, Upstream, with_body
+from wxgated.upstream.targets import Target, Upstream, with_body
+from wxgated.websocket.upgrade import build_upgrader, wants_websocket
 
 SCHEMA = {"type": "string", "description": "name of an upstream under `upstreams:`"}
 

@@ -4,7 +4,7 @@ proxied route unless it says `websocket: false`).
 The filter chain has already run on the upgrade request (jwt_auth, rate_limit, ...).
 Here the handshake goes to one target on a fresh connection, never a pooled one: the
 connection stops being HTTP once the upstream says 101. The 101 goes back to the
-client and `wxgated.http.wstunnel.Tunnel` relays the bytes from then on; any other
+client and `wxgated.websocket.tunnel.Tunnel` relays the bytes from then on; any other
 answer is returned as a plain response and the connection is closed.
 """
 
@@ -25,10 +25,10 @@ from wxgated.http.errors import (
 )
 from wxgated.http.headers import field_lines, forward_target, request_block, response_headers
 from wxgated.http.message import Handler, Request, Response
-from wxgated.http.wstunnel import Tunnel
 from wxgated.observe.metrics import WEBSOCKETS_OPEN
 from wxgated.upstream.forward import NO_EXCLUDE, accounted, admit, request_head
-from wxgated.upstream.pool import Target, Upstream
+from wxgated.upstream.targets import Target, Upstream
+from wxgated.websocket.tunnel import Tunnel
 
 DEFAULT_IDLE = 300.0
 MAX_REFUSAL_BODY = 1 << 20  # a non-101 answer is buffered whole, up to this

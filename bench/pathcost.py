@@ -4,7 +4,7 @@
 
 The wrk benchmark (run.py) measures the whole process, where half the time is the
 kernel's loopback TCP work and the VM's noise is ±15%. This drives the real objects of
-one process (GatewayProtocol, the route's chain or fast path, UpstreamConnection,
+one process (GatewayProtocol, the route's pipeline in the engine, UpstreamConnection,
 metrics, access log into /dev/null) with in-memory transports: request bytes go in,
 the upstream request comes out, a canned nginx answer goes back in, the client answer
 comes out. What it prints is stable to a few percent, so it shows whether a change to

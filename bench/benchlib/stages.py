@@ -33,7 +33,7 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("aggregate", ("wxgated/terminals/aggregate.py", "wxgated/aggregate/")),
     ("upstream: client protocol and pool", ("wxgated/http/client.py",)),
     ("upstream: proxy, balancer, breaker, accounting", (
-        "wxgated/terminals/proxy.py", "wxgated/terminals/fastproxy.py", "wxgated/upstream/",
+        "wxgated/terminals/proxy.py", "wxgated/upstream/",
         "wxgated/http/errors.py")),
     ("header rules (forwarded, hop-by-hop, via)", ("wxgated/http/headers.py",)),
     ("response write", ("wxgated/http/writer.py",)),
@@ -52,6 +52,8 @@ TRANSPARENT = ("wxgated/http/message.py", "wxgated/http/body.py",
                "wxgated/__main__.py")
 PARSE_FUNCS = ("GatewayProtocol.data_received", "GatewayProtocol.on_",
                "GatewayDispatcher.begin", "GatewayProtocol.connection_")
+ENGINE_FILES = ("wxgated/http/server.py", "wxgated/http/cycle.py", "wxgated/http/flowcontrol.py",
+                "wxgated/gateway/dispatch.py", "wxgated/gateway/engine.py")
 LOOP_FILES = ("asyncio/runners.py", "uvloop/")
 
 
@@ -92,11 +94,10 @@ def stage_of(stack: list[Frame]) -> str:
         for stage, prefixes in RULES:
             if f.file.startswith(prefixes):
                 return stage
-        if f.file.startswith("wxgated/http/server.py") or f.file.startswith(
-                "wxgated/gateway/dispatch.py", "wxgated/gateway/engine.py"):
+        if f.file.startswith(ENGINE_FILES):
             if f.func.startswith(PARSE_FUNCS):
                 return "parse + request setup"
-            return "server: cycle, dispatch, done"
+            return "server: cycle, dispatch, engine, done"
         if f.file.startswith("wxgated/") and not f.file.startswith(TRANSPARENT):
             return f"other wxgated ({f.file})"
     leaf = stack[-1] if stack else Frame("", "")

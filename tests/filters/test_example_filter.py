@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,11 +34,13 @@ def example_source() -> str:
 @pytest.fixture
 def maintenance() -> Iterator[Any]:
     module = types.ModuleType("example_filter")
-    exec(compile(example_source(), str(HACKING), "exec"), module.__dict__)
+    sys.modules[module.__name__] = module  # as an import would (dataclasses looks there)
     try:
+        exec(compile(example_source(), str(HACKING), "exec"), module.__dict__)
         yield FILTERS["maintenance"]
     finally:
         FILTERS.pop("maintenance", None)
+        del sys.modules[module.__name__]
 
 
 def test_the_schema_takes_the_example_without_other_edits(maintenance: Any) -> None:

@@ -107,8 +107,9 @@ class GatewayDispatcher(Dispatcher):
 
     def done(self, req: Request, status: int, bytes_in: int, bytes_out: int) -> None:
         self.in_flight -= 1
-        if req.flow is not None:
-            req.flow.done(status)
+        flow = req.flow
+        if flow is not None:  # a pipeline with done phases
+            flow.done(status)
         duration = self._time() - req.start
         route = req.route
         metrics = route.metrics if route is not None else self._unmatched

@@ -39,30 +39,43 @@ Sink = Callable[[Request, Response], None]
 
 
 class Pipeline:
-    """One route's compiled filters and terminal. Each phase tuple holds the filters'
-    bound phase methods by position, None where a filter has no such phase."""
+    """One route's compiled filters and terminal. Each phase is a tuple of the filters
+    that have it, as (position, bound method): a route pays nothing for a phase none of
+    its filters has."""
 
     __slots__ = ("count", "requests", "responses", "dones", "terminal", "max_body")
 
     def __init__(self, filters: Sequence[Any], terminal: Any,
                  max_body: int | None = None) -> None:
         self.count = len(filters)
-        self.requests = _phase(filters, "request")
-        self.responses = _phase(filters, "response")
-        self.dones = _phase(filters, "done")
+        self.requests = _steps(filters, "request")
+        self.responses = _steps(filters, "response")[::-1]  # innermost first
+        self.dones = _steps(filters, "done")
         self.terminal = terminal if hasattr(terminal, "start") else CoroutineTerminal(terminal)
         self.max_body = max_body
 
     def run(self, req: Request, sink: Sink) -> None:
         """Answer `req` through `sink(req, resp)`, now or later."""
-        Flow(req, self, sink).start()
+        flow = Flow(req, self, sink)
+        if self.max_body is not None:
+            try:
+                req.body.cap(self.max_body)
+            except HTTPError as err:
+                flow.fail(err)
+                return
+        if self.requests:
+            flow._request(self.requests)
+            return
+        flow.step = self.count
+        try:
+            self.terminal.start(req, flow)
+        except BaseException as exc:
+            flow.fail(exc)
 
 
-def _phase(filters: Sequence[Any], name: str) -> tuple[Any, ...]:
-    """The filters' phase `name` by position (None where a filter has none); empty
-    when no filter has one, so a route pays nothing for a phase nobody uses."""
-    found = tuple(getattr(f, name, None) for f in filters)
-    return found if any(p is not None for p in found) else ()
+def _steps(filters: Sequence[Any], name: str) -> tuple[tuple[int, Any], ...]:
+    return tuple((i, getattr(f, name)) for i, f in enumerate(filters)
+                 if getattr(f, name, None) is not None)
 
 
 class CoroutineTerminal:
@@ -81,50 +94,35 @@ class CoroutineTerminal:
 class Flow:
     """One request through its route's pipeline."""
 
-    __slots__ = ("req", "pipe", "sink", "step", "resp")
+    __slots__ = ("req", "pipe", "sink", "step", "below", "resp")
 
     def __init__(self, req: Request, pipe: Pipeline, sink: Sink) -> None:
         self.req = req
         self.pipe = pipe
         self.sink = sink
-        self.step = 0  # filters before this one passed the request phase
-        self.resp: Response | None = None
-        req.flow = self
-
-    def start(self) -> None:
-        limit = self.pipe.max_body
-        if limit is not None:
-            try:
-                self.req.body.cap(limit)
-            except HTTPError as err:
-                self.fail(err)
-                return
-        self._request(0)
+        self.step = 0  # the filters before this position passed the request phase
+        if pipe.dones:  # whoever writes the answer calls `done` (gateway.dispatch)
+            req.flow = self
 
     # -- phase 1 and the terminal ---------------------------------------------------
-    def _request(self, i: int) -> None:
+    def _request(self, steps: tuple[tuple[int, Any], ...]) -> None:
         req = self.req
-        phases = self.pipe.requests
-        n = len(phases)
-        while i < n:
-            phase = phases[i]
-            if phase is not None:
-                try:
-                    result = phase(req)
-                    if result is not None and result.__class__ is not Response:
-                        self.step = i
-                        result = self._drive(result, self._requested)
-                        if result is _WAITING:
-                            return
-                except BaseException as exc:
+        for i, phase in steps:
+            try:
+                result = phase(req)
+                if result is not None and result.__class__ is not Response:
                     self.step = i
-                    self.fail(exc)
-                    return
-                if result is not None:
-                    self.step = i
-                    self.respond(result)
-                    return
-            i += 1
+                    result = self._drive(result, self._requested)
+                    if result is _WAITING:
+                        return
+            except BaseException as exc:
+                self.step = i
+                self.fail(exc)
+                return
+            if result is not None:
+                self.step = i
+                self.respond(result)
+                return
         self.step = self.pipe.count
         try:
             self.pipe.terminal.start(req, self)
@@ -138,12 +136,19 @@ class Flow:
         elif result is not None:
             self.respond(result)
         else:
-            self._request(self.step + 1)
+            step = self.step
+            self._request(tuple(s for s in self.pipe.requests if s[0] > step))
 
     # -- answers --------------------------------------------------------------------
     def respond(self, resp: Response) -> None:
         """The answer to `req`, through the response phases of the filters that passed."""
-        self._response(resp, self.step)
+        if self.pipe.responses:
+            self._response(resp, self.step)
+            return
+        req = self.req
+        if req.added is not None:
+            resp.add_headers(req.added)
+        self.sink(req, resp)
 
     def fail(self, exc: BaseException) -> None:
         """What was raised, as the answer: the envelope of an HTTPError, 499 for a
@@ -187,20 +192,16 @@ class Flow:
         else:
             self.respond(resp)
 
-    def _response(self, resp: Response, i: int) -> None:
+    def _response(self, resp: Response, below: int) -> None:
+        """The response phases of the filters before position `below`."""
         req = self.req
-        phases = self.pipe.responses
-        if i > len(phases):
-            i = len(phases)
-        while i > 0:
-            i -= 1
-            phase = phases[i]
-            if phase is None:
+        for i, phase in self.pipe.responses:
+            if i >= below:
                 continue
             try:
                 result = phase(req, resp)
                 if result is not None and result.__class__ is not Response:
-                    self.step, self.resp = i, resp
+                    self.below, self.resp = i, resp
                     result = self._drive(result, self._responded)
                     if result is _WAITING:
                         return
@@ -208,66 +209,89 @@ class Flow:
                 result = self.error(exc)
             if result is not None:
                 resp = result
+        self._answer(resp)
+
+    def _responded(self, result: Any, exc: BaseException | None) -> None:
+        """A response phase that waited has ended."""
+        resp = self.resp
+        if exc is not None:
+            resp = self.error(exc)
+        elif result is not None:
+            resp = result
+        self._response(resp, self.below)
+
+    def _answer(self, resp: Response) -> None:
+        req = self.req
         added = req.added
         if added is not None:
             resp.add_headers(added)
         self.sink(req, resp)
 
-    def _responded(self, result: Any, exc: BaseException | None) -> None:
-        """A response phase that waited has ended."""
-        resp = self.resp
-        assert resp is not None
-        self.resp = None
-        if exc is not None:
-            resp = self.error(exc)
-        elif result is not None:
-            resp = result
-        self._response(resp, self.step)
-
     def done(self, status: int) -> None:
         """After the answer is written (or abandoned): the done phases of the filters
-        that passed the request phase."""
+        that passed the request phase (`req.flow` is set when there are any)."""
         req = self.req
-        for phase in self.pipe.dones[:self.step]:
-            if phase is not None:
+        step = self.step
+        for i, phase in self.pipe.dones:
+            if i < step:
                 try:
                     phase(req, status)
                 except Exception:
                     log.exception("done phase failed (trace %s)", req.trace_id)
 
     # -- awaiting -------------------------------------------------------------------
-    def _drive(self, coro: Coroutine[Any, Any, Any],
-               then: Callable[[Any, BaseException | None], None]) -> Any:
+    def _drive(self, coro: Coroutine[Any, Any, Any], then: Then) -> Any:
         """Run `coro` to its first wait: its result when it had none, else _WAITING,
-        and a task finishes it and calls `then(result, exc)`."""
+        and a task finishes it and calls `then(result, exc)`. A request that waits
+        twice (a session in Redis, then a Redis rate limit) keeps the one task: the
+        second wait is handed to the task already driving the first."""
         try:
             yielded = coro.send(None)
         except StopIteration as stop:
             return stop.value
-        asyncio.get_running_loop().create_task(_finish(coro, yielded, then))
+        if _handoff is not None and not _handoff:
+            _handoff.append((coro, yielded, then))
+        else:
+            asyncio.get_running_loop().create_task(_finish(coro, yielded, then))
         return _WAITING
 
 
 _WAITING = object()
+Then = Callable[[Any, BaseException | None], None]
+# while a driver task runs a `then`, the wait that `then` runs into goes here
+_handoff: list[tuple[Coroutine[Any, Any, Any], Any, Then]] | None = None
 
 
-async def _finish(coro: Coroutine[Any, Any, Any], yielded: Any,
-                  then: Callable[[Any, BaseException | None], None]) -> None:
+async def _finish(coro: Coroutine[Any, Any, Any], yielded: Any, then: Then) -> None:
     """Drive a coroutine whose first step already ran (and waited on `yielded`) to its
     end inside this task, as a task would have: the future's outcome is read by the
-    coroutine itself; a cancel of this task is thrown into it."""
-    try:
-        while True:
-            try:
-                await _Blocked(yielded)
-            except BaseException as exc:  # this task cancelled while waiting
-                yielded = coro.throw(exc)
-            else:
-                yielded = coro.send(None)
-    except StopIteration as stop:
-        then(stop.value, None)
-    except BaseException as exc:
-        then(None, exc)
+    coroutine itself; a cancel of this task is thrown into it. Then `then`, and the
+    next wait it handed over, if any."""
+    global _handoff
+    while True:
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            while True:
+                try:
+                    await _Blocked(yielded)
+                except BaseException as exc:  # this task cancelled while waiting
+                    yielded = coro.throw(exc)
+                else:
+                    yielded = coro.send(None)
+        except StopIteration as stop:
+            result = stop.value
+        except BaseException as exc:
+            error = exc
+        handed: list[tuple[Coroutine[Any, Any, Any], Any, Then]] = []
+        outer, _handoff = _handoff, handed
+        try:
+            then(result, error)
+        finally:
+            _handoff = outer
+        if not handed:
+            return
+        coro, yielded, then = handed[0]
 
 
 class _Blocked:
@@ -302,10 +326,13 @@ def chain(filters: Sequence[Any], terminal: Any) -> Handler:
 
         pipe.run(req, sink)
         resp = await fut
-        if resp.stream is None:
-            req.flow.done(resp.status)
+        flow = req.flow
+        if flow is None:
+            pass
+        elif resp.stream is None:
+            flow.done(resp.status)
         else:  # done once the body has been read, as a connection does once it is written
-            resp.stream = _DoneStream(resp.stream, req.flow, resp.status)
+            resp.stream = _DoneStream(resp.stream, flow, resp.status)
         return resp
 
     return run

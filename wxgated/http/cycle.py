@@ -30,8 +30,10 @@ class Cycle:
         if resp.stream is not None:
             conn.loop.create_task(self._streamed(req, resp))
             return
-        unread = self._unread()
-        keep = conn.writer.write_now(req, resp, self._may_keep(req, unread))
+        body = self.body
+        unread = body is not None and not body.done
+        keep = conn.writer.write_now(
+            req, resp, req.keep_alive and not unread and not conn.d.shutting_down)
         if self._sent(req, resp, keep, unread):
             conn.next()
 

@@ -72,8 +72,9 @@ class Proxy:
                 raise HTTPError(400, "websocket not allowed on this route")
             flow.wait(self.upgrade(req))
             return
-        call = self._call(req, flow)
-        lines, host, uri = call.lines, call.host, call.uri
+        call = Call(self, req, flow)
+        call.lines, call.host = lines, host = request_block(req, self.preserve_host)
+        call.uri = uri = forward_target(req)  # checked, as the lines are
         body = req.body
         data = body.buffered
         if data is None:  # a body still arriving: read ahead first, in forward
@@ -112,13 +113,10 @@ class Proxy:
     async def __call__(self, req: Request) -> Response:
         """The proxy as a handler, for a terminal that forwards on its own terms (a
         WeChat push): every try in `forward`."""
-        return await self._call(req, None).forward(None, 1, NO_EXCLUDE)
-
-    def _call(self, req: Request, flow: Any) -> Call:
-        call = Call(self, req, flow)
+        call = Call(self, req, None)
         call.lines, call.host = request_block(req, self.preserve_host)
-        call.uri = forward_target(req)  # checked, as the lines are
-        return call
+        call.uri = forward_target(req)
+        return await call.forward(None, 1, NO_EXCLUDE)
 
 
 def _give_back(target: Target, conn: UpstreamConnection) -> None:

@@ -14,20 +14,21 @@ and Kong's access/header_filter/log phases):
    filters' `done(req, status)` (release what phase 1 took).
 
 The engine runs synchronously from the parser's callback until something truly has to
-wait. An awaitable a filter returns is a coroutine, driven one step by hand first: when
-it finishes without waiting (memory state, a cached value) nothing was scheduled; only
-when it waits on a future does the rest go to a task. So a route costs what its
-filters cost, not a task per request, and a filter has one form, `async` where it may
-wait. (CPython 3.12's eager tasks do the same; 3.11 has none.) Code a request or
-response phase awaits must not need `asyncio.current_task()` before its first wait
-(`asyncio.timeout` does): until then it runs outside any task.
+wait. An awaitable a filter returns is a coroutine, driven by hand: its first step at
+once, and when it finishes without waiting (memory state, a cached value) nothing was
+scheduled at all; when it waits on a future, its next step runs from that future's
+callback (`_Driver`), as a task's would, but with no task to create and wake. So a route
+costs what its filters cost, and a filter has one form, `async` where it may wait.
+(CPython 3.12's eager tasks come close; 3.11 has none.) A phase therefore runs outside
+any task: it must not need `asyncio.current_task()` (`asyncio.timeout` does;
+`asyncio.wait_for` does not), or must put such work in a task of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from wxgated.gateway.envelope import envelope, error_response
@@ -242,74 +243,52 @@ class Flow:
     # -- awaiting -------------------------------------------------------------------
     def _drive(self, coro: Coroutine[Any, Any, Any], then: Then) -> Any:
         """Run `coro` to its first wait: its result when it had none, else _WAITING,
-        and a task finishes it and calls `then(result, exc)`. A request that waits
-        twice (a session in Redis, then a Redis rate limit) keeps the one task: the
-        second wait is handed to the task already driving the first."""
+        and `then(result, exc)` is called once it has ended."""
         try:
             yielded = coro.send(None)
         except StopIteration as stop:
             return stop.value
-        if _handoff is not None and not _handoff:
-            _handoff.append((coro, yielded, then))
-        else:
-            asyncio.get_running_loop().create_task(_finish(coro, yielded, then))
+        _Driver(coro, then).wait_on(yielded)
         return _WAITING
 
 
 _WAITING = object()
 Then = Callable[[Any, BaseException | None], None]
-# while a driver task runs a `then`, the wait that `then` runs into goes here
-_handoff: list[tuple[Coroutine[Any, Any, Any], Any, Then]] | None = None
 
 
-async def _finish(coro: Coroutine[Any, Any, Any], yielded: Any, then: Then) -> None:
-    """Drive a coroutine whose first step already ran (and waited on `yielded`) to its
-    end inside this task, as a task would have: the future's outcome is read by the
-    coroutine itself; a cancel of this task is thrown into it. Then `then`, and the
-    next wait it handed over, if any."""
-    global _handoff
-    while True:
-        result: Any = None
-        error: BaseException | None = None
+class _Driver:
+    """Drives a coroutine that waits on futures without a task: each time the future
+    it waits on is done, its next step runs from that future's callback, as a task's
+    step would, until it returns. No task to create, start and wake per request: the
+    common waits (a Redis reply) cost one callback each."""
+
+    __slots__ = ("coro", "then")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], then: Then) -> None:
+        self.coro = coro
+        self.then = then
+
+    def wait_on(self, yielded: Any) -> None:
+        if yielded is None:  # a bare yield (asyncio.sleep(0)): next turn of the loop
+            asyncio.get_running_loop().call_soon(self.step, None)
+        elif getattr(yielded, "_asyncio_future_blocking", False):
+            yielded._asyncio_future_blocking = False
+            yielded.add_done_callback(self.step)
+        else:
+            self.coro.close()
+            self.then(None, RuntimeError(f"a phase yielded {yielded!r}, not a future"))
+
+    def step(self, _: Any) -> None:
         try:
-            while True:
-                try:
-                    await _Blocked(yielded)
-                except BaseException as exc:  # this task cancelled while waiting
-                    yielded = coro.throw(exc)
-                else:
-                    yielded = coro.send(None)
+            yielded = self.coro.send(None)
         except StopIteration as stop:
-            result = stop.value
+            result, error = stop.value, None
         except BaseException as exc:
-            error = exc
-        handed: list[tuple[Coroutine[Any, Any, Any], Any, Then]] = []
-        outer, _handoff = _handoff, handed
-        try:
-            then(result, error)
-        finally:
-            _handoff = outer
-        if not handed:
+            result, error = None, exc
+        else:
+            self.wait_on(yielded)
             return
-        coro, yielded, then = handed[0]
-
-
-class _Blocked:
-    """Await what a driven coroutine yielded without taking its result: a future (or
-    None, a bare yield) the coroutine reads once it is resumed."""
-
-    __slots__ = ("what",)
-
-    def __init__(self, what: Any) -> None:
-        self.what = what
-
-    def __await__(self) -> Generator[Any, None, None]:
-        what = self.what
-        if what is None:
-            yield None
-        elif not what.done():
-            what._asyncio_future_blocking = True
-            yield what
+        self.then(result, error)
 
 
 def chain(filters: Sequence[Any], terminal: Any) -> Handler:

@@ -1,11 +1,16 @@
-"""The `respond` terminal: a fixed answer made at compile time (health pings, stubs)."""
+"""The `respond` terminal: a fixed answer made at compile time (health pings, stubs).
+
+It answers from `start`, within the engine's call: no task, no coroutine."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from wxgated.http.message import Handler, Request, Response
+from wxgated.config.options import options
+from wxgated.http.message import Request, Response
 from wxgated.terminals.base import Terminal, register_terminal
 
 SCHEMA = {
@@ -14,29 +19,51 @@ SCHEMA = {
     "properties": {
         "status": {"type": "integer", "minimum": 200, "maximum": 599, "default": 200},
         "json": {"description": "a JSON value sent as the body"},
-        "body": {"type": "string", "description": "a text body"},
-        "content_type": {"type": "string"},
-        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        "body": {"type": "string", "default": "", "description": "a text body"},
+        "content_type": {"type": "string", "description": "default: application/json "
+                         "with `json`, else text/plain (both charset=utf-8)"},
+        "headers": {"type": "object", "additionalProperties": {"type": "string"},
+                    "default": {}},
     },
     "not": {"required": ["json", "body"]},
 }
 
 
-def build(value: dict[str, Any], route: dict[str, Any], ctx: Any) -> Handler:
-    status = int(value.get("status", 200))
-    if "json" in value:
-        body = json.dumps(value["json"], ensure_ascii=False, separators=(",", ":")).encode()
-        ctype = value.get("content_type", "application/json; charset=utf-8")
-    else:
-        body = str(value.get("body", "")).encode()
-        ctype = value.get("content_type", "text/plain; charset=utf-8")
-    headers = [(b"content-type", ctype.encode())]
-    headers += [(k.lower().encode(), v.encode()) for k, v in value.get("headers", {}).items()]
+@dataclass(frozen=True, slots=True)
+class RespondConfig:
+    status: int
+    json: Any
+    body: str
+    content_type: str | None
+    headers: Mapping[str, str]
 
-    async def respond(req: Request) -> Response:
-        return Response(status, list(headers), body)
 
-    return respond
+class Respond:
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, value: dict[str, Any]) -> None:
+        cfg = options(RespondConfig, value, SCHEMA)
+        if "json" in value:  # `json: null` is a body too
+            self.body = json.dumps(value["json"], ensure_ascii=False,
+                                   separators=(",", ":")).encode()
+            ctype = cfg.content_type or "application/json; charset=utf-8"
+        else:
+            self.body = cfg.body.encode()
+            ctype = cfg.content_type or "text/plain; charset=utf-8"
+        self.status = cfg.status
+        self.headers = [(b"content-type", ctype.encode()),
+                        *((k.lower().encode(), v.encode()) for k, v in cfg.headers.items())]
+
+    def start(self, req: Request, flow: Any) -> None:
+        flow.respond(Response(self.status, list(self.headers), self.body))
+
+    async def __call__(self, req: Request) -> Response:
+        """As a handler, for callers without a flow."""
+        return Response(self.status, list(self.headers), self.body)
+
+
+def build(value: dict[str, Any], route: dict[str, Any], ctx: Any) -> Respond:
+    return Respond(value)
 
 
 register_terminal(Terminal("respond", SCHEMA, build))

@@ -21,7 +21,7 @@ the default) one state-backend read that makes logout effective at once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from wxgated.config.errors import SemanticError
 from wxgated.config.options import options
 from wxgated.filters.base import Filter, register
 from wxgated.http.message import Request
+from wxgated.state.base import Ready
 from wxgated.wechat.apps import app_rules
 from wxgated.wechat.auth import Authenticator, Identity, TokenSource, unauthorized
 from wxgated.wechat.claims import TokenError, header_value
@@ -126,8 +127,15 @@ class JWTAuth(Filter):
         self.mapped = tuple(mapped)
         self.drop = frozenset({OPENID, UNIONID, PHONE, *(n for _, n in mapped)})
 
-    async def request(self, req: Request) -> None:
-        self._apply(req, await self.auth.authenticate(req))
+    def request(self, req: Request) -> Awaitable[None] | None:
+        found = self.auth.authenticate(req)
+        if isinstance(found, Ready):  # no session check, or sessions in memory
+            self._apply(req, found.value)
+            return None
+        return self._apply_later(req, found)
+
+    async def _apply_later(self, req: Request, found: Awaitable[Identity | None]) -> None:
+        self._apply(req, await found)
 
     def _apply(self, req: Request, found: Identity | None) -> None:
         """The identity headers for the upstream (any the client sent are dropped)."""

@@ -91,7 +91,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._disarm()
+        self.pool.deadlines.forget(self)
         self.pool.forget(self)
         if (self.head_done and not self.complete and exc is None and self.error is None
                 and _close_delimited(self.headers)):  # (a 204/304/HEAD answer is complete)

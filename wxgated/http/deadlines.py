@@ -7,6 +7,9 @@ connection's deadline puts it in a bucket of `resolution` seconds; one timer per
 members. Re-arming moves a connection between buckets only when its bucket changes, and
 a sweep touches only expired buckets, so 50k idle connections cost nothing between
 their deadlines. Timeouts fire up to one `resolution` late.
+
+A connection's deadline may only move later while it sits in a bucket, or be disarmed:
+re-arming earlier than its bucket (the sweep would find it too late) moves it too.
 """
 
 from __future__ import annotations
@@ -25,31 +28,44 @@ class Deadlines:
         self._loop = asyncio.get_running_loop()
 
     def arm(self, obj: Any, deadline: float) -> None:
-        """Set `obj.deadline` (loop time; 0 disarms). `obj.bucket` is ours to keep."""
+        """Set `obj.deadline` (loop time; 0 disarms). `obj.bucket` is ours to keep.
+
+        Lazily: disarming only clears the deadline, and a move to another bucket
+        leaves the old entry behind; the sweep skips entries whose object has moved on
+        or been disarmed. A proxied request disarms and re-arms both of its connections,
+        so this saves two set operations each time."""
         obj.deadline = deadline
-        idx = int(deadline / self.resolution) + 1 if deadline else 0
-        old = obj.bucket
-        if idx == old:
+        if not deadline:
             return
-        if old:
-            members = self.buckets.get(old)
-            if members is not None:
-                members.discard(obj)
+        idx = int(deadline / self.resolution) + 1
+        if idx == obj.bucket:
+            return
         obj.bucket = idx
-        if idx:
-            members = self.buckets.get(idx)
-            if members is None:
-                members = self.buckets[idx] = set()
-            members.add(obj)
-            if self._handle is None:
-                self._handle = self._loop.call_later(self.resolution, self._sweep)
+        members = self.buckets.get(idx)
+        if members is None:
+            members = self.buckets[idx] = set()
+        members.add(obj)
+        if self._handle is None:
+            self._handle = self._loop.call_later(self.resolution, self._sweep)
+
+    def forget(self, obj: Any) -> None:
+        """Disarm and let go of `obj` now (a closed connection), not at its bucket's sweep."""
+        obj.deadline = 0.0
+        members = self.buckets.get(obj.bucket)
+        if members is not None:
+            members.discard(obj)
+        obj.bucket = 0
 
     def _sweep(self) -> None:
         self._handle = None
         now = int(self._loop.time() / self.resolution)
         for idx in sorted(i for i in self.buckets if i <= now):
             for obj in self.buckets.pop(idx):
+                if obj.bucket != idx:  # moved to a later bucket since
+                    continue
                 obj.bucket = 0
+                if not obj.deadline:  # disarmed since
+                    continue
                 obj.deadline = 0.0
                 try:
                     obj.on_deadline()

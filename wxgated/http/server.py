@@ -99,7 +99,7 @@ class GatewayProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.d.connections.discard(self)
-        self._disarm()
+        self.d.deadlines.forget(self)
         self.flow.connection_lost()
         if self._body is not None:
             self._body.fail(ConnectionResetError("client disconnected"))

@@ -9,17 +9,37 @@ and raises `StateError` rather than hanging.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Awaitable, Generator
+from typing import Any, Generic, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class StateError(Exception):
     """The backend is unreachable, slow past its timeout, or answered an error."""
 
 
+class Ready(Generic[T]):
+    """An answer that is already here (a memory read): awaitable like any other, so
+    every caller may simply await it, and readable at once by a caller on the request
+    path that checks for it, which then needs no coroutine at all."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self.value
+        yield  # a generator: awaiting it finishes at once
+
+
 class StateBackend(Protocol):
     name: str  # "memory" | "redis"
 
-    async def get(self, key: str) -> bytes | None: ...
+    def get(self, key: str) -> Awaitable[bytes | None]:
+        """The value, `Ready` when the backend answers at once (memory)."""
+        ...
 
     async def set(
         self, key: str, value: bytes, ttl: float | None = None, *, nx: bool = False

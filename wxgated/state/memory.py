@@ -16,7 +16,10 @@ from __future__ import annotations
 import secrets
 import time
 
+from wxgated.state.base import Ready
+
 _NO_EXPIRY = float("inf")
+_NONE: Ready[bytes | None] = Ready(None)
 
 
 class MemoryState:
@@ -28,14 +31,15 @@ class MemoryState:
         self._sweep_every = sweep_every
         self._next_sweep = time.monotonic() + sweep_every
 
-    async def get(self, key: str) -> bytes | None:
+    def get(self, key: str) -> Ready[bytes | None]:
+        """Answered at once: a per-request read (a session check) needs no coroutine."""
         hit = self._data.get(key)
         if hit is None:
-            return None
+            return _NONE
         if hit[1] <= time.monotonic():
             del self._data[key]
-            return None
-        return hit[0]
+            return _NONE
+        return Ready(hit[0])
 
     async def set(
         self, key: str, value: bytes, ttl: float | None = None, *, nx: bool = False

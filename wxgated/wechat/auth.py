@@ -7,11 +7,12 @@ whose msg names the reason, with `WWW-Authenticate: Bearer error="invalid_token"
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import unquote
 
 from wxgated.http.message import HTTPError, Request
-from wxgated.state.base import StateError
+from wxgated.state.base import Ready, StateError
 from wxgated.wechat.jwt_keys import KeyRing, TokenError
 from wxgated.wechat.sessions import Session, SessionStore
 
@@ -97,21 +98,21 @@ class Authenticator:
         self.by_appid = by_appid if by_appid and len(by_appid) > 1 else None
         self.appids = appids
 
-    async def authenticate(self, req: Request) -> Identity | None:
-        """(claims, unionid, phone), or None when the request carries no token at all.
-        The phone is the session's (`store_phone`), so only with `check_session`."""
+    def authenticate(self, req: Request) -> Awaitable[Identity | None]:
+        """(claims, unionid, phone), or None when the request carries no token at all;
+        `Ready` when it is known at once (no session check, or sessions in memory).
+        The phone is the session's (`store_phone`), so only with `check_session`.
+        A bad token raises its 401 here, before anything is awaited."""
         claims = self._claims(req)
         if claims is None or not self.check_session:
-            return _unchecked(claims)
+            return Ready(_unchecked(claims))
         store = self._store(claims)
         if store is None:
             raise unauthorized(TokenError("revoked").msg, "session_revoked")
-        try:
-            session = await store.lookup(_sid(claims))
-        except StateError:
-            raise HTTPError(503, "session store unavailable",
-                            reason="session_store_unavailable") from None
-        return _live(claims, session)
+        found = store.lookup(_sid(claims))
+        if isinstance(found, Ready):
+            return Ready(_live(claims, found.value))
+        return _checked(claims, found)
 
     def _store(self, claims: dict[str, Any]) -> SessionStore | None:
         """The session store of the token's app (one app: the only store)."""
@@ -136,6 +137,16 @@ class Authenticator:
         if found is None:
             raise unauthorized(TokenError("missing").msg, "token_missing")
         return found
+
+
+async def _checked(claims: dict[str, Any], found: Awaitable[Session | None]) -> Identity:
+    """The session check that had to wait (sessions in Redis)."""
+    try:
+        session = await found
+    except StateError:
+        raise HTTPError(503, "session store unavailable",
+                        reason="session_store_unavailable") from None
+    return _live(claims, session)
 
 
 def _live(claims: dict[str, Any], session: Session | None) -> Identity:

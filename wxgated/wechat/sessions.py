@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wxgated.state.base import StateBackend, StateError
+from wxgated.state.base import Ready, StateBackend, StateError
 from wxgated.wechat.crypto import SecretBox
 
 PREFIX = "wx:sess:"
@@ -95,11 +96,18 @@ class SessionStore:
         raw = await self.state.get(self.prefix + sid)
         return None if raw is None else _decode(sid, raw)
 
-    async def lookup(self, sid: str) -> Session | None:
-        """The session without its secret: what a per-request revocation check needs."""
+    def lookup(self, sid: str) -> Awaitable[Session | None]:
+        """The session without its secret: what a per-request revocation check needs;
+        `Ready` when the state answered at once (memory)."""
         if not sid:
-            return None
-        return self._session(sid, await self.state.get(self.prefix + sid))
+            return Ready(None)
+        raw = self.state.get(self.prefix + sid)
+        if isinstance(raw, Ready):
+            return Ready(self._session(sid, raw.value))
+        return self._lookup(sid, raw)
+
+    async def _lookup(self, sid: str, raw: Awaitable[bytes | None]) -> Session | None:
+        return self._session(sid, await raw)
 
     def _session(self, sid: str, raw: bytes | None) -> Session | None:
         if raw is None:

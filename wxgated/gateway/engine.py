@@ -4,17 +4,17 @@ Every request of every route runs here (the model is Envoy's decodeHeaders/encod
 and Kong's access/header_filter/log phases):
 
 1. **request**: each filter in order, `request(req)` → None (go on), a Response (answer
-   now: the filters before it see that answer) or an awaitable of either. Raising
+   now: the filters before it see that answer) or a coroutine of either. Raising
    HTTPError refuses the request with the envelope.
 2. the **terminal** starts (`start(req, flow)`) and answers through `flow.respond(resp)`
    or `flow.fail(exc)`, now or later;
 3. **response**: the filters that passed phase 1, innermost first, `response(req, resp)`
-   → None (edited in place), another Response, or an awaitable of either;
+   → None (edited in place), another Response, or a coroutine of either;
 4. the answer goes to the connection's sink; once it is written, **done**: the same
    filters' `done(req, status)` (release what phase 1 took).
 
 The engine runs synchronously from the parser's callback until something truly has to
-wait. An awaitable a filter returns is a coroutine, driven by hand: its first step at
+wait. A coroutine a phase returns is driven by hand: its first step at
 once, and when it finishes without waiting (memory state, a cached value) nothing was
 scheduled at all; when it waits on a future, its next step runs from that future's
 callback (`_Driver`), as a task's would, but with no task to create and wake. So a route
@@ -65,7 +65,7 @@ class Pipeline:
                 flow.fail(err)
                 return
         if self.requests:
-            flow._request(self.requests)
+            flow.run_requests(self.requests)
             return
         flow.step = self.count
         try:
@@ -80,7 +80,7 @@ def _steps(filters: Sequence[Any], name: str) -> tuple[tuple[int, Any], ...]:
 
 
 class CoroutineTerminal:
-    """A terminal written as `async (req) -> Response` (aggregate, respond, wechat): its
+    """A terminal written as `async (req) -> Response` (aggregate, wechat): its
     coroutine runs in a task of its own, as it may use `asyncio.timeout`."""
 
     __slots__ = ("handler",)
@@ -106,7 +106,8 @@ class Flow:
             req.flow = self
 
     # -- phase 1 and the terminal ---------------------------------------------------
-    def _request(self, steps: tuple[tuple[int, Any], ...]) -> None:
+    def run_requests(self, steps: tuple[tuple[int, Any], ...]) -> None:
+        """The request phases of `steps`, then the terminal."""
         req = self.req
         for i, phase in steps:
             try:
@@ -138,7 +139,7 @@ class Flow:
             self.respond(result)
         else:
             step = self.step
-            self._request(tuple(s for s in self.pipe.requests if s[0] > step))
+            self.run_requests(tuple(s for s in self.pipe.requests if s[0] > step))
 
     # -- answers --------------------------------------------------------------------
     def respond(self, resp: Response) -> None:

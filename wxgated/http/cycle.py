@@ -1,5 +1,6 @@
-"""One request's turn on its client connection: its answer written in order, the
-keep-alive decided, the request counted, then the next one.
+"""A request's turn on its client connection: its answer written in order, the
+keep-alive decided, the request counted, then the next one. Requests on a connection
+are answered one at a time, so one Cycle per connection serves each in turn.
 
 The gateway answers through `Cycle.answer` (the answer sink), now or later; nothing
 below reaches back into the connection's parser state. A streamed answer is written by
@@ -20,9 +21,9 @@ if TYPE_CHECKING:
 class Cycle:
     __slots__ = ("conn", "body")
 
-    def __init__(self, conn: GatewayProtocol, body: RequestBody | None) -> None:
+    def __init__(self, conn: GatewayProtocol) -> None:
         self.conn = conn
-        self.body = body  # the request's body as it arrives (None: it has none)
+        self.body: RequestBody | None = None  # the current request's, as it arrives
 
     def answer(self, req: Request, resp: Response) -> None:
         """The answer sink: write `resp`, then the next queued request or idle."""

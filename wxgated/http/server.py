@@ -60,6 +60,9 @@ class GatewayProtocol(asyncio.Protocol):
         # set in connection_made, which asyncio calls before anything else
         self.flow: FlowControl
         self.writer: ResponseWriter
+        # requests are answered one at a time, in order: one cycle serves them all
+        self.cycle = Cycle(self)
+        self.answer = self.cycle.answer  # the sink the gateway answers through
         self.pipeline: deque[tuple[Request, RequestBody | None]] = deque()
         self.active = False
         self.closed = False
@@ -308,13 +311,13 @@ class GatewayProtocol(asyncio.Protocol):
     def _start(self, req: Request, body: RequestBody | None) -> None:
         """Hand a request to the gateway; its answer comes back through its cycle."""
         self.active = True
-        cycle = Cycle(self, body)
+        self.cycle.body = body
         if body is not None and body.too_large:
             req.keep_alive = False
-            cycle.answer(req, self.d.reject(req, 413, "request body too large",
-                                            "body_too_large"))
+            self.answer(req, self.d.reject(req, 413, "request body too large",
+                                           "body_too_large"))
         else:
-            self.d.start(req, cycle.answer)
+            self.d.start(req, self.answer)
 
     def next(self) -> None:
         """After an answer: the request queued behind it, or idle."""

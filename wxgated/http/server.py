@@ -60,7 +60,8 @@ class GatewayProtocol(asyncio.Protocol):
         # set in connection_made, which asyncio calls before anything else
         self.flow: FlowControl
         self.writer: ResponseWriter
-        self.pipeline: deque[tuple[Request, RequestBody | None]] = deque()
+        # made when a request is queued: an empty deque is 760 bytes per idle connection
+        self.pipeline: deque[tuple[Request, RequestBody | None]] | None = None
         self.active = False
         self.closed = False
         self.tunnel: Any = None  # set after a protocol upgrade (WebSocket)
@@ -103,11 +104,11 @@ class GatewayProtocol(asyncio.Protocol):
         self.flow.connection_lost()
         if self._body is not None:
             self._body.fail(ConnectionResetError("client disconnected"))
-        for req, body in self.pipeline:  # never to be answered: no longer in flight
+        for req, body in self.pipeline or ():  # never to be answered: no longer in flight
             self.d.abandon(req)
             if body is not None:
                 body.fail(ConnectionResetError("client disconnected"))
-        self.pipeline.clear()
+        self.pipeline = None
         if self.tunnel is not None:
             self.tunnel.client_lost()
 
@@ -270,13 +271,13 @@ class GatewayProtocol(asyncio.Protocol):
         else:
             req.body = NO_BODY if length is None else _ZERO_BODY
         self._body = body
-        if self.active:  # pipelined: answered in turn
-            self.pipeline.append((req, body))
-            if len(self.pipeline) > MAX_PIPELINE:
+        if self.active or parser.should_upgrade():
+            # pipelined: answered in turn; an upgrade: started by _on_upgrade, once the
+            # bytes after its head are with it
+            queue = self.pipeline = self.pipeline or deque()
+            queue.append((req, body))
+            if len(queue) > MAX_PIPELINE:
                 self.pause_reading()
-        elif parser.should_upgrade():
-            # started by _on_upgrade, once the bytes after its head are with it
-            self.pipeline.append((req, body))
         elif body is not None and length is not None and length <= FAST_BODY \
                 and not body.too_large and not body.expect_continue:
             # the usual wx.request POST, likely all in this read: started when its

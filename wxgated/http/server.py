@@ -47,6 +47,8 @@ MAX_PIPELINE = 16  # queued requests before we stop reading from the client
 FAST_BODY = 64 * 1024  # a Content-Length body up to this is held until whole, then started
 LINGER_SECONDS = 2.0  # how long an unread request body is drained after an early answer
 _ZERO_BODY = Body.of(b"")  # an explicit Content-Length: 0, forwarded as such
+# never appended to: on_header appends in a head only, after on_message_begin's fresh list
+_HEAD_DONE: list[tuple[bytes, bytes]] = []
 
 
 class GatewayProtocol(asyncio.Protocol):
@@ -238,16 +240,15 @@ class GatewayProtocol(asyncio.Protocol):
         parser = self.parser
         version = parser.get_http_version()
         cfg = self.cfg
-        self._headers = headers = head_fields(self._headers, version,
-                                              cfg.max_header - len(self._url),
-                                              cfg.allow_underscores)
+        headers = head_fields(self._headers, version, cfg.max_header - len(self._url),
+                              cfg.allow_underscores)
+        self._headers = _HEAD_DONE  # the Request has them; an idle connection keeps no head
         url = self._url
         if url[:1] != b"/":
             url, authority = origin_form(url)
             if authority is not None:  # the target's authority is the host
                 headers = [h for h in headers if h[0] != b"host"]
                 headers.append((b"host", authority))
-                self._headers = headers
         by_name = dict(headers)  # the last of each name, for the few read here
         sent, path, query, plain = request_target(url, cfg.path_rules)
         method = parser.get_method().decode("ascii")

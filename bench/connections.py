@@ -151,6 +151,10 @@ def hold(args: argparse.Namespace, run: Run, gw_pids: list[int], clients: Client
     held = 0
     try:
         for total in ramps(args.connections, args.ramp):
+            why = _out_of_memory(run, total - held)
+            if why:
+                run.stopped = why
+                break
             t0 = time.monotonic()
             answers = clients.ask([f"open {k}" for k in shares(total - held,
                                                                 len(clients.procs))])
@@ -174,6 +178,22 @@ def hold(args: argparse.Namespace, run: Run, gw_pids: list[int], clients: Client
         run.during = light_result(during, stop=True)
 
 
+def _out_of_memory(run: Run, more: int) -> str:
+    """Why the next ramp must not start: it would leave the machine (gateway, kernel and
+    clients together, as MemAvailable fell so far) under MIN_AVAILABLE_KIB."""
+    if not run.ramps or run.before is None:
+        return ""
+    last = run.ramps[-1]
+    per = (run.before.available_kib - last.mem.available_kib) / max(last.held, 1)
+    left = last.mem.available_kib - more * per * 1.1
+    if left >= MIN_AVAILABLE_KIB:
+        return ""
+    return (f"memory: MemAvailable {last.mem.available_kib / 1048576:.1f} GiB with "
+            f"{last.held:,} held, falling {per:.1f} KiB per connection; {more:,} more would "
+            f"leave {max(left, 0) / 1048576:.1f} GiB (the script keeps "
+            f"{MIN_AVAILABLE_KIB / 1048576:.1f} GiB free)")
+
+
 def _stop_reason(run: Run, mem: Memory, failed: int, asked: int) -> str:
     if mem.available_kib < MIN_AVAILABLE_KIB:
         return (f"MemAvailable down to {mem.available_kib / 1048576:.1f} GiB: stopped "
@@ -192,6 +212,14 @@ def measure(args: argparse.Namespace, sysctls: Sysctls) -> Run:
         run.notes.append(note + f": {plan.workers} gateway workers and {plan.clients} client "
                          f"processes, each under {nofile:,} fds")
     _check(args, plan, run, sysctls)
+    print(f"plan: {plan.connections:,} connections, {plan.workers} gateway workers "
+          f"(max_connections {plan.per_worker_max:,}), {plan.clients} client processes, "
+          f"{len(plan.sources):,} source addresses; RLIMIT_NOFILE {nofile:,}; "
+          f"about {memory_needed_kib(plan) / 1048576:.1f} GiB of memory", flush=True)
+    if note:
+        print(note, flush=True)
+    if args.dry_run:
+        raise SystemExit(0)
     tmp = Path(tempfile.mkdtemp(prefix="wxgated-conns-"))
     clients: Clients | None = None
     try:
@@ -246,7 +274,8 @@ def _check(args: argparse.Namespace, plan: Plan, run: Run, sysctls: Sysctls) -> 
     if len(plan.sources) > 250 * 256 * 200:
         problems.append("too many source addresses: raise --per-source")
     if problems:
-        raise SystemExit("cannot run:\n- " + "\n- ".join(problems))
+        print("cannot run:\n- " + "\n- ".join(problems), file=sys.stderr)
+        raise SystemExit(2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="raise sysctls the run needs (restored at the end)")
     p.add_argument("--force", action="store_true", help="skip the memory estimate check")
     p.add_argument("--no-append", action="store_true", help="don't write bench/RESULTS.md")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the machine and print the plan, start nothing")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sysctls = Sysctls()

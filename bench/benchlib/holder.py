@@ -8,8 +8,8 @@ reads commands on stdin and answers each with one JSON line on stdout:
 
 - `open N`: open N more connections (at most CONCURRENCY connecting at a time), each
   bound to the next of SOURCES (comma-separated 127.x.y.z, IP_BIND_ADDRESS_NO_PORT, so
-  every source address has its own ephemeral port range), send `GET PATH`, read the
-  whole answer and keep the socket. Answers `{"held", "opened", "failed", "error",
+  every source address has its own ephemeral port range), send `GET PATH` with a mini
+  program's usual headers, read the whole answer and keep the socket. Answers `{"held", "opened", "failed", "error",
   "seconds"}`.
 - `status`: how many are held, and how many the gateway has closed since (a one-shot
   poll over the held fds).
@@ -37,12 +37,31 @@ ANSWER_TIMEOUT = 60.0  # seconds a connection may take to connect and be answere
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
+# What a mini program's wx.request sends (iOS WeChat 8.0), with a 300-byte bearer token:
+# the gateway keeps the head it parsed last, so an idle connection's memory depends on it.
+_HEADERS = (
+    "Host: bench.example.com\r\n"
+    "Connection: keep-alive\r\n"
+    "User-Agent: Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.49(0x18003129) NetType/WIFI "
+    "Language/zh_CN\r\n"
+    "Referer: https://servicewechat.com/wx1234567890abcdef/42/page-frame.html\r\n"
+    "Content-Type: application/json\r\n"
+    "Accept-Encoding: gzip,compress,br,deflate\r\n"
+    "Authorization: Bearer " + "eyJhbGciOiJIUzI1NiJ9." + "x" * 256 + ".sig0123456789\r\n"
+)
+
+
+def request(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\n{_HEADERS}\r\n".encode()
+
+
 class Holder:
     """The held fds, and the few connections being opened (bounded by `concurrency`)."""
 
     def __init__(self, port: int, path: str, sources: list[str], concurrency: int) -> None:
         self.dest = ("127.0.0.1", port)
-        self.request = f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+        self.request = request(path)
         self.sources = sources
         self.concurrency = concurrency
         self.held = array.array("i")

@@ -61,9 +61,10 @@ class Plan:
         need_c = max(1, math.ceil(connections / client_cap))
         ports = _port_range_size()
         per_source = max(1, min(per_source, int(ports * 0.6)))
-        n_sources = math.ceil(connections / per_source) + clients
-        return cls(connections, max(workers, need_w), max(clients, need_c), worker_cap,
-                   per_source, _sources(n_sources))
+        clients = max(clients, need_c)
+        n_sources = math.ceil(connections / per_source) + clients  # each client's own
+        return cls(connections, max(workers, need_w), clients, worker_cap, per_source,
+                   _sources(n_sources))
 
 
 def _sources(n: int) -> list[str]:

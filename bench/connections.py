@@ -234,7 +234,7 @@ def measure(args: argparse.Namespace, sysctls: Sysctls) -> Run:
         wait_workers(gw.admin_port, plan.workers, 600)
         run.notes.append(f"{plan.workers} workers serving after {time.monotonic() - t0:.0f} s")
         clients = Clients(gw.port, plan, args.concurrency, tmp / "clients.log")
-        time.sleep(3.0)  # workers settle (imports done, GC) before the baseline
+        time.sleep(max(3.0, plan.workers * 0.2))  # workers settle before the baseline
         gw_pids = gw.pids()
         run.idle = light_result(light(gw.port, args, args.duration))
         hold(args, run, gw_pids, clients, gw.port)

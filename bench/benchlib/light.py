@@ -3,10 +3,13 @@ clients while the gateway holds many idle connections, next to the same without 
 
     python light.py PORT RATE SECONDS CONNECTIONS PATH [PATH ...]
 
-CONNECTIONS threads, each with its own keep-alive connection, send GETs on a fixed
-schedule (RATE per second in all) and take the paths in turn. A request's latency runs
-from the time it was *due*, not sent, so a stall of the gateway shows in full instead of
-delaying the next sends (no coordinated omission). It runs SECONDS, or until SIGTERM,
+One thread and one selector drive CONNECTIONS keep-alive connections: GETs fall due on a
+fixed schedule (RATE per second in all), round-robin over the connections, each
+connection taking the paths in turn; one due while its connection is busy waits for it.
+A request's latency runs from the time it was *due*, not sent, so a stall of the
+gateway shows in full instead of delaying the next sends (no coordinated omission). No
+threads: a GIL hand-over can wait a whole switch interval (5 ms), which would be the
+client's latency, not the gateway's. It runs SECONDS, or until SIGTERM,
 then prints one JSON line: per path, count and p50/p99/max in ms, and the errors.
 
 wrk is closed-loop: it saturates the gateway, so its latencies mirror throughput. At a
@@ -16,66 +19,96 @@ low fixed rate the gateway is mostly idle and the latency is what a user would s
 from __future__ import annotations
 
 import json
+import selectors
 import signal
 import socket
 import sys
-import threading
 import time
+from collections import deque
 
-_stop = threading.Event()
+_stopped = False
 
 
-def _read_answer(s: socket.socket) -> bool:
-    """Read one whole answer (Content-Length framed); True when it was a 200."""
-    got = b""
-    while b"\r\n\r\n" not in got:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed")
-        got += chunk
-    end = got.index(b"\r\n\r\n")
+def _stop(*_: object) -> None:
+    global _stopped
+    _stopped = True
+
+
+def _answer_length(got: bytes) -> int | None:
+    """The whole answer's length once its head is in (Content-Length framed), else None."""
+    end = got.find(b"\r\n\r\n")
+    if end < 0:
+        return None
     head = got[:end].lower()
     at = head.index(b"\r\ncontent-length:")
-    length = int(head[at + 17:].split(b"\r\n", 1)[0])
-    while len(got) - end - 4 < length:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed")
-        got += chunk
-    return got.startswith(b"HTTP/1.1 200 ")
+    return end + 4 + int(head[at + 17:].split(b"\r\n", 1)[0])
 
 
-def client(port: int, interval: float, offset: float, start: float, deadline: float,
-           paths: list[str], out: dict[str, list[float]], errors: list[str]) -> None:
-    requests = [f"GET {p} HTTP/1.1\r\nHost: bench\r\n\r\n".encode() for p in paths]
-    s: socket.socket | None = None
-    k = 0
-    while not _stop.is_set():
-        due = start + offset + k * interval
-        if due >= deadline:
-            break
-        path = paths[k % len(paths)]
-        req = requests[k % len(paths)]
-        k += 1
-        wait = due - time.monotonic()
-        if wait > 0 and _stop.wait(wait):
-            break
+class Conn:
+    """One keep-alive connection: one request at a time, the others due wait in order."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.setblocking(False)
+        self.waiting: deque[tuple[float, int]] = deque()  # (due, path index)
+        self.current: tuple[float, int] | None = None
+        self.got = b""
+
+
+class Light:
+    def __init__(self, port: int, conns: int, paths: list[str]) -> None:
+        self.paths = paths
+        self.requests = [f"GET {p} HTTP/1.1\r\nHost: bench\r\n\r\n".encode() for p in paths]
+        self.sel = selectors.DefaultSelector()
+        self.conns = [Conn(port) for _ in range(conns)]
+        for c in self.conns:
+            self.sel.register(c.sock, selectors.EVENT_READ, c)
+        self.latencies: dict[str, list[float]] = {p: [] for p in paths}
+        self.errors: list[str] = []
+
+    def run(self, rate: float, seconds: float) -> None:
+        start = time.monotonic()
+        k = 0
+        while not _stopped:
+            due = start + k / rate
+            if due - start >= seconds:
+                if all(c.current is None for c in self.conns):
+                    break
+                due = float("inf")
+            now = time.monotonic()
+            if due <= now:  # request k: connection k mod n, the paths in turn on each
+                c = self.conns[k % len(self.conns)]
+                c.waiting.append((due, (k // len(self.conns)) % len(self.paths)))
+                k += 1
+                if c.current is None:
+                    self._send(c)
+                continue
+            for key, _ in self.sel.select(min(due - now, 0.5)):
+                self._read(key.data)
+
+    def _send(self, c: Conn) -> None:
+        c.current = c.waiting.popleft()
+        c.sock.send(self.requests[c.current[1]])
+
+    def _read(self, c: Conn) -> None:
         try:
-            if s is None:
-                s = socket.create_connection(("127.0.0.1", port), timeout=10)
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            s.sendall(req)
-            ok = _read_answer(s)
-            out[path].append((time.monotonic() - due) * 1000)
-            if not ok:
-                errors.append(f"{path}: not 200")
-        except OSError as exc:
-            errors.append(f"{path}: {exc!r}")
-            if s is not None:
-                s.close()
-            s = None
-    if s is not None:
-        s.close()
+            chunk = c.sock.recv(65536)
+        except BlockingIOError:
+            return
+        if not chunk:
+            raise ConnectionError("the gateway closed a light-traffic connection")
+        c.got += chunk
+        length = _answer_length(c.got)
+        if length is None or len(c.got) < length or c.current is None:
+            return
+        due, i = c.current
+        self.latencies[self.paths[i]].append((time.monotonic() - due) * 1000)
+        if not c.got.startswith(b"HTTP/1.1 200 "):
+            self.errors.append(f"{self.paths[i]}: {c.got[:20]!r}")
+        c.got, c.current = c.got[length:], None
+        if c.waiting:
+            self._send(c)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -87,26 +120,18 @@ def _pct(values: list[float], q: float) -> float:
 
 def main(argv: list[str]) -> int:
     port, rate, seconds, conns = int(argv[0]), float(argv[1]), float(argv[2]), int(argv[3])
-    paths = argv[4:]
-    signal.signal(signal.SIGTERM, lambda *_: _stop.set())
-    interval = conns / rate  # each connection's period
-    start = time.monotonic() + 0.05
-    deadline = start + seconds
-    out: dict[str, list[float]] = {p: [] for p in paths}
-    errors: list[str] = []
-    threads = [threading.Thread(target=client, args=(port, interval, i * interval / conns,
-                                                     start, deadline, paths, out, errors))
-               for i in range(conns)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        while t.is_alive():
-            t.join(0.2)
+    signal.signal(signal.SIGTERM, _stop)
+    light = Light(port, conns, argv[4:])
+    t0 = time.monotonic()
+    try:
+        light.run(rate, seconds)
+    except OSError as exc:
+        light.errors.append(repr(exc))
     result = {p: {"n": len(v), "p50": _pct(v, 0.50), "p99": _pct(v, 0.99),
-                  "max": max(v, default=0.0)} for p, v in out.items()}
-    print(json.dumps({"paths": result, "errors": len(errors),
-                      "first_error": errors[0] if errors else "",
-                      "seconds": round(time.monotonic() - start, 2)}), flush=True)
+                  "max": max(v, default=0.0)} for p, v in light.latencies.items()}
+    print(json.dumps({"paths": result, "errors": len(light.errors),
+                      "first_error": light.errors[0] if light.errors else "",
+                      "seconds": round(time.monotonic() - t0, 2)}), flush=True)
     return 0
 
 

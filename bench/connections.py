@@ -52,6 +52,7 @@ LIGHT = BENCH / "benchlib" / "light.py"
 IDLE_PATH = "/hello"
 LIGHT_PATHS = ("/hello", "/api/items/42")  # the respond: route and the upstream: route
 MIN_AVAILABLE_KIB = 1536 * 1024  # stop ramping before the machine runs out of memory
+MAX_PROCESSES = 200  # gateway workers or clients: past this the fd limit is the problem
 
 
 class Clients:
@@ -260,7 +261,7 @@ def measure(args: argparse.Namespace, sysctls: Sysctls) -> Run:
 def _check(args: argparse.Namespace, plan: Plan, run: Run, sysctls: Sysctls) -> None:
     """Refuse to start (exit 2) when the machine can't take the run, saying what it needs."""
     short = shortfalls(plan)
-    if short and args.tune:
+    if short and args.tune and not args.dry_run:
         failed = sysctls.raise_to(short)
         run.notes += [f"raised {k} to {v:,} for the run (restored after)" for k, v in
                       short.items() if k not in failed]
@@ -271,8 +272,10 @@ def _check(args: argparse.Namespace, plan: Plan, run: Run, sysctls: Sysctls) -> 
     if need > have * 0.9 and not args.force:
         problems.append(f"about {need / 1048576:.1f} GiB of memory needed, "
                         f"{have / 1048576:.1f} GiB available (--force to try anyway)")
-    if len(plan.sources) > 250 * 256 * 200:
-        problems.append("too many source addresses: raise --per-source")
+    if plan.workers > MAX_PROCESSES or plan.clients > MAX_PROCESSES:
+        problems.append(f"RLIMIT_NOFILE {run.nofile:,} would take {plan.workers} workers and "
+                        f"{plan.clients} clients: raise the hard limit (ulimit -Hn, as root "
+                        "with CAP_SYS_RESOURCE) or ask for fewer --connections")
     if problems:
         print("cannot run:\n- " + "\n- ".join(problems), file=sys.stderr)
         raise SystemExit(2)

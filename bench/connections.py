@@ -45,7 +45,14 @@ from benchlib.limits import (  # noqa: E402
 )
 from benchlib.memory import Memory  # noqa: E402
 from benchlib.procs import free_port, stop_all, tree_pids  # noqa: E402
-from benchlib.services import BENCH, REPO, python, start_gateway, start_nginx  # noqa: E402
+from benchlib.services import (  # noqa: E402
+    BENCH,
+    REPO,
+    Service,
+    python,
+    start_gateway,
+    start_nginx,
+)
 
 HOLDER = BENCH / "benchlib" / "holder.py"
 LIGHT = BENCH / "benchlib" / "light.py"
@@ -156,9 +163,8 @@ def hold(args: argparse.Namespace, run: Run, gw_pids: list[int], clients: Client
             if why:
                 run.stopped = why
                 break
-            t0 = time.monotonic()
-            answers = clients.ask([f"open {k}" for k in shares(total - held,
-                                                                len(clients.procs))])
+            t0, asked = time.monotonic(), total - held
+            answers = clients.ask([f"open {k}" for k in shares(asked, len(clients.procs))])
             seconds = time.monotonic() - t0
             opened = sum(int(a["opened"]) for a in answers)  # type: ignore[call-overload]
             failed = sum(int(a["failed"]) for a in answers)  # type: ignore[call-overload]
@@ -171,7 +177,7 @@ def hold(args: argparse.Namespace, run: Run, gw_pids: list[int], clients: Client
                   f"MemAvailable {mem.available_kib / 1048576:.1f} GiB", flush=True)
             if errors:
                 run.notes.append(f"ramp to {total:,}: {failed:,} failed, first: {errors[0]}")
-            why = _stop_reason(run, mem, failed, total - (held - opened))
+            why = _stop_reason(mem, failed, asked)
             if why:
                 run.stopped = why
                 break
@@ -195,7 +201,7 @@ def _out_of_memory(run: Run, more: int) -> str:
             f"{MIN_AVAILABLE_KIB / 1048576:.1f} GiB free)")
 
 
-def _stop_reason(run: Run, mem: Memory, failed: int, asked: int) -> str:
+def _stop_reason(mem: Memory, failed: int, asked: int) -> str:
     if mem.available_kib < MIN_AVAILABLE_KIB:
         return (f"MemAvailable down to {mem.available_kib / 1048576:.1f} GiB: stopped "
                 "before the machine runs out of memory")
@@ -224,16 +230,7 @@ def measure(args: argparse.Namespace, sysctls: Sysctls) -> Run:
     tmp = Path(tempfile.mkdtemp(prefix="wxgated-conns-"))
     clients: Clients | None = None
     try:
-        up = free_port()
-        start_nginx("upstream", "upstream.conf", tmp, None, {"UPSTREAM_PORT": up})
-        t0 = time.monotonic()
-        text = re.sub(r"max_connections: \d+", f"max_connections: {plan.per_worker_max}",
-                      (BENCH / "gateway-conns.yaml").read_text())
-        gw = start_gateway("conns", "gateway-conns.yaml", tmp, None,
-                           {"BENCH_UPSTREAM_PORT": up, "BENCH_WORKERS": plan.workers},
-                           config_text=text, ready_timeout=600)
-        wait_workers(gw.admin_port, plan.workers, 600)
-        run.notes.append(f"{plan.workers} workers serving after {time.monotonic() - t0:.0f} s")
+        gw = _serve(plan, run, tmp)
         clients = Clients(gw.port, plan, args.concurrency, tmp / "clients.log")
         time.sleep(max(3.0, plan.workers * 0.2))  # workers settle before the baseline
         gw_pids = gw.pids()
@@ -256,6 +253,22 @@ def measure(args: argparse.Namespace, sysctls: Sysctls) -> Run:
         stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
     return run
+
+
+def _serve(plan: Plan, run: Run, tmp: Path) -> Service:
+    """nginx and the gateway, once every worker serves (55 interpreters starting on two
+    CPUs take a minute or two)."""
+    up = free_port()
+    start_nginx("upstream", "upstream.conf", tmp, None, {"UPSTREAM_PORT": up})
+    t0 = time.monotonic()
+    text = re.sub(r"max_connections: \d+", f"max_connections: {plan.per_worker_max}",
+                  (BENCH / "gateway-conns.yaml").read_text())
+    gw = start_gateway("conns", "gateway-conns.yaml", tmp, None,
+                       {"BENCH_UPSTREAM_PORT": up, "BENCH_WORKERS": plan.workers},
+                       config_text=text, ready_timeout=600)
+    wait_workers(gw.admin_port, plan.workers, 600)
+    run.notes.append(f"{plan.workers} workers serving after {time.monotonic() - t0:.0f} s")
+    return gw
 
 
 def _check(args: argparse.Namespace, plan: Plan, run: Run, sysctls: Sysctls) -> None:

@@ -247,6 +247,8 @@ def measure(args: argparse.Namespace, sysctls: Sysctls) -> Run:
         run.closed = clients.close()
         clients = None
         run.notes.append(f"closing {run.closed:,} connections took {time.monotonic() - t0:.1f} s")
+        time.sleep(3.0)
+        run.after_light = light_result(light(gw.port, args, args.duration))  # the drift
     finally:
         if clients is not None:
             clients.close()

@@ -32,6 +32,7 @@ class Run:
     idle: dict[str, object] = field(default_factory=dict)  # light traffic, none held
     during: dict[str, object] = field(default_factory=dict)  # while connecting
     held_light: dict[str, object] = field(default_factory=dict)  # while all are held
+    after_light: dict[str, object] = field(default_factory=dict)  # none held again, at the end
     held_end: int = 0  # still held after the light traffic
     lost: int = 0  # closed by the gateway while held
     gateway_alive: bool = False
@@ -104,7 +105,8 @@ def render(run: Run, info: dict[str, str], command: str) -> str:
               "| light traffic | /hello p50 ms | /hello p99 ms | /api p50 ms | /api p99 ms "
               "| requests | errors |", "|---|---:|---:|---:|---:|---:|---:|"]
     for label, light in (("none held", run.idle), ("while connecting", run.during),
-                         (f"{held:,} held", run.held_light)):
+                         (f"{held:,} held", run.held_light),
+                         ("none held, after closing them", run.after_light)):
         if light:
             lines.append(_light_row(label, light))
     lines += ["", *_verdicts(run, held), *(f"- {n}" for n in run.notes), ""]
@@ -112,9 +114,11 @@ def render(run: Run, info: dict[str, str], command: str) -> str:
 
 
 def _light_method(run: Run) -> str:
-    return (f"Light traffic (bench/benchlib/light.py): {run.light}, on keep-alive connections "
-            "of their own, alternating `/hello` (`respond:`) and `/api/items/42` (`upstream:` "
-            "nginx); latency counted from when each request was due.")
+    return (f"Light traffic (bench/benchlib/light.py): {run.light}, and once more after "
+            "the held ones are closed (how far the machine drifted meanwhile); keep-alive "
+            "connections of their own, alternating `/hello` (`respond:`) and "
+            "`/api/items/42` (`upstream:` nginx); latency counted from when each request "
+            "was due.")
 
 
 def _verdicts(run: Run, held: int) -> list[str]:

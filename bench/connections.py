@@ -44,7 +44,7 @@ from benchlib.limits import (  # noqa: E402
     shortfalls,
 )
 from benchlib.memory import Memory  # noqa: E402
-from benchlib.procs import free_port, stop_all, tree_pids  # noqa: E402
+from benchlib.procs import TICK, cpu_ticks, free_port, stop_all, tree_pids  # noqa: E402
 from benchlib.services import (  # noqa: E402
     BENCH,
     REPO,
@@ -232,12 +232,14 @@ def measure(args: argparse.Namespace, sysctls: Sysctls) -> Run:
     try:
         gw = _serve(plan, run, tmp)
         clients = Clients(gw.port, plan, args.concurrency, tmp / "clients.log")
-        time.sleep(max(3.0, plan.workers * 0.2))  # workers settle before the baseline
         gw_pids = gw.pids()
+        quiet(gw_pids, run, "started")
+        run.cpu_none = cpu_share(gw_pids, 5.0)
         run.idle = light_result(light(gw.port, args, args.duration))
         hold(args, run, gw_pids, clients, gw.port)
-        time.sleep(3.0)  # the last answers written, timers and GC settled
+        quiet(gw_pids, run, "done with the last ramp")
         run.after = Memory.read(gw_pids, clients.pids())
+        run.cpu_held = cpu_share(gw_pids, 5.0)
         run.held_light = light_result(light(gw.port, args, args.duration))
         status = clients.ask(["status"] * len(clients.procs))
         run.held_end = sum(int(s["held"]) for s in status)  # type: ignore[call-overload]
@@ -247,7 +249,7 @@ def measure(args: argparse.Namespace, sysctls: Sysctls) -> Run:
         run.closed = clients.close()
         clients = None
         run.notes.append(f"closing {run.closed:,} connections took {time.monotonic() - t0:.1f} s")
-        time.sleep(3.0)
+        quiet(gw_pids, run, "done closing them")
         run.after_light = light_result(light(gw.port, args, args.duration))  # the drift
     finally:
         if clients is not None:
@@ -255,6 +257,26 @@ def measure(args: argparse.Namespace, sysctls: Sysctls) -> Run:
         stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
     return run
+
+
+def cpu_share(pids: list[int], seconds: float) -> float:
+    """CPU the processes used over `seconds`, in % of one CPU."""
+    u0, s0 = cpu_ticks(pids)
+    time.sleep(seconds)
+    u1, s1 = cpu_ticks(pids)
+    return (u1 + s1 - u0 - s0) * 100 / TICK / seconds
+
+
+def quiet(pids: list[int], run: Run, what: str, below: float = 10.0,
+          timeout: float = 300.0) -> None:
+    """Wait until the gateway is idle (< `below` % of a CPU over a second): tearing
+    down a million connections, or GC after a ramp, keeps the workers busy for tens of
+    seconds after the clients are done, and latency measured then is theirs."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout and cpu_share(pids, 1.0) >= below:
+        pass
+    run.notes.append(f"gateway quiet (< {below:g}% of a CPU) {time.monotonic() - t0:.0f} s "
+                     f"after it was {what}")
 
 
 def _serve(plan: Plan, run: Run, tmp: Path) -> Service:

@@ -39,6 +39,8 @@ class Run:
     closed: int = 0
     stopped: str = ""
     light: str = ""  # the light traffic's shape, for the method line
+    cpu_none: float = 0.0  # gateway CPU, % of one CPU, idle with none held
+    cpu_held: float = 0.0  # the same with all held
 
 
 def _mib(kib: int) -> str:
@@ -145,6 +147,8 @@ def _verdicts(run: Run, held: int) -> list[str]:
         ok = all(r <= P99_BUDGET for r in ratios)
         out.append(f"- budget: p99 while held ≤ {P99_BUDGET:g}× of none held → /hello "
                    f"{ratios[0]:.2f}×, /api {ratios[1]:.2f}× ({'within' if ok else 'OVER'})")
+    out.append(f"- gateway CPU with no traffic: {run.cpu_none:.1f}% of one CPU with none held, "
+               f"{run.cpu_held:.1f}% with {held:,} held (timers of every worker)")
     out.append(f"- after the hold: {run.held_end:,} still held, {run.lost:,} closed by the "
                f"gateway meanwhile; gateway {'alive' if run.gateway_alive else 'NOT alive'} "
                "with all workers")

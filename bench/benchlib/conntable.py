@@ -136,7 +136,7 @@ def _verdicts(run: Run, held: int) -> list[str]:
                    f"Pss {_mib(b.pss_kib)}")
         out.append(f"- kernel, both ends: Slab +{per_conn(a.slab_kib, b.slab_kib, held):.2f} "
                    f"KiB/conn (SUnreclaim +{per_conn(a.sunreclaim_kib, b.sunreclaim_kib, held):.2f}"
-                   f"), TCP buffer pages +{per_conn(a.tcp_mem_kib, b.tcp_mem_kib, held):.2f} "
+                   f"), TCP buffer pages {per_conn(a.tcp_mem_kib, b.tcp_mem_kib, held):+.2f} "
                    f"KiB/conn; slab caches grown most, per connection: "
                    f"{top_slab_growth(b, a, held) or 'unreadable'}")
         out.append(f"- client processes: RSS +{per_conn(a.clients_rss_kib, b.clients_rss_kib, held):.2f}"
@@ -148,7 +148,7 @@ def _verdicts(run: Run, held: int) -> list[str]:
         out.append(f"- budget: p99 while held ≤ {P99_BUDGET:g}× of none held → /hello "
                    f"{ratios[0]:.2f}×, /api {ratios[1]:.2f}× ({'within' if ok else 'OVER'})")
     out.append(f"- gateway CPU with no traffic: {run.cpu_none:.1f}% of one CPU with none held, "
-               f"{run.cpu_held:.1f}% with {held:,} held (timers of every worker)")
+               f"{run.cpu_held:.1f}% with {held:,} held (supervisor + workers over 5 s)")
     out.append(f"- after the hold: {run.held_end:,} still held, {run.lost:,} closed by the "
                f"gateway meanwhile; gateway {'alive' if run.gateway_alive else 'NOT alive'} "
                "with all workers")

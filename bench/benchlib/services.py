@@ -91,10 +91,12 @@ def start_floor(tmp: Path, cpus: str | None, upstream_port: int) -> Service:
 
 
 def start_gateway(name: str, config: str, tmp: Path, cpus: str | None,
-                  env: dict[str, str | int], tree: Path | None = None) -> Service:
+                  env: dict[str, str | int], tree: Path | None = None,
+                  config_text: str | None = None, ready_timeout: float = 60.0) -> Service:
     """`wxgated run -c bench/CONFIG` with ports (and workers) given through BENCH_* vars;
     stdout (the access log) goes to TMP/NAME-access.log, stderr to TMP/NAME.log. With
-    `tree` (another checkout), that tree's wxgated and bench config run instead."""
+    `tree` (another checkout), that tree's wxgated and bench config run instead;
+    `config_text` replaces the config's contents (for keys that take no ${VAR})."""
     port, admin = free_port(), free_port()
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "BENCH_PORT": str(port),
                 "BENCH_ADMIN_PORT": str(admin), **{k: str(v) for k, v in env.items()}}
@@ -108,10 +110,12 @@ def start_gateway(name: str, config: str, tmp: Path, cpus: str | None,
     conf_dir = tmp / f"conf-{name}"
     conf_dir.mkdir(exist_ok=True)
     shutil.copy(bench / config, conf_dir / config)
+    if config_text is not None:
+        (conf_dir / config).write_text(config_text)
     proc = spawn([python(), "-m", "wxgated", "run", "-c", str(conf_dir / config)], cpus, log,
                  env=full_env, stdout=access, cwd=tmp)
     try:
-        wait_http(f"http://127.0.0.1:{admin}/readyz", proc)
+        wait_http(f"http://127.0.0.1:{admin}/readyz", proc, ready_timeout)
         wait_port(port, proc)
     except (RuntimeError, TimeoutError) as exc:
         tail = log.read_text(errors="replace")[-2000:]

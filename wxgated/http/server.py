@@ -9,12 +9,10 @@ header and body sizes are limited on the wire, a head has `timeouts.header` and 
 body `timeouts.body` from the end of its head (no chunk extends either), and reading
 pauses when a body or a pipeline backs up.
 
-Each request is handed to the dispatcher (`start`) as soon as it can be answered: at
-the end of its head, or for a small Content-Length body that is all in by the end of
-the read that brought its head (the usual wx.request POST) when its message completes,
-so it goes upstream whole. The answer comes back through `answer`, synchronously or
-later; the next pipelined request starts after it. No task is made per request or per
-connection: the gateway's engine makes one only when something has to wait.
+A request goes to the dispatcher (`start`) at the end of its head, or, with a small
+Content-Length body all in by the end of the read that brought its head (the usual
+wx.request POST), when its message completes, so it goes upstream whole. Its answer
+comes back through `answer` (http/cycle.py), now or later; no task per request.
 """
 
 from __future__ import annotations
@@ -47,6 +45,8 @@ MAX_PIPELINE = 16  # queued requests before we stop reading from the client
 FAST_BODY = 64 * 1024  # a Content-Length body up to this is held until whole, then started
 LINGER_SECONDS = 2.0  # how long an unread request body is drained after an early answer
 _ZERO_BODY = Body.of(b"")  # an explicit Content-Length: 0, forwarded as such
+# never appended to: on_header appends in a head only, after on_message_begin's fresh list
+_HEAD_DONE: list[tuple[bytes, bytes]] = []
 
 
 class GatewayProtocol(asyncio.Protocol):
@@ -60,10 +60,10 @@ class GatewayProtocol(asyncio.Protocol):
         # set in connection_made, which asyncio calls before anything else
         self.flow: FlowControl
         self.writer: ResponseWriter
-        # requests are answered one at a time, in order: one cycle serves them all
-        self.cycle = Cycle(self)
+        self.cycle = Cycle(self)  # requests are answered one at a time: one serves all
         self.answer = self.cycle.answer  # the sink the gateway answers through
-        self.pipeline: deque[tuple[Request, RequestBody | None]] = deque()
+        # made when a request is queued: an empty deque is 760 bytes per idle connection
+        self.pipeline: deque[tuple[Request, RequestBody | None]] | None = None
         self.active = False
         self.closed = False
         self.tunnel: Any = None  # set after a protocol upgrade (WebSocket)
@@ -106,11 +106,11 @@ class GatewayProtocol(asyncio.Protocol):
         self.flow.connection_lost()
         if self._body is not None:
             self._body.fail(ConnectionResetError("client disconnected"))
-        for req, body in self.pipeline:  # never to be answered: no longer in flight
+        for req, body in self.pipeline or ():  # never to be answered: no longer in flight
             self.d.abandon(req)
             if body is not None:
                 body.fail(ConnectionResetError("client disconnected"))
-        self.pipeline.clear()
+        self.pipeline = None
         if self.tunnel is not None:
             self.tunnel.client_lost()
 
@@ -240,16 +240,15 @@ class GatewayProtocol(asyncio.Protocol):
         parser = self.parser
         version = parser.get_http_version()
         cfg = self.cfg
-        self._headers = headers = head_fields(self._headers, version,
-                                              cfg.max_header - len(self._url),
-                                              cfg.allow_underscores)
+        headers = head_fields(self._headers, version, cfg.max_header - len(self._url),
+                              cfg.allow_underscores)
+        self._headers = _HEAD_DONE  # the Request has them; an idle connection keeps no head
         url = self._url
         if url[:1] != b"/":
             url, authority = origin_form(url)
             if authority is not None:  # the target's authority is the host
                 headers = [h for h in headers if h[0] != b"host"]
                 headers.append((b"host", authority))
-                self._headers = headers
         by_name = dict(headers)  # the last of each name, for the few read here
         sent, path, query, plain = request_target(url, cfg.path_rules)
         method = parser.get_method().decode("ascii")
@@ -273,13 +272,13 @@ class GatewayProtocol(asyncio.Protocol):
         else:
             req.body = NO_BODY if length is None else _ZERO_BODY
         self._body = body
-        if self.active:  # pipelined: answered in turn
-            self.pipeline.append((req, body))
-            if len(self.pipeline) > MAX_PIPELINE:
+        if self.active or parser.should_upgrade():
+            # pipelined: answered in turn; an upgrade: started by _on_upgrade, once the
+            # bytes after its head are with it
+            queue = self.pipeline = self.pipeline or deque()
+            queue.append((req, body))
+            if len(queue) > MAX_PIPELINE:
                 self.pause_reading()
-        elif parser.should_upgrade():
-            # started by _on_upgrade, once the bytes after its head are with it
-            self.pipeline.append((req, body))
         elif body is not None and length is not None and length <= FAST_BODY \
                 and not body.too_large and not body.expect_continue:
             # the usual wx.request POST, likely all in this read: started when its

@@ -1,13 +1,12 @@
 """From a parsed request to a response: route it, run its pipeline, count and log it.
 
 The dispatcher holds the current Snapshot; a reload swaps it in one assignment. A
-request keeps the route (and so the chain and Snapshot) it matched, so in-flight
+request keeps the route (and so the pipeline and Snapshot) it matched, so in-flight
 requests finish on the config they started with.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -24,7 +23,6 @@ from wxgated.observe.metrics import RouteMetrics, in_flight_source
 from wxgated.observe.trace import trace_id_for
 from wxgated.versioning import request_version
 
-log = logging.getLogger("wxgated")
 # the access log's reason for a request the parser refused (http.framing: a bad head,
 # too large, too slow)
 _REFUSED = {400: "bad_request", 408: "header_timeout", 413: "body_too_large",

@@ -64,14 +64,7 @@ class Pipeline:
             except HTTPError as err:
                 flow.fail(err)
                 return
-        if self.requests:
-            flow.run_requests(self.requests)
-            return
-        flow.step = self.count
-        try:
-            self.terminal.start(req, flow)
-        except BaseException as exc:
-            flow.fail(exc)
+        flow.run_requests(self.requests)
 
 
 def _steps(filters: Sequence[Any], name: str) -> tuple[tuple[int, Any], ...]:
@@ -146,11 +139,8 @@ class Flow:
         """The answer to `req`, through the response phases of the filters that passed."""
         if self.pipe.responses:
             self._response(resp, self.step)
-            return
-        req = self.req
-        if req.added is not None:
-            resp.add_headers(req.added)
-        self.sink(req, resp)
+        else:
+            self._answer(resp)
 
     def fail(self, exc: BaseException) -> None:
         """What was raised, as the answer: the envelope of an HTTPError, 499 for a
@@ -223,6 +213,7 @@ class Flow:
         self._response(resp, self.below)
 
     def _answer(self, resp: Response) -> None:
+        """To the sink, with the headers the request phases added for any answer."""
         req = self.req
         added = req.added
         if added is not None:
@@ -306,13 +297,12 @@ def chain(filters: Sequence[Any], terminal: Any) -> Handler:
 
         pipe.run(req, sink)
         resp = await fut
-        flow = req.flow
-        if flow is None:
-            pass
-        elif resp.stream is None:
-            flow.done(resp.status)
-        else:  # done once the body has been read, as a connection does once it is written
-            resp.stream = _DoneStream(resp.stream, flow, resp.status)
+        flow = req.flow  # set when the pipeline has done phases
+        if flow is not None:
+            if resp.stream is None:
+                flow.done(resp.status)
+            else:  # done once the body is read, as a connection does once it is written
+                resp.stream = _DoneStream(resp.stream, flow, resp.status)
         return resp
 
     return run

@@ -73,8 +73,7 @@ class Proxy:
             flow.wait(self.upgrade(req))
             return
         call = Call(self, req, flow)
-        call.lines, call.host = lines, host = request_block(req, self.preserve_host)
-        call.uri = uri = forward_target(req)  # checked, as the lines are
+        lines, host, uri = call.lines, call.host, call.uri
         body = req.body
         data = body.buffered
         if data is None:  # a body still arriving: read ahead first, in forward
@@ -113,10 +112,7 @@ class Proxy:
     async def __call__(self, req: Request) -> Response:
         """The proxy as a handler, for a terminal that forwards on its own terms (a
         WeChat push): every try in `forward`."""
-        call = Call(self, req, None)
-        call.lines, call.host = request_block(req, self.preserve_host)
-        call.uri = forward_target(req)
-        return await call.forward(None, 1, NO_EXCLUDE)
+        return await Call(self, req, None).forward(None, 1, NO_EXCLUDE)
 
 
 def _give_back(target: Target, conn: UpstreamConnection) -> None:
@@ -131,7 +127,8 @@ def _give_back(target: Target, conn: UpstreamConnection) -> None:
 
 
 class Call:
-    """One request written on an idle connection, from the write to the answer."""
+    """One request to the upstream, from its head (built and checked here, before a
+    target is admitted) to the answer."""
 
     __slots__ = ("proxy", "req", "flow", "uri", "lines", "host", "target", "start",
                  "deadline")
@@ -140,9 +137,8 @@ class Call:
         self.proxy = proxy
         self.req = req
         self.flow = flow
-        self.uri = b""
-        self.lines = b""
-        self.host = b""
+        self.lines, self.host = request_block(req, proxy.preserve_host)
+        self.uri = forward_target(req)  # checked, as the lines are
         self.target: Target | None = None
         self.start = 0.0
         self.deadline: float | None = None

@@ -55,11 +55,14 @@ class Respond:
                         *((k.lower().encode(), v.encode()) for k, v in cfg.headers.items())]
 
     def start(self, req: Request, flow: Any) -> None:
-        flow.respond(Response(self.status, list(self.headers), self.body))
+        flow.respond(self.answer())
 
     async def __call__(self, req: Request) -> Response:
         """As a handler, for callers without a flow."""
-        return Response(self.status, list(self.headers), self.body)
+        return self.answer()
+
+    def answer(self) -> Response:
+        return Response(self.status, list(self.headers), self.body)  # a list of its own
 
 
 def build(value: dict[str, Any], route: dict[str, Any], ctx: Any) -> Respond:

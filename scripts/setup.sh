@@ -31,6 +31,22 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+# The hot modules compile with Cython (setup.py) when a C compiler and this Python's
+# headers are here: install them on Debian unless the interpreted build is asked for.
+compiler_missing() {
+  command -v cc >/dev/null 2>&1 || { echo "gcc libc6-dev"; return; }
+  [ -e "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("include"))')/Python.h" ] \
+    || echo "python3-dev"
+}
+if [ -z "${WXGATED_NO_EXTENSIONS:-}" ] && [ -n "$(compiler_missing)" ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt_install $(compiler_missing)
+    if [ -n "$(compiler_missing)" ]; then apt_install $(compiler_missing); fi  # then the headers
+  else
+    echo "setup: no C compiler or Python headers ($(compiler_missing)): the hot modules" \
+         "will run interpreted" >&2
+  fi
+fi
 # pip's own notices and the build backend's warnings are shown only when the install fails
 TARGET="."
 if [ -n "$EXTRAS" ]; then TARGET=".[$EXTRAS]"; fi
@@ -39,3 +55,4 @@ if ! out=$(.venv/bin/python -m pip install -q --disable-pip-version-check -e "$T
   echo "setup: pip install -e '$TARGET' failed (its output is above)" >&2
   exit 1
 fi
+echo "setup: wxgated build: $(.venv/bin/python -c 'import wxgated.build as b; print(b.describe())')"

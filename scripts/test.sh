@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up everything the tests need and run the whole suite (ruff + mypy + pytest).
+# Set up everything the tests need and run the whole suite (ruff + mypy + pytest), compiled
+# and, for the compiled modules' packages, interpreted.
 # Installs from Debian what is missing: redis-server and dnsmasq (the tests start their
 # own), promtool (package `prometheus`; the tests check deploy/prometheus/alerts.yml) and
 # chromium + chromium-driver (tests/status/test_status_browser.py loads the status page).
@@ -47,6 +48,17 @@ need chromedriver chromium-driver
 need_dnsmasq
 need_promtool
 bash scripts/setup.sh test
-.venv/bin/ruff check wxgated tests bench
+if [ -z "${WXGATED_NO_EXTENSIONS:-}" ] \
+    && [ "$(.venv/bin/python -c 'import wxgated.build as b; print(b.describe())')" != compiled ]; then
+  echo "test: the hot modules did not compile (setup.py's warnings: pip install -v -e .)" >&2
+  exit 1
+fi
+.venv/bin/ruff check wxgated tests bench setup.py
 .venv/bin/python -m mypy wxgated
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+if [ $# -gt 0 ]; then exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"; fi
+# the whole suite on the build that runs by default (compiled), then the tests of the
+# compiled modules' own packages on the same sources interpreted
+.venv/bin/python -m pytest -q -p no:cacheprovider
+echo "test: again, interpreted (WXGATED_NO_EXTENSIONS=1): the compiled modules' packages"
+WXGATED_NO_EXTENSIONS=1 exec .venv/bin/python -m pytest -q -p no:cacheprovider \
+  tests/http tests/gateway tests/terminals tests/build

@@ -25,7 +25,7 @@ import yaml
 
 from tests.support.gateway import GatewayProcess
 from tests.support.recording_upstream import RecordingUpstream
-from wxgated import __version__
+from wxgated import __version__, build
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "wxgated.json"
@@ -181,7 +181,8 @@ def test_start_up_line_once(gw: GatewayProcess) -> None:
     assert len(lines) == 1, gw.stderr()
     line = lines[0]
     assert " INFO wxgated: " in line
-    assert f"(build interpreted) listening on http://127.0.0.1:{gw.port}" in line
+    # the subprocess runs the build this test process does (same tree, same environment)
+    assert f"(build {build.describe()}) listening on http://127.0.0.1:{gw.port}" in line
     assert f"admin http://127.0.0.1:{gw.admin_port}" in line
     assert "2 routes, 1 upstreams, 1 worker, state backend memory" in line
 
@@ -200,6 +201,6 @@ def test_start_up_line_once_with_workers(tmp_path: Path) -> None:
         assert "wxgated_workers_configured 2.0" in proc.metrics()
     finally:
         proc.stop()
-    lines = [ln for ln in proc.stderr().splitlines() if "(build interpreted)" in ln]
+    lines = [ln for ln in proc.stderr().splitlines() if f"(build {build.describe()})" in ln]
     assert len(lines) == 1, proc.stderr()
     assert "1 routes, 0 upstreams, 2 workers, state backend memory" in lines[0]

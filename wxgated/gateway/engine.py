@@ -105,7 +105,7 @@ class Flow:
         for i, phase in steps:
             try:
                 result = phase(req)
-                if result is not None and result.__class__ is not Response:
+                if result is not None and type(result) is not Response:
                     self.step = i
                     result = self._drive(result, self._requested)
                     if result is _WAITING:
@@ -192,7 +192,7 @@ class Flow:
                 continue
             try:
                 result = phase(req, resp)
-                if result is not None and result.__class__ is not Response:
+                if result is not None and type(result) is not Response:
                     self.below, self.resp = i, resp
                     result = self._drive(result, self._responded)
                     if result is _WAITING:

@@ -13,14 +13,16 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
-from wxgated.http.message import BodyFeeder, HTTPError
+from wxgated.http.message import HTTPError
 from wxgated.http.waiters import wake
 
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 
 
-class RequestBody(BodyFeeder):
+class RequestBody:
+    """The server protocol's body feeder (wxgated.http.message.BodyFeeder)."""
+
     __slots__ = ("proto", "limit", "length", "expect_continue", "chunks_q", "buffered",
                  "received", "done", "error", "waiter", "started", "too_large")
 

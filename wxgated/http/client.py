@@ -24,7 +24,7 @@ from typing import Any
 
 import httptools
 
-from wxgated.http.deadlines import Deadlines
+from wxgated.http.deadlines import Deadlines, Timed
 from wxgated.http.errors import (
     UpstreamBroken,
     UpstreamConnectError,
@@ -54,7 +54,9 @@ def _close_delimited(headers: list[tuple[bytes, bytes]]) -> bool:
     return te.rsplit(b",", 1)[-1].strip().lower() != b"chunked"
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(Timed):
+    """One upstream connection (an asyncio protocol by shape: the loop calls its methods)."""
+
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
         self.loop = pool.loop
@@ -346,8 +348,9 @@ class ConnectionPool:
                                                    connect_timeout)
         return conn
 
-    async def open(self, factory: Callable[[], asyncio.Protocol], timeout: float) -> Any:
-        """A new connection to this target with `factory`'s protocol (TLS as configured)."""
+    async def open(self, factory: Callable[[], Any], timeout: float) -> Any:
+        """A new connection to this target with `factory`'s protocol (TLS as configured;
+        a protocol by shape, as the compiled ones subclass no asyncio class)."""
         try:
             async with asyncio.timeout(timeout):
                 _, proto = await self.loop.create_connection(

@@ -9,7 +9,7 @@ unless a filter asks.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -82,7 +82,7 @@ class Body:
         if self.length is not None and self.length > limit:
             raise HTTPError(413, "request body too large", reason="body_too_large")
         feeder = self._feeder
-        if feeder is not None and hasattr(feeder, "limit"):
+        if feeder is not None and hasattr(feeder, "limit"):  # a size-limiting feeder
             if feeder.received > limit:  # already arrived (a small chunked body)
                 raise HTTPError(413, "request body too large", reason="body_too_large")
             feeder.limit = min(feeder.limit, limit)
@@ -116,21 +116,18 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
         yield data
 
 
-class BodyFeeder:
-    """The interface the server protocol implements for a request's body."""
+class BodyFeeder(Protocol):
+    """The interface the server protocol implements for a request's body
+    (wxgated.http.body.RequestBody)."""
 
-    started: bool = False
-    # Only feeders that enforce a size limit have these (`Body.cap` checks with hasattr);
-    # annotated, not assigned, so the class gains no attributes.
+    started: bool
     received: int
     limit: int
 
-    def chunks(self) -> AsyncIterator[bytes]:  # pragma: no cover - interface
-        raise NotImplementedError
+    def chunks(self) -> AsyncIterator[bytes]: ...
 
     def whole(self) -> bytes | None:
         """All of the body if it has arrived and nothing has read it, else None."""
-        return None
 
     async def fill(self) -> None:
         """Wait until the body is all in or has filled the read-ahead buffer."""

@@ -25,6 +25,7 @@ import httptools
 
 from wxgated.http.body import RequestBody
 from wxgated.http.cycle import Cycle
+from wxgated.http.deadlines import Timed
 from wxgated.http.flowcontrol import FlowControl
 from wxgated.http.framing import (
     TOO_LARGE,
@@ -49,7 +50,7 @@ _ZERO_BODY = Body.of(b"")  # an explicit Content-Length: 0, forwarded as such
 _HEAD_DONE: list[tuple[bytes, bytes]] = []
 
 
-class GatewayProtocol(asyncio.Protocol):
+class GatewayProtocol(Timed):  # an asyncio Protocol by shape: uvloop calls its methods
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.d = dispatcher
         self.cfg = dispatcher.cfg
@@ -57,8 +58,7 @@ class GatewayProtocol(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: Any = None
         self.peer_ip = ""
-        # set in connection_made, which asyncio calls before anything else
-        self.flow: FlowControl
+        self.flow: FlowControl  # this and the writer: set in connection_made, which comes first
         self.writer: ResponseWriter
         self.cycle = Cycle(self)  # requests are answered one at a time: one serves all
         self.answer = self.cycle.answer  # the sink the gateway answers through

@@ -15,7 +15,8 @@ import os
 import signal
 import socket
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from wxgated.config.errors import ConfigError
 from wxgated.config.spec import duration
@@ -114,8 +115,9 @@ class Gateway:
             host, port = parse_listen(server.get("listen", "0.0.0.0:8080"))
             sock = bind_socket(host, port, reuse_port=False)
         loop = asyncio.get_running_loop()
-        srv = await loop.create_server(self.dispatcher.protocol, sock=sock, ssl=ssl_ctx,
-                                       backlog=4096)
+        # GatewayProtocol is an asyncio protocol by shape (compiled, it subclasses none)
+        factory = cast(Callable[[], asyncio.BaseProtocol], self.dispatcher.protocol)
+        srv = await loop.create_server(factory, sock=sock, ssl=ssl_ctx, backlog=4096)
         self.servers.append(srv)
         self.ready = True
         start_health_checks(self.snapshot)

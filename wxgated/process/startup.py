@@ -13,11 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from wxgated import __version__
+from wxgated import __version__, build
 from wxgated.observe.metrics import WORKERS_CONFIGURED, WORKERS_SERVING
-
-# There is no compiled (mypyc/Nuitka) build yet; when there is, it reports itself here.
-BUILD = "interpreted"
 
 log = logging.getLogger("wxgated")
 
@@ -33,7 +30,7 @@ def startup_line(cfg: dict[str, Any], routes: int, workers: int, admin: str) -> 
     """The text of the start-up line (kept separate so a test can read it exactly)."""
     upstreams = len(cfg.get("upstreams") or {})
     backend = cfg.get("state", {}).get("backend", "memory")
-    return (f"wxgated {__version__} (build {BUILD}) listening on {listen_url(cfg)}, "
+    return (f"wxgated {__version__} (build {build.describe()}) listening on {listen_url(cfg)}, "
             f"admin http://{admin}; {routes} routes, {upstreams} upstreams, "
             f"{workers} {'worker' if workers == 1 else 'workers'}, state backend {backend}")
 

@@ -1,0 +1,83 @@
+"""Build: the hot modules compiled with Cython where a C compiler exists.
+
+One source: each compiled module is the ordinary `.py` (pure-Python mode); a `.pxd`
+beside it gives its classes C fields and its methods C signatures. Without a compiler,
+without Cython, or with WXGATED_NO_EXTENSIONS=1 the same modules run interpreted, and a
+build that fails to compile falls back to them with a warning rather than failing the
+install (aiohttp and yarl do the same).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+HOT_MODULES = [
+    "wxgated/http/server.py",
+    "wxgated/http/serving.py",
+    "wxgated/http/body.py",
+    "wxgated/http/cycle.py",
+    "wxgated/http/deadlines.py",
+    "wxgated/http/flowcontrol.py",
+    "wxgated/http/framing.py",
+    "wxgated/http/headers.py",
+    "wxgated/http/writer.py",
+    "wxgated/http/message.py",
+    "wxgated/http/target.py",
+    "wxgated/http/client.py",
+    "wxgated/gateway/engine.py",
+    "wxgated/gateway/dispatch.py",
+    "wxgated/terminals/proxy.py",
+    "wxgated/upstream/forward.py",
+    "wxgated/upstream/targets.py",
+    "wxgated/routing/router.py",
+    "wxgated/observe/metrics.py",
+    "wxgated/observe/accesslog.py",
+    "wxgated/observe/trace.py",
+]
+
+DIRECTIVES = {
+    "language_level": 3,
+    "annotation_typing": False,  # the .pxd files type; annotations stay documentation
+    "binding": False,
+    "boundscheck": False,
+    "wraparound": True,
+    "embedsignature": False,
+}
+
+
+class LenientBuildExt(build_ext):
+    """A failed compile leaves the interpreted modules, with a warning."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # noqa: BLE001 - any compiler failure means: interpreted
+            print(f"wxgated: compiling the hot modules failed ({exc}); "
+                  "they will run interpreted", file=sys.stderr)
+
+    def build_extension(self, ext) -> None:  # type: ignore[no-untyped-def]
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # noqa: BLE001
+            print(f"wxgated: {ext.name} not compiled ({exc})", file=sys.stderr)
+
+
+def extensions() -> list:
+    if os.environ.get("WXGATED_NO_EXTENSIONS"):
+        return []
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        print("wxgated: Cython is not installed; the hot modules run interpreted",
+              file=sys.stderr)
+        return []
+    return cythonize(HOT_MODULES, compiler_directives=DIRECTIVES, quiet=True,
+                     build_dir="build/cython", nthreads=os.cpu_count() or 1)
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": LenientBuildExt},
+      options={"build_ext": {"parallel": os.cpu_count() or 1}})

@@ -1,0 +1,13 @@
+cimport cython
+
+from wxgated.http.flowcontrol cimport FlowControl
+from wxgated.http.message cimport Request, Response
+
+
+cdef class ResponseWriter:
+    cdef public object transport
+    cdef public FlowControl flow
+    cdef public Py_ssize_t bytes_out
+
+    @cython.locals(data=bytes)
+    cpdef bint write_now(self, Request req, Response resp, bint keep_alive)

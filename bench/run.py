@@ -67,6 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--baseline", metavar="REF",
                    help="also run bare, post, full and redis as of git REF, interleaved in the same "
                         "rounds (an A/B of a change; no RESULTS.md entry unless --append)")
+    p.add_argument("--interpreted", action="store_true",
+                   help="also run bare, post, full, redis and aggregate of this tree interpreted "
+                        "(WXGATED_NO_EXTENSIONS=1), interleaved in the same rounds")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs, confs)")
     args = p.parse_args(argv)
     args.rounds = args.rounds or (3 if args.quick else 5)
@@ -169,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="wxgated-bench-"))
     notes: list[str] = []
     try:
-        scenarios = setup(args.wanted, tmp, notes, args.baseline)
+        scenarios = setup(args.wanted, tmp, notes, args.baseline, args.interpreted)
         for note in notes:
             print(note, flush=True)
         samples = measure(scenarios, args)

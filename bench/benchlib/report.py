@@ -129,7 +129,9 @@ def machine(python: str, repo: Path) -> dict[str, str]:
         "nginx": _first_line(["nginx", "-v"]).removeprefix("nginx version: "),
         "wrk": _first_line(["wrk", "-v"]).split(" [")[0],
         "redis": _first_line(["redis-server", "--version"]).split(" sha=")[0],
-        "wxgated": commit + (" + uncommitted changes" if dirty not in ("", "?") else ""),
+        "wxgated": commit + (" + uncommitted changes" if dirty not in ("", "?") else "")
+        + " (build " + _first_line([python, "-c", "import wxgated.build as b; print(b.describe())"])
+        + ")",
         "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
     }
 

@@ -73,13 +73,15 @@ def start_core(wanted: list[str], tmp: Path, plan: CpuPlan) -> tuple[list[Scenar
 
 
 def _bare_gateway(wanted: list[str], tmp: Path, plan: CpuPlan, up_port: int,
-                  tree: Path | None = None, suffix: str = "") -> list[Scenario]:
+                  tree: Path | None = None, suffix: str = "",
+                  env: dict[str, str | int] | None = None) -> list[Scenario]:
     """bare and post: one gateway on gateway-bare.yaml (from `tree` when given)."""
     names = [n for n in ("bare", "post") if n in wanted]
     if not names:
         return []
     gw = start_gateway("bare" + suffix, "gateway-bare.yaml", tmp, plan.proxy,
-                       {"BENCH_UPSTREAM_PORT": up_port, "BENCH_WORKERS": 1}, tree)
+                       {"BENCH_UPSTREAM_PORT": up_port, "BENCH_WORKERS": 1, **(env or {})},
+                       tree)
     return [Scenario(n + suffix, gw, "/bare/items/42", plan.load,
                      script=POST_SCRIPT if n == "post" else None) for n in names]
 
@@ -110,10 +112,11 @@ def start_full(wanted: list[str], tmp: Path, plan: CpuPlan, up_port: int,
 
 
 def _full_gateway(name: str, scenarios: list[str], tmp: Path, plan: CpuPlan, up_port: int,
-                  redis_port: int, tree: Path | None = None, suffix: str = ""
-                  ) -> list[Scenario]:
+                  redis_port: int, tree: Path | None = None, suffix: str = "",
+                  env: dict[str, str | int] | None = None) -> list[Scenario]:
     gw = start_gateway(name, "gateway-full.yaml", tmp, plan.proxy,
-                       {"BENCH_UPSTREAM_PORT": up_port, "BENCH_REDIS_PORT": redis_port}, tree)
+                       {"BENCH_UPSTREAM_PORT": up_port, "BENCH_REDIS_PORT": redis_port,
+                        **(env or {})}, tree)
     token = login(f"http://127.0.0.1:{gw.port}")
     auth = (f"Authorization: Bearer {token}",)
     access = gw.stdout
@@ -153,8 +156,24 @@ def start_baseline(ref: str, wanted: list[str], tmp: Path, plan: CpuPlan, up_por
     return out
 
 
+INTERPRETED = "@interpreted"
+
+
+def start_interpreted(wanted: list[str], tmp: Path, plan: CpuPlan, up_port: int,
+                      redis_port: int) -> list[Scenario]:
+    """This tree's gateways again with WXGATED_NO_EXTENSIONS=1 (`bare@interpreted`...):
+    the compiled build against the same sources interpreted, in the same rounds."""
+    env: dict[str, str | int] = {"WXGATED_NO_EXTENSIONS": 1}
+    out = _bare_gateway(wanted, tmp, plan, up_port, None, INTERPRETED, env)
+    names = [n for n in ("full", "redis", "aggregate") if n in wanted]
+    if names:
+        out += _full_gateway("full" + INTERPRETED, names, tmp, plan, up_port, redis_port,
+                             None, INTERPRETED, env)
+    return out
+
+
 def setup(wanted: list[str], tmp: Path, notes: list[str],
-          baseline: str | None = None) -> list[Scenario]:
+          baseline: str | None = None, interpreted: bool = False) -> list[Scenario]:
     """Start what `wanted` needs; scenarios whose probe request fails are left out
     (with a note), so a half-finished build still benches what works."""
     plan = CpuPlan.detect()
@@ -162,8 +181,13 @@ def setup(wanted: list[str], tmp: Path, notes: list[str],
     scenarios, up_port = start_core(wanted, tmp, plan)
     full, redis_port = start_full(wanted, tmp, plan, up_port, notes)
     scenarios += full
-    if baseline is not None:  # each right after its counterpart in the rounds
-        for sc in start_baseline(baseline, wanted, tmp, plan, up_port, redis_port):
+    others = []
+    if baseline is not None:
+        others += start_baseline(baseline, wanted, tmp, plan, up_port, redis_port)
+    if interpreted:
+        others += start_interpreted(wanted, tmp, plan, up_port, redis_port)
+    if others:  # each right after its counterpart in the rounds
+        for sc in others:
             at = next(i for i, s in enumerate(scenarios) if s.name == sc.name.split("@")[0])
             scenarios.insert(at + 1, sc)
     for name in wanted:

@@ -1,13 +1,16 @@
 from wxgated.http.message cimport Request, Response
 from wxgated.http.serving cimport Dispatcher
+from wxgated.observe.accesslog cimport AccessLog
+from wxgated.observe.metrics cimport RouteMetrics
+from wxgated.observe.trace cimport trace_id_for
 
 
 cdef class GatewayDispatcher(Dispatcher):
     cdef public object snapshot
-    cdef public object access_log
+    cdef public AccessLog access_log
     cdef public object client_ip
     cdef public Py_ssize_t in_flight
-    cdef public object _unmatched
+    cdef public RouteMetrics _unmatched
     cdef public object _time
 
     cpdef Response _match(self, Request req)

@@ -4,8 +4,10 @@ from wxgated.http.body cimport RequestBody
 from wxgated.http.cycle cimport Cycle
 from wxgated.http.deadlines cimport Timed
 from wxgated.http.flowcontrol cimport FlowControl
+from wxgated.http.framing cimport fields_size, head_fields
 from wxgated.http.message cimport Body, Request
 from wxgated.http.serving cimport Dispatcher, ServerConfig
+from wxgated.http.target cimport request_target
 from wxgated.http.writer cimport ResponseWriter
 
 

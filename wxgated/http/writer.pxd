@@ -11,3 +11,8 @@ cdef class ResponseWriter:
 
     @cython.locals(data=bytes)
     cpdef bint write_now(self, Request req, Response resp, bint keep_alive)
+
+
+@cython.locals(status=int, head_only=bint, chunked=bint, headers=list, kept=list, parts=list)
+cpdef tuple head_parts(Request req, Response resp, bint keep_alive)
+cpdef bytes status_line(int status)

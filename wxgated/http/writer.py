@@ -20,7 +20,6 @@ _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _STATUS_LINES = {
     code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in _REASONS.items()
 }
-_NO_BODY = frozenset({204, 304})
 # set by the writer itself; a handler's values for these are replaced
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection", b"keep-alive"})
 
@@ -52,6 +51,57 @@ def simple_response(status: int, text: bytes, trace_id: str = "") -> bytes:
             + b"\r\nconnection: close\r\n\r\n" + body)
 
 
+def head_parts(req: Request, resp: Response,
+               keep_alive: bool) -> tuple[list[bytes], bool, bool, bool]:
+    """The head's parts, ending with the blank line; and keep-alive, head-only and
+    chunked as decided for this response."""
+    status = resp.status
+    head_only = req.method == "HEAD" or status < 200 or status == 204 or status == 304
+    headers = resp.headers
+    length = None
+    if resp.no_framing is not headers:
+        kept = []
+        for h in headers:
+            if h[0] not in _FRAMING:
+                kept.append(h)
+            elif h[0] == b"content-length":
+                # framing is the writer's: a handler's Content-Length only says how
+                # long a stream (or the GET of a HEAD) is
+                length = h[1]
+        headers = kept
+    parts = [status_line(status), b"\r\n".join(map(b": ".join, headers)),
+             b"\r\n" if headers else b""]  # joined in C, no Python step per header
+    parts.append(b"x-trace-id: " + req.trace_id.encode() + b"\r\n")
+    stream = resp.stream
+    chunked = False
+    if status == 101:
+        parts.append(b"connection: upgrade\r\n")
+        keep_alive = True
+    elif stream is None:
+        if status >= 200 and status != 204 and status != 304:
+            if not head_only:
+                parts.append(b"content-length: %d\r\n" % len(resp.body))
+            elif length is not None:  # HEAD keeps the length the GET would have had
+                parts.append(b"content-length: " + length + b"\r\n")
+            elif resp.body:  # a gateway-made answer to HEAD: its GET's length
+                parts.append(b"content-length: %d\r\n" % len(resp.body))
+            # else a HEAD whose GET length is unknown (chunked): no length at all
+    elif length is not None:
+        parts.append(b"content-length: " + length + b"\r\n")
+    elif not head_only:
+        if req.version == "1.1":
+            chunked = True
+            parts.append(b"transfer-encoding: chunked\r\n")
+        else:
+            keep_alive = False  # HTTP/1.0 without a length: the close ends the body
+    if not keep_alive:
+        parts.append(b"connection: close\r\n")
+    elif req.version == "1.0":
+        parts.append(b"connection: keep-alive\r\n")
+    parts.append(b"\r\n")
+    return parts, keep_alive, head_only, chunked
+
+
 class ResponseWriter:
     __slots__ = ("transport", "flow", "bytes_out")
 
@@ -65,7 +115,7 @@ class ResponseWriter:
         stream = resp.stream
         if stream is None:
             return self.write_now(req, resp, keep_alive)
-        parts, keep_alive, head_only, chunked = self._head(req, resp, keep_alive)
+        parts, keep_alive, head_only, chunked = head_parts(req, resp, keep_alive)
         head = b"".join(parts)
         self.bytes_out = len(head)
         if head_only:
@@ -77,7 +127,7 @@ class ResponseWriter:
 
     def write_now(self, req: Request, resp: Response, keep_alive: bool) -> bool:
         """Send a response whose body is whole (`resp.stream` is None) in one write."""
-        parts, keep_alive, head_only, _ = self._head(req, resp, keep_alive)
+        parts, keep_alive, head_only, _ = head_parts(req, resp, keep_alive)
         if not head_only:
             parts.append(resp.body)
         data = b"".join(parts)
@@ -85,57 +135,6 @@ class ResponseWriter:
         if not self.flow.lost:
             self.transport.write(data)
         return keep_alive
-
-    @staticmethod
-    def _head(req: Request, resp: Response,
-              keep_alive: bool) -> tuple[list[bytes], bool, bool, bool]:
-        """The head's parts, ending with the blank line; and keep-alive, head-only and
-        chunked as decided for this response."""
-        status = resp.status
-        head_only = req.method == "HEAD" or status in _NO_BODY or status < 200
-        headers = resp.headers
-        length = None
-        if resp.no_framing is not headers:
-            kept = []
-            for h in headers:
-                if h[0] not in _FRAMING:
-                    kept.append(h)
-                elif h[0] == b"content-length":
-                    # framing is the writer's: a handler's Content-Length only says how
-                    # long a stream (or the GET of a HEAD) is
-                    length = h[1]
-            headers = kept
-        parts = [status_line(status), b"\r\n".join(map(b": ".join, headers)),
-                 b"\r\n" if headers else b""]  # joined in C, no Python step per header
-        parts.append(b"x-trace-id: " + req.trace_id.encode() + b"\r\n")
-        stream = resp.stream
-        chunked = False
-        if status == 101:
-            parts.append(b"connection: upgrade\r\n")
-            keep_alive = True
-        elif stream is None:
-            if status >= 200 and status not in _NO_BODY:
-                if not head_only:
-                    parts.append(b"content-length: %d\r\n" % len(resp.body))
-                elif length is not None:  # HEAD keeps the length the GET would have had
-                    parts.append(b"content-length: " + length + b"\r\n")
-                elif resp.body:  # a gateway-made answer to HEAD: its GET's length
-                    parts.append(b"content-length: %d\r\n" % len(resp.body))
-                # else a HEAD whose GET length is unknown (chunked): no length at all
-        elif length is not None:
-            parts.append(b"content-length: " + length + b"\r\n")
-        elif not head_only:
-            if req.version == "1.1":
-                chunked = True
-                parts.append(b"transfer-encoding: chunked\r\n")
-            else:
-                keep_alive = False  # HTTP/1.0 without a length: the close ends the body
-        if not keep_alive:
-            parts.append(b"connection: close\r\n")
-        elif req.version == "1.0":
-            parts.append(b"connection: keep-alive\r\n")
-        parts.append(b"\r\n")
-        return parts, keep_alive, head_only, chunked
 
     async def _write_stream(self, head: bytes, stream: Any, chunked: bool,
                             keep_alive: bool) -> bool:

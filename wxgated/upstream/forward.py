@@ -160,15 +160,21 @@ def admit(up: Upstream, req: Request | None, tried: Any) -> Target:
     while True:
         target = up.balancer.pick(req, tried | skipped if skipped else tried)
         if target is None or target in skipped:
-            breakers = [t.breaker for t in up.targets if t.breaker is not None]
-            wait = min_retry_after(breakers, now) if breakers else 1.0
-            blocked = skipped or any(b.blocked(now) for b in breakers)
-            raise UpstreamUnavailable(f"upstream {up.name} has no available target", wait,
-                                      "breaker_open" if blocked else "no_healthy_target")
+            raise _unavailable(up, bool(skipped), now)
         breaker = target.breaker
         if breaker is None or breaker.allow(now):
             return target
         skipped.add(target)
+
+
+def _unavailable(up: Upstream, skipped: bool, now: float) -> UpstreamUnavailable:
+    """No target to try: when the client may try again, and why (breakers open, or no
+    healthy target)."""
+    breakers = [t.breaker for t in up.targets if t.breaker is not None]
+    wait = min_retry_after(breakers, now) if breakers else 1.0
+    blocked = skipped or any(b.blocked(now) for b in breakers)
+    return UpstreamUnavailable(f"upstream {up.name} has no available target", wait,
+                               "breaker_open" if blocked else "no_healthy_target")
 
 
 def record_verdict(target: Target, status: int | None, error: UpstreamError | None,

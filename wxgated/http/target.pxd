@@ -1,0 +1,1 @@
+cpdef tuple request_target(bytes url, rules)

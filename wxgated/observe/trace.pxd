@@ -1,0 +1,2 @@
+cpdef tuple trace_id_for(bytes x_trace_id, bytes traceparent)
+cpdef str new_trace_id()

@@ -68,7 +68,11 @@ class Wire:
         return True
 
 
-async def gateway_cost(config: str, path: str, n: int) -> float:
+POST_BODY = (b'{"openid":"o-bench-user-0001","items":[{"id":42,"qty":1},{"id":7,"qty":3}],'
+             b'"note":"bench"}')  # bench/post.lua's
+
+
+async def gateway_cost(config: str, path: str, n: int, post: bool = False) -> float:
     os.environ["BENCH_PORT"] = "0"  # a listener is bound, never used
     gw = Gateway(config, AccessLog(fd=os.open(os.devnull, os.O_WRONLY)))
     gw.load()
@@ -89,6 +93,10 @@ async def gateway_cost(config: str, path: str, n: int) -> float:
     auth = f"authorization: Bearer {token}\r\n" if token else ""
     request = (f"GET {path} HTTP/1.1\r\nhost: 127.0.0.1:18080\r\n{auth}"
                "user-agent: wrk\r\n\r\n").encode()
+    if post:  # wrk's POST of bench/post.lua
+        request = (f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:18080\r\n{auth}"
+                   "content-type: application/json\r\n"
+                   f"content-length: {len(POST_BODY)}\r\n\r\n").encode() + POST_BODY
     def one() -> None:
         proto.data_received(request)
         conn.data_received(ANSWER)
@@ -186,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", nargs="?", default=str(REPO / "bench" / "gateway-bare.yaml"))
     p.add_argument("--path", default="/bare/x")
+    p.add_argument("--post", action="store_true", help="a small JSON POST (bench/post.lua's)")
     p.add_argument("-n", type=int, default=10000)
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--opcodes", action="store_true",
@@ -194,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     if args.opcodes:
-        ops = uvloop.run(gateway_cost(args.config, args.path, 0))
+        ops = uvloop.run(gateway_cost(args.config, args.path, 0, args.post))
         print(f"{args.path}: {ops:.0f} Python opcodes per request")
         for stage, n in BY_STAGE.most_common():
             print(f"{n:6d}  {100 * n / ops:4.1f}%  {stage}")
@@ -208,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         # interleaved, and the best of each: the machine's speed drifts within a minute
         ours, floor = [], []
         for _ in range(args.rounds):
-            ours.append(await gateway_cost(args.config, args.path, args.n))
+            ours.append(await gateway_cost(args.config, args.path, args.n, args.post))
             floor.append(floor_cost(args.path, args.n))
         return min(ours), min(floor)
 

@@ -37,6 +37,14 @@ HOT_MODULES = [
     "wxgated/observe/metrics.py",
     "wxgated/observe/accesslog.py",
     "wxgated/observe/trace.py",
+    "wxgated/limits/gcra.py",
+    "wxgated/limits/local.py",
+    "wxgated/wechat/auth.py",
+    "wxgated/wechat/jwt_keys.py",
+    "wxgated/wechat/sessions.py",
+    "wxgated/state/memory.py",
+    "wxgated/filters/jwt_auth.py",
+    "wxgated/filters/rate_limit.py",
 ]
 
 DIRECTIVES = {

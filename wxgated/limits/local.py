@@ -31,7 +31,8 @@ class LocalStore:
         tat = tats.pop(key, 0)
         if tat <= now and len(tats) >= self.max_keys:
             del tats[next(iter(tats))]
-        new_tat, decision = gcra(tat, now, *self._params)
+        interval, tolerance, burst = self._params
+        new_tat, decision = gcra(tat, now, interval, tolerance, burst)
         if new_tat > now:
             tats[key] = new_tat
         return decision

@@ -45,3 +45,4 @@ cdef class Upstream:
     cdef public object rebalance
     cdef public object watcher
     cdef public object discovered
+    cdef object __weakref__  # discovered targets bind their upstreams weakly

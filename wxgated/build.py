@@ -9,6 +9,7 @@ installed tree can run both ways (the test suite runs a part of itself interpret
 
 from __future__ import annotations
 
+import importlib
 import importlib.machinery
 import os
 import sys
@@ -18,8 +19,6 @@ from types import ModuleType
 ENV = "WXGATED_NO_EXTENSIONS"
 # the module whose build stands for all: it is in setup.py's list of hot modules
 PROBE = "wxgated.http.server"
-
-
 _SOURCES = (importlib.machinery.SourceFileLoader, importlib.machinery.SOURCE_SUFFIXES)
 
 
@@ -56,8 +55,6 @@ def describe() -> str:
     """For the start-up line: "compiled" or "interpreted", and why when it matters."""
     probe = sys.modules.get(PROBE)
     if probe is None:
-        import importlib
-
         probe = importlib.import_module(PROBE)
     if is_compiled(probe):
         return "compiled"

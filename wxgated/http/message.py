@@ -82,7 +82,7 @@ class Body:
         if self.length is not None and self.length > limit:
             raise HTTPError(413, "request body too large", reason="body_too_large")
         feeder = self._feeder
-        if feeder is not None and hasattr(feeder, "limit"):  # a size-limiting feeder
+        if feeder is not None and hasattr(feeder, "limit"):
             if feeder.received > limit:  # already arrived (a small chunked body)
                 raise HTTPError(413, "request body too large", reason="body_too_large")
             feeder.limit = min(feeder.limit, limit)

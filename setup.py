@@ -51,27 +51,25 @@ DIRECTIVES = {
     "language_level": 3,
     "annotation_typing": False,  # the .pxd files type; annotations stay documentation
     "binding": False,
-    "boundscheck": False,
-    "wraparound": True,
-    "embedsignature": False,
+    # bounds are checked as in Python: a bad index is an IndexError, never a bad read
 }
 
 
 class LenientBuildExt(build_ext):
-    """A failed compile leaves the interpreted modules, with a warning."""
+    """A failed compile leaves every hot module interpreted, with a warning: all or
+    none, as a compiled module expects the classes it cimports compiled too."""
 
     def run(self) -> None:
         try:
             super().run()
         except Exception as exc:  # noqa: BLE001 - any compiler failure means: interpreted
+            for ext in self.extensions:
+                for root in (os.curdir, self.build_lib):
+                    built = os.path.join(root, self.get_ext_filename(ext.name))
+                    if os.path.exists(built):
+                        os.remove(built)
             print(f"wxgated: compiling the hot modules failed ({exc}); "
                   "they will run interpreted", file=sys.stderr)
-
-    def build_extension(self, ext) -> None:  # type: ignore[no-untyped-def]
-        try:
-            super().build_extension(ext)
-        except Exception as exc:  # noqa: BLE001
-            print(f"wxgated: {ext.name} not compiled ({exc})", file=sys.stderr)
 
 
 def extensions() -> list:

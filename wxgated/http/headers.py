@@ -147,8 +147,8 @@ _CONTROLS = bytes(range(0x20)).replace(b"\t", b"") + b"\x7f"
 _NOT_TOKEN = re.compile(rb"[^!#$%&'*+.^_`|~0-9A-Za-z-]").search
 
 
-# this module runs compiled (setup.py): then a C loop counts control bytes faster than
-# bytes.translate, which is the fast way for the interpreter
+# True when this module runs compiled (setup.py): a C loop then counts control bytes faster
+# than bytes.translate, which is the fast way for the interpreter
 _COMPILED = not __file__.endswith(".py")
 
 

@@ -61,4 +61,4 @@ if [ $# -gt 0 ]; then exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@
 .venv/bin/python -m pytest -q -p no:cacheprovider
 echo "test: again, interpreted (WXGATED_NO_EXTENSIONS=1): the compiled modules' packages"
 WXGATED_NO_EXTENSIONS=1 exec .venv/bin/python -m pytest -q -p no:cacheprovider \
-  tests/http tests/gateway tests/terminals tests/build
+  tests/http tests/gateway tests/terminals tests/builds

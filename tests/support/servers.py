@@ -14,10 +14,20 @@ from typing import Any
 from aiohttp import web
 
 
+_GIVEN: set[int] = set()  # ports handed out in this process
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on, never one handed out before in this test process: the
+    kernel may give the same free port to two binds in a row (a gateway's server and
+    admin ports once came out equal, and its config was refused)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def wait_port(port: int, timeout: float = 10.0) -> None:

@@ -13,7 +13,6 @@ from typing import Any
 
 from aiohttp import web
 
-
 _GIVEN: set[int] = set()  # ports handed out in this process
 
 

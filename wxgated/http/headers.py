@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import itertools
 import re
+import sys
 from random import getrandbits
 
+from wxgated.build import is_compiled
 from wxgated.http.message import HTTPError, Request
 from wxgated.observe.trace import trace_hex
 
@@ -149,7 +151,7 @@ _NOT_TOKEN = re.compile(rb"[^!#$%&'*+.^_`|~0-9A-Za-z-]").search
 
 # True when this module runs compiled (setup.py): a C loop then counts control bytes faster
 # than bytes.translate, which is the fast way for the interpreter
-_COMPILED = not __file__.endswith(".py")
+_COMPILED = is_compiled(sys.modules[__name__])
 
 
 def _controls(text: bytes) -> int:

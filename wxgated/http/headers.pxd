@@ -3,7 +3,7 @@ cimport cython
 from wxgated.http.message cimport Request
 
 
-@cython.locals(kept=list, special=bint, block=bytes)
+@cython.locals(parts=list, kept=Py_ssize_t, special=bint, block=bytes)
 cpdef tuple request_block(Request req, bint keep_host)
 cpdef bytes forward_target(Request req)
 @cython.locals(n=Py_ssize_t, c=cython.uchar)

@@ -13,6 +13,6 @@ cdef class ResponseWriter:
     cpdef bint write_now(self, Request req, Response resp, bint keep_alive)
 
 
-@cython.locals(status=int, head_only=bint, chunked=bint, headers=list, kept=list, parts=list)
+@cython.locals(status=int, head_only=bint, chunked=bint, parts=list)
 cpdef tuple head_parts(Request req, Response resp, bint keep_alive)
 cpdef bytes status_line(int status)

@@ -18,4 +18,7 @@ cdef class AccessLog:
     cpdef flush(self)
 
 
+@cython.locals(data=bytes)
 cpdef bint _plain(str text)
+@cython.locals(thousandths=long)
+cpdef str _three_places(double value)

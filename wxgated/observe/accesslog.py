@@ -27,12 +27,26 @@ from typing import Any
 
 _MAX_BATCH = 256
 _MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))  # a table: formatting them cost ~1 µs
+_FRACTION = tuple(f"{n:03d}" for n in range(1000))  # the same for the decimals of a duration
+# what cannot sit between JSON quotes as it is: controls, DEL, `"` and `\`
+_UNPLAIN = bytes(range(0x20)) + b'"\\\x7f'
 
 
 def _plain(text: str) -> bool:
-    """Can `text` sit between JSON quotes as it is: printable ASCII (isascii is O(1),
-    isprintable refuses controls and DEL) without `"` or `\\`."""
-    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+    """Can `text` sit between JSON quotes as it is: printable ASCII without `"` or `\\`
+    (isascii is O(1); bytes.translate runs at memory speed, where isprintable looks
+    each character up in the Unicode tables)."""
+    if not text.isascii():
+        return False
+    data = text.encode("ascii")
+    return len(data.translate(None, _UNPLAIN)) == len(data)
+
+
+def _three_places(value: float) -> str:
+    """A non-negative `value` with three decimals, formatted from integers (a float's
+    ".3f" cost a µs a line)."""
+    thousandths = int(value * 1000.0 + 0.5)
+    return f"{thousandths // 1000}.{_FRACTION[thousandths % 1000]}"
 
 
 def _escaped(fields: tuple[str, ...]) -> tuple[str, ...]:
@@ -73,8 +87,8 @@ class AccessLog:
             f'{{"ts":"{self._ts(time.time())}","trace_id":"{trace}",'
             f'"route":"{route}","method":"{method}","path":"{path}",'
             f'"status":{status},"upstream":"{upstream}","target":"{target}",'
-            f'"duration_ms":{duration * 1000.0:.3f},'
-            f'"upstream_ms":{"null" if not up_ms >= 0 else format(up_ms, ".3f")},'
+            f'"duration_ms":{_three_places(duration * 1000.0)},'
+            f'"upstream_ms":{"null" if not up_ms >= 0 else _three_places(up_ms)},'
             f'"bytes_in":{bytes_in},"bytes_out":{bytes_out},"client_ip":"{ip}"'
             + (self._pid if not req.reason else f',"reason":"{req.reason}"' + self._pid)
         )

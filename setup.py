@@ -89,7 +89,7 @@ def extensions() -> list:
               file=sys.stderr)
         return []
     for ext in exts:  # no debug info: it doubles the compile time and the .so size
-        ext.extra_compile_args = ["-O2", "-fvect-cost-model=dynamic", "-g0"]
+        ext.extra_compile_args = ["-O3", "-g0"]
     return exts
 
 

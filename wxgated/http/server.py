@@ -251,7 +251,7 @@ class GatewayProtocol(Timed):  # an asyncio Protocol by shape: uvloop calls its 
                 headers.append((b"host", authority))
         by_name = dict(headers)  # the last of each name, for the few read here
         sent, path, query, plain = request_target(url, cfg.path_rules)
-        method = parser.get_method().decode("ascii")
+        method = parser.get_method().decode()  # a method token: ASCII (utf-8 is the fast decode)
         req = self.d.begin(self.peer_ip, headers, by_name, method, path, query, version,
                            parser.should_keep_alive())
         req.orig_path = sent

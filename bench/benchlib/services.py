@@ -124,13 +124,24 @@ def start_gateway(name: str, config: str, tmp: Path, cpus: str | None,
 
 
 def checkout(ref: str, tmp: Path) -> Path:
-    """The tree of git `ref` (a commit, tag or branch of this repo) in TMP, for A/B runs."""
+    """The tree of git `ref` (a commit, tag or branch of this repo) in TMP, for A/B runs,
+    built as this tree is: its hot modules compiled in place when it has a compiled
+    build and this tree runs one, so the A/B compares like with like."""
     tree = tmp / f"tree-{ref.replace('/', '_')}"
     tree.mkdir()
     archive = subprocess.run(["git", "archive", ref], cwd=REPO, capture_output=True,
                              check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    if (tree / "wxgated" / "build.py").exists() and _compiled_here():
+        subprocess.run([python(), "setup.py", "-q", "build_ext", "--inplace"], cwd=tree,
+                       check=True, capture_output=True)
     return tree
+
+
+def _compiled_here() -> bool:
+    out = subprocess.run([python(), "-c", "import wxgated.build as b; print(b.describe())"],
+                         cwd=REPO, capture_output=True, text=True)
+    return out.stdout.strip() == "compiled"
 
 
 def login(base: str, code: str = "bench-code") -> str:

@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--install", action="store_true",
                    help="apt-get install missing nginx/wrk/redis (root only)")
     p.add_argument("--baseline", metavar="REF",
-                   help="also run bare, post, full and redis as of git REF, interleaved in the same "
+                   help="also run bare, post, full, redis and aggregate as of git REF, interleaved in the same "
                         "rounds (an A/B of a change; no RESULTS.md entry unless --append)")
     p.add_argument("--interpreted", action="store_true",
                    help="also run bare, post, full, redis and aggregate of this tree interpreted "

@@ -145,11 +145,12 @@ def start_scaling(tmp: Path, up_port: int, notes: list[str], workers: int) -> li
 
 def start_baseline(ref: str, wanted: list[str], tmp: Path, plan: CpuPlan, up_port: int,
                    redis_port: int) -> list[Scenario]:
-    """bare, post, full and redis as they were at git `ref`, named `bare@REF` and so on: an
-    A/B of a change in the same rounds, where the VM's drift between runs can't hide it."""
+    """bare, post, full, redis and aggregate as they were at git `ref`, named `bare@REF`
+    and so on: an A/B of a change in the same rounds, where the VM's drift between runs
+    can't hide it."""
     tree = checkout(ref, tmp)
     out = _bare_gateway(wanted, tmp, plan, up_port, tree, f"@{ref}")
-    names = [n for n in ("full", "redis") if n in wanted]
+    names = [n for n in ("full", "redis", "aggregate") if n in wanted]
     if names:
         out += _full_gateway(f"full@{ref}", names, tmp, plan, up_port, redis_port, tree,
                              f"@{ref}")

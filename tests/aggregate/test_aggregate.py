@@ -47,6 +47,16 @@ def backend_app() -> web.Application:
                                             {"id": 2, "sku": "y", "cost": 4}],
                                   "uid": request.query.get("uid")})
 
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        """A JSON answer sent one byte every 0.1 s: each read is quick, the whole is not."""
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        for byte in b'{"a": 1}':
+            await resp.write(bytes([byte]))
+            await asyncio.sleep(0.1)
+        await resp.write_eof()
+        return resp
+
     async def wrapped(request: web.Request) -> web.Response:
         return web.json_response({"code": 0, "data": {"coupons": 3}})
 
@@ -66,7 +76,7 @@ def backend_app() -> web.Application:
     for path, handler in (("/slow/{tag}", slow), ("/users/{id}", user), ("/orders", orders),
                           ("/wrapped", wrapped), ("/echo/{tail:.*}", echo),
                           ("/status/{code}", status), ("/notjson", notjson),
-                          ("/scalar", scalar)):
+                          ("/scalar", scalar), ("/trickle", trickle)):
         app.router.add_get(path, handler)
     app.router.add_post("/echo/{tail:.*}", echo)
     return app
@@ -191,6 +201,18 @@ async def test_required_failure_answers_without_waiting_for_slow_ones(env: Env) 
 async def test_overall_timeout_bounds_every_backend(env: Env) -> None:
     handler = env.build({"timeout": "300ms", "backends": [
         {"upstream": "users", "path": "/slow/a?s=0.8", "as": "a", "timeout": "5s"}]})
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    resp, doc = await run(handler)
+    assert resp.status == 504 and doc["failed"] == ["a"]
+    assert loop.time() - start < 0.7
+
+
+async def test_overall_timeout_bounds_a_backend_that_trickles(env: Env) -> None:
+    # every read comes within the read timeout; only the route's deadline stops it
+    handler = env.build({"timeout": "400ms", "backends": [
+        {"upstream": "users", "path": "/trickle", "as": "a"},
+        {"upstream": "orders", "path": "/orders", "as": "o", "optional": True}]})
     loop = asyncio.get_running_loop()
     start = loop.time()
     resp, doc = await run(handler)

@@ -28,6 +28,7 @@ cdef class Flow:
     cpdef _response(self, Response resp, Py_ssize_t below)
     cpdef _answer(self, Response resp)
     cpdef done(self, int status)
+    cpdef drive(self, work)
     cpdef object _drive(self, coro, then)
 
 

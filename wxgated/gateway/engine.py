@@ -176,6 +176,25 @@ class Flow:
         an aggregate)."""
         asyncio.get_running_loop().create_task(self._waited(work))
 
+    def drive(self, work: Coroutine[Any, Any, Response]) -> None:
+        """A terminal's answer from a coroutine that awaits only futures (no
+        `asyncio.timeout`, nothing that needs a current task): it runs to its first wait
+        now, and on from the callbacks of the futures it waits on. No task to create,
+        register and wake, as `wait` has."""
+        try:
+            resp = self._drive(work, self._terminated)
+        except BaseException as exc:
+            self.fail(exc)
+            return
+        if resp is not _WAITING:
+            self.respond(resp)
+
+    def _terminated(self, result: Any, exc: BaseException | None) -> None:
+        if exc is not None:
+            self.fail(exc)
+        else:
+            self.respond(result)
+
     async def _waited(self, work: Awaitable[Response]) -> None:
         try:
             resp = await work

@@ -41,6 +41,13 @@ ANSWER = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Fri, 27 Nov 2026 08
           b"Connection: keep-alive\r\n\r\n" + b"x" * 90)
 
 
+# nginx/upstream.conf's answer to every GET, for the aggregate route (which parses it)
+JSON_BODY = b'{"code":0,"user":{"id":42,"name":"bench user","tags":["a","b","c"]},"ok":true,"n":1234567}'
+JSON_ANSWER = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Fri, 27 Nov 2026 08:38:01 GMT"
+               b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+               b"Connection: keep-alive\r\n\r\n%s" % (len(JSON_BODY), JSON_BODY))
+
+
 class Wire:
     """A transport that keeps what is written."""
 
@@ -97,6 +104,12 @@ async def gateway_cost(config: str, path: str, n: int, post: bool = False) -> fl
         request = (f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:18080\r\n{auth}"
                    "content-type: application/json\r\n"
                    f"content-length: {len(POST_BODY)}\r\n\r\n").encode() + POST_BODY
+    if any(r.terminal == "aggregate" and r.path == path for r in gw.snapshot.routes):
+        try:
+            return await aggregate_cost(pool, proto, client, request, n)
+        finally:
+            await gw.shutdown(0)
+
     def one() -> None:
         proto.data_received(request)
         conn.data_received(ANSWER)
@@ -118,6 +131,43 @@ async def gateway_cost(config: str, path: str, n: int, post: bool = False) -> fl
         return spent / n * 1e6
     finally:
         await gw.shutdown(0)
+
+
+async def aggregate_cost(pool: Any, proto: Any, client: Wire, request: bytes, n: int) -> float:
+    """An aggregate of two calls: its steps run as tasks, so each request turns the loop
+    until both calls are out, answers each, and turns it until the client's answer is
+    written. The turns of this driver are counted in; they are the same in an A/B."""
+    wires = []
+    for _ in range(2):  # two pooled connections: the steps' calls go out together
+        wire = Wire()
+        conn = UpstreamConnection(pool)
+        conn.connection_made(wire)
+        pool.release(conn)
+        wires.append((wire, conn))
+
+    async def one() -> None:
+        proto.data_received(request)
+        pending = len(wires)
+        while pending:
+            await asyncio.sleep(0)
+            for wire, conn in wires:
+                if wire.out:
+                    wire.out.clear()
+                    conn.data_received(JSON_ANSWER)
+                    pending -= 1
+        while not client.out:
+            await asyncio.sleep(0)
+        assert client.out[-1].startswith(b"HTTP/1.1 200"), client.out[-1][:300]
+        client.out.clear()
+
+    for _ in range(200):
+        await one()
+    if n == 0:
+        raise SystemExit("--opcodes counts a synchronous request; the aggregate route awaits")
+    t0 = time.process_time()
+    for _ in range(n):
+        await one()
+    return (time.process_time() - t0) / n * 1e6
 
 
 BY_FUNCTION: Counter[str] = Counter()

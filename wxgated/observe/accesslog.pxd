@@ -9,6 +9,7 @@ cdef class AccessLog:
     cdef public long _sec
     cdef public str _sec_text
     cdef public str _pid
+    cdef public object _loop
 
     @cython.locals(sec=long)
     cpdef str _ts(self, double now)

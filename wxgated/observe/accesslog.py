@@ -66,6 +66,9 @@ class AccessLog:
         self._sec = -1
         self._sec_text = ""
         self._pid = f',"pid":{os.getpid()}}}\n'  # which worker served it
+        # asyncio.get_running_loop() makes a getpid system call on CPython 3.11 (its
+        # fork check): looked up once per loop, not once per logged request
+        self._loop: Any = None
 
     def _ts(self, now: float) -> str:
         sec = int(now)
@@ -97,7 +100,10 @@ class AccessLog:
             self.flush()
         elif not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            loop = self._loop
+            if loop is None or loop.is_closed():
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self.flush)
 
     def event(self, level: str, msg: str, **fields: Any) -> None:
         """A non-request log line (reloads, errors), in the same JSON-lines stream."""

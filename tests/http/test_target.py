@@ -106,8 +106,10 @@ def test_the_bottom_check_refuses_lines_that_are_not_one_head(lines: bytes) -> N
 
 def test_field_lines_count_their_lines() -> None:
     assert field_lines([(b"a", b"1"), (b"b", b"x\ty")]) == b"a: 1\r\nb: x\ty\r\n"
+    assert field_lines([(b"x-A.b_c~9!#$%&'*+^`|", b"1")]) == b"x-A.b_c~9!#$%&'*+^`|: 1\r\n"
     for bad in ([(b"a", b"1\r\nx-wx-openid: o")], [(b"a b", b"1")], [(b"", b"1")],
-                [(b"a", b"\x00")], [(b"a:", b"1")]):
+                [(b"a", b"\x00")], [(b"a:", b"1")], [(b"(a)", b"1")], [(b"\xe4\xb8\x8a", b"1")],
+                [(b"a\x7f", b"1")], [(b"a/b", b"1")]):
         with pytest.raises(HTTPError):
             field_lines(bad)
 

@@ -125,7 +125,7 @@ def forward_target(req: Request) -> bytes:
 def field_lines(fields: list[tuple[bytes, bytes]]) -> bytes:
     """Header fields as `name: value` CRLF lines, checked (`_check_lines`)."""
     for name, _ in fields:
-        if not name or name.translate(None, _TOKEN_BYTES):  # a byte left: not a token
+        if not name or _NOT_TOKEN(name) is not None:
             raise unsafe()
     text = b"\r\n".join(map(b": ".join, fields)) + b"\r\n" if fields else b""
     return _check_lines(text, len(fields))
@@ -149,9 +149,7 @@ def unsafe() -> HTTPError:
 
 # control bytes other than HTAB (CR and LF included: they are counted)
 _CONTROLS = bytes(range(0x20)).replace(b"\t", b"") + b"\x7f"
-# RFC 9110 tchar: deleting these from a field name must leave nothing (translate runs
-# at memory speed; a regex search cost ≈ 1 µs per name)
-_TOKEN_BYTES = b"!#$%&'*+.^_`|~-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_NOT_TOKEN = re.compile(rb"[^!#$%&'*+.^_`|~0-9A-Za-z-]").search
 
 
 # True when this module runs compiled (setup.py): a C loop then counts control bytes faster

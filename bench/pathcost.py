@@ -87,13 +87,7 @@ async def gateway_cost(config: str, path: str, n: int, post: bool = False) -> fl
     token = await login(gw)
     d = gw.dispatcher
     assert d is not None
-    route = next(r for r in gw.snapshot.routes if r.terminal == "upstream")
-    target = next(iter(gw.snapshot.upstreams.values())).targets[0]
-    pool = target.pool
-    up_wire = Wire()
-    conn = UpstreamConnection(pool)
-    conn.connection_made(up_wire)
-    pool.release(conn)
+    pool = next(iter(gw.snapshot.upstreams.values())).targets[0].pool
     client = Wire()
     proto = d.protocol()
     proto.connection_made(client)
@@ -104,11 +98,26 @@ async def gateway_cost(config: str, path: str, n: int, post: bool = False) -> fl
         request = (f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:18080\r\n{auth}"
                    "content-type: application/json\r\n"
                    f"content-length: {len(POST_BODY)}\r\n\r\n").encode() + POST_BODY
-    if any(r.terminal == "aggregate" and r.path == path for r in gw.snapshot.routes):
-        try:
+    try:
+        if any(r.terminal == "aggregate" and r.path == path for r in gw.snapshot.routes):
             return await aggregate_cost(pool, proto, client, request, n)
-        finally:
-            await gw.shutdown(0)
+        return await proxy_cost(pool, proto, client, request, n)
+    finally:
+        await gw.shutdown(0)
+
+
+def _pooled(pool: Any) -> tuple[Wire, UpstreamConnection]:
+    """An idle connection in `pool` whose writes land in a Wire."""
+    wire = Wire()
+    conn = UpstreamConnection(pool)
+    conn.connection_made(wire)
+    pool.release(conn)
+    return wire, conn
+
+
+async def proxy_cost(pool: Any, proto: Any, client: Wire, request: bytes, n: int) -> float:
+    """A proxied request: one upstream call, all of it synchronous on pooled connections."""
+    up_wire, conn = _pooled(pool)
 
     def one() -> None:
         proto.data_received(request)
@@ -119,31 +128,24 @@ async def gateway_cost(config: str, path: str, n: int, post: bool = False) -> fl
         await asyncio.sleep(0)
     client.out.clear()
     up_wire.out.clear()
-    try:
-        if n == 0:  # count instead of time: Python opcodes and calls of one request
-            return count_opcodes(one)
-        t0 = time.process_time()
-        for _ in range(n):
-            one()
-        spent = time.process_time() - t0
-        assert len(client.out) == n and client.out[-1].startswith(b"HTTP/1.1 200"), \
-            (route.name, client.out[-1][:200] if client.out else None)
-        return spent / n * 1e6
-    finally:
-        await gw.shutdown(0)
+    if n == 0:  # count instead of time: Python opcodes and calls of one request
+        return count_opcodes(one)
+    t0 = time.process_time()
+    for _ in range(n):
+        one()
+    spent = time.process_time() - t0
+    assert len(client.out) == n and client.out[-1].startswith(b"HTTP/1.1 200"), \
+        client.out[-1][:200] if client.out else None
+    return spent / n * 1e6
 
 
 async def aggregate_cost(pool: Any, proto: Any, client: Wire, request: bytes, n: int) -> float:
     """An aggregate of two calls: its steps run as tasks, so each request turns the loop
     until both calls are out, answers each, and turns it until the client's answer is
     written. The turns of this driver are counted in; they are the same in an A/B."""
-    wires = []
-    for _ in range(2):  # two pooled connections: the steps' calls go out together
-        wire = Wire()
-        conn = UpstreamConnection(pool)
-        conn.connection_made(wire)
-        pool.release(conn)
-        wires.append((wire, conn))
+    if n == 0:
+        raise SystemExit("--opcodes counts a synchronous request; the aggregate route awaits")
+    wires = [_pooled(pool) for _ in range(2)]  # the steps' calls go out together
 
     async def one() -> None:
         proto.data_received(request)
@@ -162,8 +164,6 @@ async def aggregate_cost(pool: Any, proto: Any, client: Wire, request: bytes, n:
 
     for _ in range(200):
         await one()
-    if n == 0:
-        raise SystemExit("--opcodes counts a synchronous request; the aggregate route awaits")
     t0 = time.process_time()
     for _ in range(n):
         await one()
